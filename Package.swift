@@ -1,0 +1,98 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "identity-graph",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "identity-graph", targets: ["identity-graph"]),
+        .library(name: "IdentityGraph", targets: ["IdentityGraph"]),
+        .library(name: "IdentityServer", targets: ["IdentityServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // The C library, found through pkg-config; Debian's liblmdb-dev provides it.
+        .systemLibrary(
+            name: "CLMDB",
+            pkgConfig: "lmdb",
+            providers: [.apt(["liblmdb-dev"])]
+        ),
+        // A small safe wrapper over LMDB: no domain types, no C pointers above it.
+        .target(
+            name: "LMDB",
+            dependencies: ["CLMDB"],
+            swiftSettings: swiftSettings
+        ),
+        // The domain: contacts, normalization, the index, identify, persistence. No networking.
+        .target(
+            name: "IdentityGraph",
+            dependencies: ["LMDB"],
+            swiftSettings: swiftSettings
+        ),
+        // The wire: HTTP routes (Hummingbird), the line protocol (SwiftNIO), services, limits.
+        .target(
+            name: "IdentityServer",
+            dependencies: [
+                "IdentityGraph",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "identity-graph",
+            dependencies: [
+                "IdentityGraph",
+                "IdentityServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The shared conformance scenarios, read at test time by every suite that speaks identify.
+        .target(
+            name: "ConformanceSupport",
+            dependencies: ["IdentityGraph"],
+            path: "Tests/ConformanceSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "LMDBTests",
+            dependencies: ["LMDB"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "IdentityGraphTests",
+            dependencies: ["IdentityGraph", "LMDB", "ConformanceSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "IdentityServerTests",
+            dependencies: [
+                "IdentityServer",
+                "IdentityGraph",
+                "ConformanceSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

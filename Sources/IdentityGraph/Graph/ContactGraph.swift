@@ -1,0 +1,253 @@
+/// Every contact in memory, with the index that links them into profiles. Not thread-safe: its one
+/// owner, ``IdentityEngine``, serializes access.
+///
+/// Contacts are numbered by id and kept as parallel arrays (about 36 bytes a contact, plus its
+/// values in ``ValueTable``s). The profiles form a union-find structure whose every path is fully
+/// compressed: a secondary points straight at its primary (`linkedTo`), because SPEC.md requires
+/// exactly that of the stored `linkedId`s, so `find` is one array read. A union relinks the
+/// newer profile to the older primary: the cost is the number of rows the merge must rewrite
+/// anyway. Each profile also keeps its members as a list sorted by id (`nextMember`, with
+/// the tail at `lastMember[primary]`), so that an answer walks its own profile and nothing else.
+struct ContactGraph {
+    // Index 0 of every array is unused: ids start at 1, and 0 means "none".
+    private var emailOf: [UInt32] = [0]  // value number + 1
+    private var phoneOf: [UInt32] = [0]
+    private var linkedTo: [UInt32] = [0]  // the primary, or 0 for a primary
+    private var nextMember: [UInt32] = [0]
+    private var lastMember: [UInt32] = [0]  // meaningful for primaries only
+    private var createdAt: [Int64] = [0]
+    private var updatedAt: [Int64] = [0]
+    private var emails = ValueTable()
+    private var phones = ValueTable()
+    private(set) var profileCount = 0
+
+    var contactCount: Int { emailOf.count - 1 }
+
+    /// The primary of the profile holding contact `id`: the union-find `find`.
+    @inline(__always)
+    func primary(of id: UInt32) -> UInt32 {
+        let linked = linkedTo[Int(id)]
+        return linked == 0 ? id : linked
+    }
+
+    /// Applies identify (SPEC.md section 4) and returns the primary of the resulting profile.
+    /// Appends the id of every row it created or changed to `changed`; nothing when nothing is new.
+    /// `now` must not be earlier than any timestamp already in the graph.
+    mutating func identify(_ request: IdentifyRequest, now: Int64, changed: inout [UInt32]) -> UInt32 {
+        let emailValue = request.email.flatMap { emails.find($0) }
+        let phoneValue = request.phoneNumber.flatMap { phones.find($0) }
+        let emailPrimary = emailValue.map { primary(of: emails.owners[$0]) }
+        let phonePrimary = phoneValue.map { primary(of: phones.owners[$0]) }
+
+        let winner: UInt32
+        switch (emailPrimary, phonePrimary) {
+        case (nil, nil):
+            let id = append(email: request.email, emailValue: nil, phone: request.phoneNumber, phoneValue: nil,
+                            linkedTo: 0, now: now)
+            changed.append(id)
+            return id
+        case (let primary?, nil), (nil, let primary?):
+            winner = primary
+        case (let first?, let second?):
+            winner = min(first, second)
+            if first != second { merge(max(first, second), into: winner, now: now, changed: &changed) }
+        }
+        let newEmail = request.email != nil && emailValue == nil
+        let newPhone = request.phoneNumber != nil && phoneValue == nil
+        if newEmail || newPhone {
+            let id = append(email: request.email, emailValue: emailValue, phone: request.phoneNumber,
+                            phoneValue: phoneValue, linkedTo: winner, now: now)
+            changed.append(id)
+        }
+        return winner
+    }
+
+    /// Whether ``identify(_:now:changed:)`` would write anything for `request`.
+    func wouldChange(_ request: IdentifyRequest) -> Bool {
+        let emailValue = request.email.flatMap { emails.find($0) }
+        let phoneValue = request.phoneNumber.flatMap { phones.find($0) }
+        if (request.email != nil && emailValue == nil) || (request.phoneNumber != nil && phoneValue == nil) {
+            return true
+        }
+        guard let emailValue, let phoneValue else { return false }
+        return primary(of: emails.owners[emailValue]) != primary(of: phones.owners[phoneValue])
+    }
+
+    /// The profile whose primary is `primary`.
+    func profile(primary: UInt32) -> Profile {
+        var profile = Profile(primaryContactId: Int(primary), emails: [], phoneNumbers: [], secondaryContactIds: [])
+        var member = primary
+        while member != 0 {
+            let index = Int(member)
+            if member != primary { profile.secondaryContactIds.append(index) }
+            let email = emailOf[index]
+            if email != 0 && emails.owners[Int(email - 1)] == member {
+                profile.emails.append(emails.text(Int(email - 1)))
+            }
+            let phone = phoneOf[index]
+            if phone != 0 && phones.owners[Int(phone - 1)] == member {
+                profile.phoneNumbers.append(phones.text(Int(phone - 1)))
+            }
+            member = nextMember[index]
+        }
+        return profile
+    }
+
+    /// The profile holding contact `id`, or `nil` when there is no such contact.
+    func profile(containing id: Int) -> Profile? {
+        guard id >= 1, id <= contactCount else { return nil }
+        return profile(primary: primary(of: UInt32(id)))
+    }
+
+    /// The record of contact `id`, or `nil` when there is no such contact.
+    func contact(id: Int) -> Contact? {
+        guard id >= 1, id <= contactCount else { return nil }
+        let email = emailOf[id]
+        let phone = phoneOf[id]
+        let linked = linkedTo[id]
+        return Contact(
+            id: id,
+            email: email == 0 ? nil : emails.text(Int(email - 1)),
+            phoneNumber: phone == 0 ? nil : phones.text(Int(phone - 1)),
+            linkedId: linked == 0 ? nil : Int(linked),
+            createdAt: Timestamp(millisecondsSince1970: createdAt[id]),
+            updatedAt: Timestamp(millisecondsSince1970: updatedAt[id])
+        )
+    }
+
+    /// The newest timestamp in the graph, so that a reopened engine never issues an earlier one.
+    var latestTimestamp: Int64 {
+        var latest = createdAt.last ?? 0
+        // Relinks update old rows, so the newest updatedAt can be anywhere.
+        for value in updatedAt where value > latest { latest = value }
+        return latest
+    }
+
+    /// Pre-sizes the arrays for `contacts` rows (used when loading a store).
+    mutating func reserve(contacts: Int) {
+        for keyPath in [\ContactGraph.emailOf, \.phoneOf, \.linkedTo, \.nextMember, \.lastMember] {
+            self[keyPath: keyPath].reserveCapacity(contacts + 1)
+        }
+        createdAt.reserveCapacity(contacts + 1)
+        updatedAt.reserveCapacity(contacts + 1)
+        emails.reserve(values: contacts, bytes: contacts * 24)
+        phones.reserve(values: contacts / 2, bytes: contacts * 6)
+    }
+
+    /// Adds a stored row while rebuilding the graph. Rows must come in id order, and each must
+    /// keep the invariants of SPEC.md section 2 with the rows before it; a row that does not is
+    /// reported instead of being indexed wrongly.
+    mutating func load(_ contact: Contact) throws(LoadError) {
+        let id = contact.id
+        guard id == contactCount + 1 else {
+            throw LoadError(id: id, reason: "expected contact \(contactCount + 1) next: ids must be dense")
+        }
+        var primary = UInt32(id)
+        if let linkedId = contact.linkedId {
+            guard linkedId >= 1, linkedId < id, linkedTo[linkedId] == 0 else {
+                throw LoadError(id: id, reason: "linkedId \(linkedId) is not an older primary")
+            }
+            primary = UInt32(linkedId)
+        }
+        let emailValue = contact.email.flatMap { emails.find($0) }
+        let phoneValue = contact.phoneNumber.flatMap { phones.find($0) }
+        if let emailValue, self.primary(of: emails.owners[emailValue]) != primary {
+            throw LoadError(id: id, reason: "its email belongs to another profile")
+        }
+        if let phoneValue, self.primary(of: phones.owners[phoneValue]) != primary {
+            throw LoadError(id: id, reason: "its phone number belongs to another profile")
+        }
+        let appended = append(email: contact.email, emailValue: emailValue, phone: contact.phoneNumber,
+                              phoneValue: phoneValue, linkedTo: primary == UInt32(id) ? 0 : primary,
+                              now: contact.createdAt.millisecondsSince1970)
+        updatedAt[Int(appended)] = contact.updatedAt.millisecondsSince1970
+    }
+
+    /// A stored row that cannot be indexed.
+    struct LoadError: Error {
+        var id: Int
+        var reason: String
+    }
+
+    // MARK: - Changes
+
+    /// Creates contact `contactCount + 1`, interning any value not yet known, and links it.
+    private mutating func append(
+        email: String?, emailValue: Int?, phone: String?, phoneValue: Int?, linkedTo primary: UInt32, now: Int64
+    ) -> UInt32 {
+        let id = UInt32(emailOf.count)
+        var emailNumber: UInt32 = 0
+        if let emailValue {
+            emailNumber = UInt32(emailValue + 1)
+        } else if let email {
+            emailNumber = UInt32(emails.insert(email, owner: id) + 1)
+        }
+        var phoneNumber: UInt32 = 0
+        if let phoneValue {
+            phoneNumber = UInt32(phoneValue + 1)
+        } else if let phone {
+            phoneNumber = UInt32(phones.insert(phone, owner: id) + 1)
+        }
+        emailOf.append(emailNumber)
+        phoneOf.append(phoneNumber)
+        linkedTo.append(primary)
+        nextMember.append(0)
+        createdAt.append(now)
+        updatedAt.append(now)
+        if primary == 0 {
+            lastMember.append(id)
+            profileCount += 1
+        } else {
+            lastMember.append(0)
+            // The new id is the largest of all, so it goes at the end of its profile's list.
+            nextMember[Int(lastMember[Int(primary)])] = id
+            lastMember[Int(primary)] = id
+        }
+        return id
+    }
+
+    /// Unions the profile of `loser` into that of the older primary `winner`: every member of the
+    /// loser's profile, the loser itself included, is relinked to `winner` and gets `now` as its
+    /// `updatedAt`; the two member lists are merged in id order.
+    private mutating func merge(_ loser: UInt32, into winner: UInt32, now: Int64, changed: inout [UInt32]) {
+        var member = loser
+        while member != 0 {
+            linkedTo[Int(member)] = winner
+            updatedAt[Int(member)] = max(now, updatedAt[Int(member)])
+            changed.append(member)
+            member = nextMember[Int(member)]
+        }
+        let loserLast = lastMember[Int(loser)]
+        lastMember[Int(loser)] = 0
+        if loser > lastMember[Int(winner)] {
+            // Every member of the loser is newer than every member of the winner: append.
+            nextMember[Int(lastMember[Int(winner)])] = loser
+            lastMember[Int(winner)] = loserLast
+            profileCount -= 1
+            return
+        }
+        var tail = winner
+        var left = nextMember[Int(winner)]
+        var right = loser
+        while left != 0 && right != 0 {
+            if left < right {
+                nextMember[Int(tail)] = left
+                tail = left
+                left = nextMember[Int(left)]
+            } else {
+                nextMember[Int(tail)] = right
+                tail = right
+                right = nextMember[Int(right)]
+            }
+        }
+        if left != 0 {
+            nextMember[Int(tail)] = left  // the winner's tail stays its tail
+        } else if right != 0 {
+            nextMember[Int(tail)] = right
+            lastMember[Int(winner)] = loserLast
+        } else {
+            lastMember[Int(winner)] = tail
+        }
+        profileCount -= 1
+    }
+}

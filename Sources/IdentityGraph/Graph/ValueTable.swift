@@ -1,0 +1,131 @@
+/// A set of distinct normalized values (all emails, or all phone numbers), each numbered in
+/// insertion order and remembering the contact that first carried it: its *owner*.
+///
+/// Values live back to back in one byte arena and are found through an open-addressing table of
+/// 32-bit slots, so a value costs its bytes plus about 16 bytes, not a `String` and a dictionary
+/// entry each. Numbers are 32-bit: a table holds up to 4 billion values and 4 GiB of text.
+struct ValueTable {
+    private var arena: [UInt8] = []
+    /// `starts[i] ..< starts[i + 1]` is value `i` in the arena.
+    private var starts: [UInt32] = [0]
+    /// The contact that first carried each value. No value belongs to two profiles (SPEC.md
+    /// section 2), so a value's profile is its owner's.
+    private(set) var owners: [UInt32] = []
+    /// 0 for an empty slot, else a value number plus one. The count is a power of two.
+    private var slots: [UInt32] = Array(repeating: 0, count: 1024)
+
+    var count: Int { owners.count }
+
+    /// The number of the value spelled by `key`, if present.
+    func find(_ key: UnsafeRawBufferPointer) -> Int? {
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: Self.hash(key)) & mask
+        while true {
+            let entry = slots[slot]
+            if entry == 0 { return nil }
+            let value = Int(entry - 1)
+            if equals(value, key) { return value }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    func find(_ key: String) -> Int? {
+        var key = key
+        return key.withUTF8 { find(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Adds `key`, which must not be present, owned by `owner`; returns its number.
+    mutating func insert(_ key: String, owner: UInt32) -> Int {
+        if (count + 1) * 2 > slots.count { grow() }
+        let value = count
+        var key = key
+        key.withUTF8 { utf8 in
+            arena.append(contentsOf: utf8)
+            place(value, hash: Self.hash(UnsafeRawBufferPointer(utf8)))
+        }
+        starts.append(UInt32(arena.count))
+        owners.append(owner)
+        return value
+    }
+
+    /// The text of value `value`.
+    func text(_ value: Int) -> String {
+        let start = Int(starts[value])
+        let end = Int(starts[value + 1])
+        return arena.withUnsafeBufferPointer { String(decoding: $0[start..<end], as: UTF8.self) }
+    }
+
+    /// The UTF-8 bytes of value `value`, valid only during `body`.
+    func withBytes<R>(_ value: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let start = Int(starts[value])
+        let end = Int(starts[value + 1])
+        return try arena.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
+    }
+
+    /// Pre-sizes the table for `values` values (used when loading a store).
+    mutating func reserve(values: Int, bytes: Int) {
+        arena.reserveCapacity(bytes)
+        starts.reserveCapacity(values + 1)
+        owners.reserveCapacity(values)
+        var size = slots.count
+        while values * 2 > size { size *= 2 }
+        if size != slots.count { rehash(to: size) }
+    }
+
+    /// Bytes of memory the table holds, for statistics.
+    var memoryBytes: Int {
+        arena.capacity + starts.capacity * 4 + owners.capacity * 4 + slots.count * 4
+    }
+
+    private func equals(_ value: Int, _ key: UnsafeRawBufferPointer) -> Bool {
+        let start = Int(starts[value])
+        let end = Int(starts[value + 1])
+        guard end - start == key.count else { return false }
+        return arena.withUnsafeBytes { arena in
+            memcmpEqual(arena.baseAddress! + start, key.baseAddress, key.count)
+        }
+    }
+
+    private mutating func place(_ value: Int, hash: UInt64) {
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while slots[slot] != 0 { slot = (slot + 1) & mask }
+        slots[slot] = UInt32(value + 1)
+    }
+
+    private mutating func grow() {
+        rehash(to: slots.count * 2)
+    }
+
+    private mutating func rehash(to size: Int) {
+        slots = Array(repeating: 0, count: size)
+        for value in 0..<count {
+            let hash = withBytes(value) { Self.hash($0) }
+            place(value, hash: hash)
+        }
+    }
+
+    /// FNV-1a, then a final mix so that the low bits used for the slot are well spread.
+    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        hash ^= hash >> 33
+        hash = hash &* 0xff51_afd7_ed55_8ccd
+        hash ^= hash >> 33
+        return hash
+    }
+}
+
+/// Byte equality of two regions; a zero-length comparison is always equal.
+@inline(__always)
+private func memcmpEqual(_ lhs: UnsafeRawPointer, _ rhs: UnsafeRawPointer?, _ count: Int) -> Bool {
+    guard count > 0, let rhs else { return true }
+    for offset in 0..<count where lhs.load(fromByteOffset: offset, as: UInt8.self)
+        != rhs.load(fromByteOffset: offset, as: UInt8.self)
+    {
+        return false
+    }
+    return true
+}

@@ -1,0 +1,52 @@
+/// A validated, normalized identify request: at least one of the two is present.
+public struct IdentifyRequest: Sendable, Hashable {
+    public let email: String?
+    public let phoneNumber: String?
+
+    /// Validates already-normalized values (for callers that hold normalized data, such as tests
+    /// and workload replays). Throws when both are `nil` or either fails its rule.
+    public init(email: String?, phoneNumber: String?) throws(RequestError) {
+        let email = try email.flatMap { (value) throws(RequestError) in try Normalization.email(value) }
+        let phone = try phoneNumber.flatMap { (value) throws(RequestError) in try Normalization.phoneNumber(value) }
+        try self.init(normalizedEmail: email, normalizedPhoneNumber: phone)
+    }
+
+    /// Builds a request from the two request fields as JSON gave them (SPEC.md section 3):
+    /// `email` a string or null; `phoneNumber` a string, null, or an integer made of digits only.
+    public init(email: JSONValue?, phoneNumber: JSONValue?) throws(RequestError) {
+        var normalizedEmail: String?
+        switch email {
+        case nil, .null?:
+            normalizedEmail = nil
+        case .string(let text)?:
+            normalizedEmail = try Normalization.email(text)
+        case let other?:
+            throw RequestError(field: "email", reason: "must be a string or null, not \(other.kindDescription)")
+        }
+        var normalizedPhone: String?
+        switch phoneNumber {
+        case nil, .null?:
+            normalizedPhone = nil
+        case .string(let text)?:
+            normalizedPhone = try Normalization.phoneNumber(text)
+        case .number(let literal)? where literal.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }):
+            normalizedPhone = try Normalization.phoneNumber(literal)
+        case .number?:
+            throw RequestError(
+                field: "phoneNumber",
+                reason: "a number must be a whole number written with digits only (no sign, fraction or exponent)"
+            )
+        case let other?:
+            throw RequestError(field: "phoneNumber", reason: "must be a string, a number or null, not \(other.kindDescription)")
+        }
+        try self.init(normalizedEmail: normalizedEmail, normalizedPhoneNumber: normalizedPhone)
+    }
+
+    private init(normalizedEmail: String?, normalizedPhoneNumber: String?) throws(RequestError) {
+        guard normalizedEmail != nil || normalizedPhoneNumber != nil else {
+            throw RequestError(field: nil, reason: "at least one of email and phoneNumber must be given and not blank")
+        }
+        self.email = normalizedEmail
+        self.phoneNumber = normalizedPhoneNumber
+    }
+}

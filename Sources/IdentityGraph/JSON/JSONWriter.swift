@@ -1,0 +1,85 @@
+/// Appends JSON text to a byte buffer. The two response shapes are fixed, so they are written
+/// directly instead of going through a general encoder.
+public struct JSONWriter: Sendable {
+    public private(set) var bytes: [UInt8]
+
+    public init(capacity: Int = 256) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    /// Appends text that is already JSON (punctuation, literals, member names without escapes).
+    @inline(__always)
+    public mutating func raw(_ text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+    }
+
+    /// Appends bytes that are already JSON.
+    public mutating func raw(_ json: some Sequence<UInt8>) {
+        bytes.append(contentsOf: json)
+    }
+
+    public mutating func integer(_ value: Int) {
+        if value < 0 {
+            bytes.append(UInt8(ascii: "-"))
+            integer(UInt64(value.magnitude))
+        } else {
+            integer(UInt64(value))
+        }
+    }
+
+    public mutating func integer(_ value: UInt64) {
+        var digitCount = 1
+        var rest = value / 10
+        while rest > 0 {
+            digitCount += 1
+            rest /= 10
+        }
+        var position = bytes.count + digitCount - 1
+        bytes.append(contentsOf: repeatElement(0, count: digitCount))
+        var remaining = value
+        repeat {
+            bytes[position] = UInt8(ascii: "0") + UInt8(remaining % 10)
+            remaining /= 10
+            position -= 1
+        } while remaining > 0
+    }
+
+    /// Appends `text` as a JSON string with the escapes RFC 8259 requires.
+    public mutating func string(_ text: String) {
+        bytes.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""):
+                raw("\\\"")
+            case UInt8(ascii: "\\"):
+                raw("\\\\")
+            case 0x0A:
+                raw("\\n")
+            case 0x0D:
+                raw("\\r")
+            case 0x09:
+                raw("\\t")
+            case 0..<0x20, 0x7F:
+                raw("\\u00")
+                bytes.append(Self.hexDigit(byte >> 4))
+                bytes.append(Self.hexDigit(byte & 0xF))
+            default:
+                bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+    }
+
+    public mutating func optionalString(_ text: String?) {
+        if let text { string(text) } else { raw("null") }
+    }
+
+    public mutating func optionalInteger(_ value: Int?) {
+        if let value { integer(value) } else { raw("null") }
+    }
+}

@@ -1,0 +1,97 @@
+/// The on-disk form of a Contact row: the key is the id as 8 big-endian bytes (so LMDB's byte
+/// order is id order), the value a small binary record:
+///
+///     u8 format (1) · u8 flags (1: email, 2: phone, 4: deletedAt) · u32 linkedId (0: none)
+///     i64 createdAt · i64 updatedAt · [i64 deletedAt] · [u8 length, email] · [u8 length, phone]
+///
+/// Integers are little-endian; timestamps are milliseconds since 1970. Emails are at most 254 bytes
+/// and phone numbers 21, so one length byte is enough.
+enum ContactRecord {
+    static let format: UInt8 = 1
+
+    static func key(_ id: Int) -> [UInt8] {
+        withUnsafeBytes(of: UInt64(id).bigEndian) { Array($0) }
+    }
+
+    static func id(fromKey key: UnsafeRawBufferPointer) -> Int? {
+        guard key.count == 8 else { return nil }
+        return Int(UInt64(bigEndian: key.loadUnaligned(as: UInt64.self)))
+    }
+
+    static func encode(_ contact: Contact, into bytes: inout [UInt8]) {
+        var flags: UInt8 = 0
+        if contact.email != nil { flags |= 1 }
+        if contact.phoneNumber != nil { flags |= 2 }
+        if contact.deletedAt != nil { flags |= 4 }
+        bytes.append(format)
+        bytes.append(flags)
+        append(UInt32(contact.linkedId ?? 0), to: &bytes)
+        append(contact.createdAt.millisecondsSince1970, to: &bytes)
+        append(contact.updatedAt.millisecondsSince1970, to: &bytes)
+        if let deletedAt = contact.deletedAt { append(deletedAt.millisecondsSince1970, to: &bytes) }
+        for text in [contact.email, contact.phoneNumber] {
+            guard let text else { continue }
+            bytes.append(UInt8(text.utf8.count))
+            bytes.append(contentsOf: text.utf8)
+        }
+    }
+
+    static func decode(id: Int, _ bytes: UnsafeRawBufferPointer) -> Contact? {
+        var reader = Reader(bytes: bytes)
+        guard reader.byte() == format, let flags = reader.byte(), flags & ~7 == 0,
+            let linked = reader.integer(UInt32.self),
+            let created = reader.integer(Int64.self),
+            let updated = reader.integer(Int64.self)
+        else { return nil }
+        var contact = Contact(
+            id: id, email: nil, phoneNumber: nil, linkedId: linked == 0 ? nil : Int(linked),
+            createdAt: Timestamp(millisecondsSince1970: created),
+            updatedAt: Timestamp(millisecondsSince1970: updated)
+        )
+        if flags & 4 != 0 {
+            guard let deleted = reader.integer(Int64.self) else { return nil }
+            contact.deletedAt = Timestamp(millisecondsSince1970: deleted)
+        }
+        if flags & 1 != 0 {
+            guard let email = reader.text() else { return nil }
+            contact.email = email
+        }
+        if flags & 2 != 0 {
+            guard let phone = reader.text() else { return nil }
+            contact.phoneNumber = phone
+        }
+        guard reader.isAtEnd else { return nil }
+        return contact
+    }
+
+    private static func append<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    private struct Reader {
+        let bytes: UnsafeRawBufferPointer
+        var offset = 0
+
+        var isAtEnd: Bool { offset == bytes.count }
+
+        mutating func byte() -> UInt8? {
+            guard offset < bytes.count else { return nil }
+            defer { offset += 1 }
+            return bytes[offset]
+        }
+
+        mutating func integer<T: FixedWidthInteger>(_: T.Type) -> T? {
+            let size = MemoryLayout<T>.size
+            guard offset + size <= bytes.count else { return nil }
+            defer { offset += size }
+            return T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+        }
+
+        mutating func text() -> String? {
+            guard let length = byte(), offset + Int(length) <= bytes.count else { return nil }
+            defer { offset += Int(length) }
+            return String(validating: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + Int(length)]),
+                          as: UTF8.self)
+        }
+    }
+}

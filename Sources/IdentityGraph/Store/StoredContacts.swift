@@ -1,0 +1,18 @@
+/// Operations on a data directory from outside the engine that serves it: they open the store
+/// read-only, so they are safe while a server (another process) is running on it.
+///
+/// LMDB forbids opening one store twice in one process; inside a process that runs an engine on
+/// the directory, use ``IdentityEngine/snapshot(to:)`` and ``IdentityEngine/allContacts()``.
+public enum StoredContacts {
+    /// Every Contact row of the store in `dataDirectory`, in id order, as one consistent read.
+    public static func read(dataDirectory: String) throws(StorageError) -> [Contact] {
+        try ContactStore.readContacts(in: dataDirectory)
+    }
+
+    /// Writes a consistent, compacted copy of the store in `dataDirectory` into `output`, which
+    /// must not exist or be an empty directory. The copy holds exactly what was committed when the
+    /// copy began; `identity-graph serve --data-dir OUTPUT` starts from it.
+    public static func snapshot(dataDirectory: String, to output: String) throws(StorageError) {
+        try ContactStore.snapshot(of: dataDirectory, to: output)
+    }
+}
