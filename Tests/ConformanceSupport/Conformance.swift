@@ -29,7 +29,7 @@ public struct ConformanceScenario: Sendable, CustomTestStringConvertible {
             linkPrecedence = contact.linkPrecedence.rawValue
         }
 
-        init(json: [String: Any]) {
+        public init(json: [String: Any]) {
             id = json["id"] as! Int
             email = json["email"] as? String
             phoneNumber = json["phoneNumber"] as? String

@@ -1,0 +1,239 @@
+import IdentityGraph
+import Logging
+import NIOCore
+
+/// Asks a line-protocol connection to finish: stop reading, deliver every answer owed, then close.
+struct DrainConnectionEvent: Sendable {}
+
+/// Serves one line-protocol connection.
+///
+/// Each request gets a sequence number when it arrives; answers are written strictly in that
+/// order whatever order the engine completes them in. Answers that are ready when a read ends go
+/// out as one write and one flush. Reading stops (backpressure) while the client has too many
+/// answers owed or the socket is not writable, and resumes when both clear.
+final class LineProtocolHandler: ChannelDuplexHandler {
+    typealias InboundIn = LineFrame
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let engine: IdentityEngine
+    private let maxInFlight: Int
+    private let maxLineBytes: Int
+    private let logger: Logger
+
+    private var context: ChannelHandlerContext?
+    /// The sequence number of the next request to arrive.
+    private var nextSequence: UInt64 = 0
+    /// The sequence number of the next answer to write.
+    private var nextToWrite: UInt64 = 0
+    /// Answers completed ahead of an earlier one, by sequence number.
+    private var completedEarly: [UInt64: [UInt8]] = [:]
+    /// Answers written but not flushed yet.
+    private var unflushed = false
+    private var flushScheduled = false
+    private var readHeld = false
+    /// After this answer is delivered the connection closes (an over-long line, or draining).
+    private var closeAfter: UInt64?
+    private var draining = false
+
+    init(engine: IdentityEngine, maxInFlight: Int, maxLineBytes: Int, logger: Logger) {
+        self.engine = engine
+        self.maxInFlight = maxInFlight
+        self.maxLineBytes = maxLineBytes
+        self.logger = logger
+    }
+
+    private var owed: UInt64 { nextSequence - nextToWrite }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: - Requests
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard closeAfter == nil, !draining else { return }
+        switch unwrapInboundIn(data) {
+        case .tooLong:
+            let sequence = take()
+            closeAfter = sequence
+            let problem = Problem(
+                status: 413, title: "Line too long",
+                detail: "a line must be at most \(maxLineBytes) bytes; closing the connection"
+            )
+            complete(sequence, LineRequest.errorLine(id: nil, problem))
+        case .line(let line):
+            if line.readableBytesView.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
+            let request = line.withUnsafeReadableBytes { LineRequest(line: $0) }
+            dispatch(request, sequence: take())
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded()
+        context.fireChannelReadComplete()
+    }
+
+    private func take() -> UInt64 {
+        defer { nextSequence += 1 }
+        return nextSequence
+    }
+
+    private func dispatch(_ request: LineRequest, sequence: UInt64) {
+        let id = request.id
+        switch request.operation {
+        case .failure(let problem):
+            complete(sequence, LineRequest.errorLine(id: id, problem))
+        case .success(.ping):
+            var writer = JSONWriter(capacity: 32)
+            LineRequest.writeHead(id: id, into: &writer)
+            writer.raw("\"ok\":true}\n")
+            complete(sequence, writer.bytes)
+        case .success(.identify(let identify)):
+            let deliver = deliverer(sequence)
+            engine.identify(identify) { result in
+                switch result {
+                case .success(let profile):
+                    var writer = JSONWriter()
+                    LineRequest.writeHead(id: id, into: &writer)
+                    writer.raw("\"contact\":")
+                    profile.writeJSON(into: &writer)
+                    writer.raw("}\n")
+                    deliver(writer.bytes)
+                case .failure(let error):
+                    deliver(LineRequest.errorLine(id: id, Problem(error)))
+                }
+            }
+        case .success(.get(let contactId)):
+            let deliver = deliverer(sequence)
+            engine.read({ $0.contact(id: contactId) }) { result in
+                switch result {
+                case .success(let contact?):
+                    var writer = JSONWriter()
+                    LineRequest.writeHead(id: id, into: &writer)
+                    writer.raw("\"record\":")
+                    contact.writeJSON(into: &writer)
+                    writer.raw("}\n")
+                    deliver(writer.bytes)
+                case .success(nil):
+                    deliver(LineRequest.errorLine(id: id, .notFound("no contact with id \(contactId)")))
+                case .failure(let error):
+                    deliver(LineRequest.errorLine(id: id, Problem(error)))
+                }
+            }
+        }
+    }
+
+    /// A callback that hands an answer back to this handler on its event loop, from any thread.
+    private func deliverer(_ sequence: UInt64) -> @Sendable ([UInt8]) -> Void {
+        let eventLoop = context!.eventLoop
+        let handler = NIOLoopBound(self, eventLoop: eventLoop)
+        return { bytes in
+            if eventLoop.inEventLoop {
+                handler.value.complete(sequence, bytes)
+            } else {
+                eventLoop.execute {
+                    handler.value.complete(sequence, bytes)
+                    handler.value.scheduleFlush()
+                }
+            }
+        }
+    }
+
+    // MARK: - Answers
+
+    private func complete(_ sequence: UInt64, _ bytes: [UInt8]) {
+        guard let context else { return }
+        guard sequence == nextToWrite else {
+            completedEarly[sequence] = bytes
+            return
+        }
+        var output = context.channel.allocator.buffer(capacity: bytes.count)
+        output.writeBytes(bytes)
+        nextToWrite += 1
+        var closing = closeAfter == sequence
+        while !closing, let next = completedEarly.removeValue(forKey: nextToWrite) {
+            output.writeBytes(next)
+            closing = closeAfter == nextToWrite
+            nextToWrite += 1
+        }
+        context.write(wrapOutboundOut(output), promise: nil)
+        unflushed = true
+        if closing || (draining && owed == 0) {
+            close(context)
+        } else {
+            resumeReadingIfPossible()
+        }
+    }
+
+    /// Coalesces the flushes of answers that complete off the event loop into one.
+    fileprivate func scheduleFlush() {
+        guard !flushScheduled, let context else { return }
+        flushScheduled = true
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            handler.value.flushScheduled = false
+            handler.value.flushIfNeeded()
+        }
+    }
+
+    private func flushIfNeeded() {
+        guard unflushed, let context else { return }
+        unflushed = false
+        context.flush()
+    }
+
+    private func close(_ context: ChannelHandlerContext) {
+        unflushed = false
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        let channel = context.channel
+        promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    // MARK: - Backpressure, idleness, shutdown
+
+    func read(context: ChannelHandlerContext) {
+        if owed >= UInt64(maxInFlight) || !context.channel.isWritable || closeAfter != nil || draining {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        resumeReadingIfPossible()
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func resumeReadingIfPossible() {
+        guard readHeld, let context, owed < UInt64(maxInFlight), context.channel.isWritable,
+            closeAfter == nil, !draining
+        else { return }
+        readHeld = false
+        context.read()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            logger.debug("closing an idle line-protocol connection", metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
+            context.close(promise: nil)
+        } else if event is DrainConnectionEvent || event as? ChannelEvent == .inputClosed {
+            // The client has sent its last request (`nc -q1` half-closes) or the server is stopping:
+            // deliver every answer owed, then close.
+            draining = true
+            if owed == 0 { close(context) }
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.info("line-protocol connection error; closing it", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+}

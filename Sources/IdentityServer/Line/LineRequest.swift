@@ -1,0 +1,97 @@
+import IdentityGraph
+
+/// One parsed line of the line protocol (SPEC.md section 7): the identify fields plus `op`, `id`
+/// and `contactId`.
+struct LineRequest {
+    enum Operation {
+        case identify(IdentifyRequest)
+        case ping
+        case get(contactId: Int)
+    }
+
+    /// The `id` to echo: a string or a number, `nil` when absent or unreadable.
+    var id: JSONValue?
+    /// The operation, or the problem that rejects the line.
+    var operation: Result<Operation, Problem>
+
+    init(line: UnsafeRawBufferPointer) {
+        var fields = IdentifyRequest.Fields()
+        var op: JSONValue?
+        var contactId: JSONValue?
+        var echo: JSONValue?
+        do throws(RequestError) {
+            try JSONObjectReader.readObject(line) { (key, value) throws(RequestError) in
+                if try fields.take(key, value) { return }
+                switch key {
+                case "op":
+                    guard op == nil else { throw RequestError.duplicate(key) }
+                    op = value
+                case "contactId":
+                    guard contactId == nil else { throw RequestError.duplicate(key) }
+                    contactId = value
+                case "id":
+                    guard echo == nil else { throw RequestError.duplicate(key) }
+                    echo = value
+                default:
+                    break
+                }
+            }
+            id = echo.flatMap(Self.echoable)
+            if let echo, id == nil {
+                throw RequestError(field: "id", reason: "must be a string or a number, not \(echo.kindDescription)")
+            }
+            operation = .success(try Self.operation(op, fields: fields, contactId: contactId))
+        } catch {
+            id = echo.flatMap(Self.echoable)
+            operation = .failure(Problem(error))
+        }
+    }
+
+    private static func echoable(_ value: JSONValue) -> JSONValue? {
+        switch value {
+        case .string, .number: value
+        default: nil
+        }
+    }
+
+    private static func operation(
+        _ op: JSONValue?, fields: IdentifyRequest.Fields, contactId: JSONValue?
+    ) throws(RequestError) -> Operation {
+        switch op {
+        case nil, .string("identify")?:
+            return .identify(try IdentifyRequest(email: fields.email, phoneNumber: fields.phoneNumber))
+        case .string("ping")?:
+            return .ping
+        case .string("get")?:
+            guard case .number(let literal)? = contactId, let id = Int(literal), id >= 1 else {
+                throw RequestError(field: "contactId", reason: "must be a positive whole number for op \"get\"")
+            }
+            return .get(contactId: id)
+        case .string(let name)?:
+            throw RequestError(field: "op", reason: "unknown operation \"\(name)\"; use identify, ping or get")
+        case let other?:
+            throw RequestError(field: "op", reason: "must be a string, not \(other.kindDescription)")
+        }
+    }
+
+    /// Writes the start of the answer, `{"id":...,`, leaving the caller to add its member.
+    static func writeHead(id: JSONValue?, into writer: inout JSONWriter) {
+        writer.raw("{\"id\":")
+        switch id {
+        case .string(let text)?: writer.string(text)
+        case .number(let literal)?: writer.raw(literal.utf8)
+        default: writer.raw("null")
+        }
+        writer.raw(",")
+    }
+
+    /// A whole error answer line.
+    static func errorLine(id: JSONValue?, _ problem: Problem) -> [UInt8] {
+        var writer = JSONWriter()
+        writeHead(id: id, into: &writer)
+        writer.raw("\"error\":")
+        problem.writeJSON(into: &writer)
+        writer.raw("}\n")
+        return writer.bytes
+    }
+}

@@ -1,0 +1,93 @@
+import IdentityGraph
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// The line-protocol listener (SPEC.md section 7) as a service: binds, serves until a graceful
+/// shutdown, then stops accepting, lets every connection collect the answers it is owed, and
+/// returns.
+public final class LineServer: Service, Sendable {
+    private let engine: IdentityEngine
+    private let configuration: ServerConfiguration
+    private let logger: Logger
+    private let onListening: @Sendable (SocketAddress) async -> Void
+    private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+
+    public init(
+        engine: IdentityEngine,
+        configuration: ServerConfiguration,
+        logger: Logger,
+        onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
+    ) {
+        self.engine = engine
+        self.configuration = configuration
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let engine = self.engine
+        let configuration = self.configuration
+        let logger = self.logger
+        let connections = self.connections
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 4)
+            // A client may half-close after its last request and still read the answers.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                let id = ObjectIdentifier(channel)
+                connections.withLockedValue { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
+                return channel.eventLoop.makeCompletedFuture {
+                    let idle = configuration.idleTimeout
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: nil, writeTimeout: nil, allTimeout: idle),
+                        ByteToMessageHandler(LineFrameDecoder(maxLength: configuration.maxLineBytes)),
+                        LineProtocolHandler(
+                            engine: engine,
+                            maxInFlight: configuration.maxInFlightPerConnection,
+                            maxLineBytes: configuration.maxLineBytes,
+                            logger: logger
+                        ),
+                    ])
+                }
+            }
+            .bind(host: configuration.host, port: configuration.tcpPort)
+            .get()
+        if let address = server.localAddress { await onListening(address) }
+
+        await withGracefulShutdownHandler {
+            try? await server.closeFuture.get()
+        } onGracefulShutdown: {
+            server.close(promise: nil)
+        }
+        try await drainConnections()
+    }
+
+    /// Asks every open connection to deliver what it owes and close; closes the rest after the
+    /// grace period.
+    private func drainConnections() async throws {
+        let open = connections.withLockedValue { Array($0.values) }
+        guard !open.isEmpty else { return }
+        for channel in open {
+            channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
+        }
+        let deadline = NIODeadline.now() + configuration.shutdownGracePeriod
+        for channel in open {
+            let remaining = deadline - .now()
+            if remaining > .zero {
+                let closed = channel.closeFuture
+                let timeout = channel.eventLoop.scheduleTask(in: remaining) { channel.close(promise: nil) }
+                try? await closed.get()
+                timeout.cancel()
+            } else {
+                try? await channel.close()
+            }
+        }
+    }
+}

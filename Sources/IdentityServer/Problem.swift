@@ -1,0 +1,53 @@
+import IdentityGraph
+
+/// An error answer, rendered as an RFC 9457 problem document over HTTP and as the `error` object of
+/// a line-protocol response. Every failure a client can cause maps to one of these at the edge.
+public struct Problem: Error, Sendable, Hashable {
+    public var status: Int
+    public var title: String
+    public var detail: String
+
+    public init(status: Int, title: String, detail: String) {
+        self.status = status
+        self.title = title
+        self.detail = detail
+    }
+
+    /// 400 for a request that breaks SPEC.md section 3.
+    public init(_ error: RequestError) {
+        self.init(status: 400, title: "Invalid request", detail: error.detail)
+    }
+
+    /// 503 for a store that cannot take the request now.
+    public init(_ error: StorageError) {
+        self.init(status: 503, title: "Storage unavailable", detail: error.message)
+    }
+
+    public static func notFound(_ detail: String) -> Problem {
+        Problem(status: 404, title: "Not found", detail: detail)
+    }
+
+    /// `{"status":400,"title":"...","detail":"..."}`.
+    public func writeJSON(into writer: inout JSONWriter) {
+        writer.raw("{\"status\":")
+        writer.integer(status)
+        writer.raw(",\"title\":")
+        writer.string(title)
+        writer.raw(",\"detail\":")
+        writer.string(detail)
+        writer.raw("}")
+    }
+
+    /// The HTTP body: the members above plus `type`, which RFC 9457 defaults to `about:blank`.
+    public var problemDocument: [UInt8] {
+        var writer = JSONWriter()
+        writer.raw("{\"type\":\"about:blank\",\"status\":")
+        writer.integer(status)
+        writer.raw(",\"title\":")
+        writer.string(title)
+        writer.raw(",\"detail\":")
+        writer.string(detail)
+        writer.raw("}")
+        return writer.bytes
+    }
+}

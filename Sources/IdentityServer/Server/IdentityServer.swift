@@ -1,0 +1,75 @@
+import Hummingbird
+import IdentityGraph
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Both listeners on one engine: the services the executable runs in one `ServiceGroup`.
+public enum IdentityServer {
+    /// The addresses actually bound, reported once both listeners are up.
+    public struct Listening: Sendable {
+        public var http: SocketAddress
+        public var tcp: SocketAddress
+    }
+
+    /// The HTTP application: Hummingbird 2 with ``IdentityHTTPResponder``.
+    public static func buildHTTPApplication(
+        engine: IdentityEngine,
+        configuration: ServerConfiguration,
+        logger: Logger,
+        onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        Application(
+            responder: IdentityHTTPResponder(engine: engine, maxBodyBytes: configuration.maxBodyBytes),
+            server: .http1(configuration: .init(idleTimeout: configuration.idleTimeout)),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.httpPort)),
+            onServerRunning: { channel in
+                if let address = channel.localAddress { await onListening(address) }
+            },
+            logger: logger
+        )
+    }
+
+    /// The HTTP and line-protocol services, with `onListening` called once when both are bound.
+    public static func services(
+        engine: IdentityEngine,
+        configuration: ServerConfiguration,
+        logger: Logger,
+        onListening: @escaping @Sendable (Listening) async -> Void
+    ) -> [any Service] {
+        let startup = StartupReport(onListening)
+        let http = buildHTTPApplication(engine: engine, configuration: configuration, logger: logger) {
+            await startup.bound(http: $0)
+        }
+        let tcp = LineServer(engine: engine, configuration: configuration, logger: logger) {
+            await startup.bound(tcp: $0)
+        }
+        return [http, tcp]
+    }
+}
+
+/// Waits for both listeners to report their addresses, then reports them together.
+private actor StartupReport {
+    private let report: @Sendable (IdentityServer.Listening) async -> Void
+    private var http: SocketAddress?
+    private var tcp: SocketAddress?
+
+    init(_ report: @escaping @Sendable (IdentityServer.Listening) async -> Void) {
+        self.report = report
+    }
+
+    func bound(http address: SocketAddress) async {
+        http = address
+        await reportIfComplete()
+    }
+
+    func bound(tcp address: SocketAddress) async {
+        tcp = address
+        await reportIfComplete()
+    }
+
+    private func reportIfComplete() async {
+        guard let http, let tcp else { return }
+        await report(IdentityServer.Listening(http: http, tcp: tcp))
+    }
+}

@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import IdentityGraph
+import IdentityServer
+import Logging
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve identify over HTTP and the line protocol on one store.",
+        discussion: """
+            Every option also reads an environment variable, named in its help. SIGINT and SIGTERM stop \
+            accepting, let requests in flight finish, flush the store and exit 0.
+            """
+    )
+
+    @Option(help: "The store's directory, created when missing (IDENTITY_GRAPH_DATA_DIR; default ./.identity-graph).")
+    var dataDir: String?
+
+    @Option(help: "The address both listeners bind (IDENTITY_GRAPH_HOST; default 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "The HTTP port, 0 for any free one (IDENTITY_GRAPH_HTTP_PORT; default 8080).")
+    var httpPort: Int?
+
+    @Option(help: "The line-protocol port, 0 for any free one (IDENTITY_GRAPH_TCP_PORT; default 7070).")
+    var tcpPort: Int?
+
+    @Option(help: "Seconds without traffic before a connection is closed (IDENTITY_GRAPH_IDLE_TIMEOUT; default 60).")
+    var idleTimeout: Int?
+
+    @Option(help: "The largest HTTP body in bytes (IDENTITY_GRAPH_MAX_BODY_BYTES; default 65536).")
+    var maxBodyBytes: Int?
+
+    @Option(help: """
+        'durable' (default): every answer is on disk before it is sent. 'relaxed': commits skip fsync, \
+        so a power cut or kernel crash may lose recently acknowledged changes; a crash of the server \
+        process alone loses nothing (IDENTITY_GRAPH_DURABILITY).
+        """)
+    var durability: String?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical (IDENTITY_GRAPH_LOG_LEVEL; default info).")
+    var logLevel: String?
+
+    func run() async throws {
+        let dataDirectory = try Setting.dataDirectory(dataDir, required: false)
+        let host = Setting.value(host, "IDENTITY_GRAPH_HOST") ?? "127.0.0.1"
+        let httpPort = try Setting.integer(httpPort, "IDENTITY_GRAPH_HTTP_PORT", default: 8080, range: 0...65535)
+        let tcpPort = try Setting.integer(tcpPort, "IDENTITY_GRAPH_TCP_PORT", default: 7070, range: 0...65535)
+        let idle = try Setting.integer(idleTimeout, "IDENTITY_GRAPH_IDLE_TIMEOUT", default: 60, range: 1...86_400)
+        let maxBody = try Setting.integer(
+            maxBodyBytes, "IDENTITY_GRAPH_MAX_BODY_BYTES", default: 65_536, range: 1...(64 << 20)
+        )
+        let durabilityName = Setting.value(durability, "IDENTITY_GRAPH_DURABILITY") ?? "durable"
+        guard durabilityName == "durable" || durabilityName == "relaxed" else {
+            throw ValidationError("durability must be 'durable' or 'relaxed', not '\(durabilityName)'")
+        }
+        let levelName = Setting.value(logLevel, "IDENTITY_GRAPH_LOG_LEVEL") ?? "info"
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw ValidationError("log level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "identity-graph")
+        logger.logLevel = level
+
+        let storeLogger = logger
+        let engine: IdentityEngine
+        do {
+            engine = try IdentityEngine(
+                dataDirectory: dataDirectory,
+                options: .init(durable: durabilityName == "durable") { event in
+                    switch event {
+                    case .writeFailed(let error):
+                        storeLogger.error("store write failed; refusing changes until a retry succeeds: \(error)")
+                    case .recovered:
+                        storeLogger.notice("store writes succeed again; accepting changes")
+                    }
+                }
+            )
+        } catch {
+            throw CommandFailure(message: error.message)
+        }
+        let statistics = engine.statistics
+        logger.info(
+            "opened store",
+            metadata: [
+                "dataDir": "\(dataDirectory)", "contacts": "\(statistics.contacts)",
+                "profiles": "\(statistics.profiles)", "durability": "\(durabilityName)",
+            ]
+        )
+        if durabilityName == "relaxed" {
+            logger.warning("relaxed durability: a power cut may lose recently acknowledged changes")
+        }
+
+        let configuration = ServerConfiguration(
+            host: host, httpPort: httpPort, tcpPort: tcpPort, maxBodyBytes: maxBody, idleTimeout: .seconds(Int64(idle))
+        )
+        let services = IdentityServer.services(engine: engine, configuration: configuration, logger: logger) { bound in
+            let lines = "http listening on \(Self.describe(bound.http, host: host))\n"
+                + "tcp listening on \(Self.describe(bound.tcp, host: host))\n"
+            FileHandle.standardOutput.write(Data(lines.utf8))
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        do {
+            try await group.run()
+        } catch {
+            engine.close()
+            throw CommandFailure(message: "\(error)")
+        }
+        engine.close()
+        logger.info("stopped; store flushed")
+    }
+
+    private static func describe(_ address: SocketAddress, host: String) -> String {
+        "\(address.ipAddress ?? host):\(address.port ?? 0)"
+    }
+}
