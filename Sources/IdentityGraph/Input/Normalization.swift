@@ -20,7 +20,8 @@ public enum Normalization {
                 throw RequestError(field: "email", reason: "must not contain whitespace or control characters")
             }
         }
-        guard atSigns == 1, email.first != "@", email.last != "@" else {
+        // Scalars, not Characters: a combining mark after the `@` would hide it inside one Character.
+        guard atSigns == 1, email.unicodeScalars.first != "@", email.unicodeScalars.last != "@" else {
             throw RequestError(field: "email", reason: "must contain exactly one @ with text on both sides")
         }
         guard email.utf8.count <= maximumEmailBytes else {

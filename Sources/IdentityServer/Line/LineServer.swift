@@ -61,9 +61,10 @@ public final class LineServer: Service, Sendable {
             .get()
         if let address = server.localAddress { await onListening(address) }
 
-        await withGracefulShutdownHandler {
+        // Cancellation too: when the other listener fails to start, the service group cancels this one.
+        await withTaskCancellationOrGracefulShutdownHandler {
             try? await server.closeFuture.get()
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             server.close(promise: nil)
         }
         try await drainConnections()

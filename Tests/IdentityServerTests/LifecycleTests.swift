@@ -1,0 +1,164 @@
+import Foundation
+import Testing
+
+/// Stopping, killing and restarting the real server process.
+@Suite struct LifecycleTests {
+    /// Sends identify requests over both transports and returns each request with the profile
+    /// the server acknowledged for it.
+    private func acknowledgedRequests(_ server: ServerProcess, count: Int) throws -> [(body: String, profile: [String: Any])] {
+        var acknowledged: [(String, [String: Any])] = []
+        let socket = try TestSocket(port: server.tcpPort)
+        for index in 0..<count {
+            let body = #"{"email":"person\#(index % 37)@x.io","phoneNumber":"\#(index % 23)"}"#
+            if index % 2 == 0 {
+                let answer = try HTTPExchange.post(port: server.httpPort, json: body)
+                #expect(answer.status == 200)
+                acknowledged.append((body, answer.json["contact"] as? [String: Any] ?? [:]))
+            } else {
+                try socket.send(body + "\n")
+                let answer = try #require(try lineJSON(socket.readLine()))
+                acknowledged.append((body, answer["contact"] as? [String: Any] ?? [:]))
+            }
+        }
+        return acknowledged
+    }
+
+    /// Every acknowledged answer still holds: asking again returns a profile that contains it, and
+    /// asking again creates nothing.
+    private func expectStillHolds(_ acknowledged: [(body: String, profile: [String: Any])], on server: ServerProcess) throws {
+        var contacts = 0
+        while try HTTPExchange.get(port: server.httpPort, path: "/contacts/\(contacts + 1)").status == 200 { contacts += 1 }
+        for (body, profile) in acknowledged {
+            let now = try #require(try HTTPExchange.post(port: server.httpPort, json: body).json["contact"] as? [String: Any])
+            for field in ["emails", "phoneNumbers", "secondaryContactIds"] {
+                let before = Set((profile[field] as? [AnyHashable]) ?? [])
+                let after = Set((now[field] as? [AnyHashable]) ?? [])
+                #expect(before.isSubset(of: after), "\(body): \(field) \(before) lost, now \(after)")
+            }
+            #expect((now["primaryContactId"] as? Int ?? .max) <= (profile["primaryContactId"] as? Int ?? 0))
+        }
+        #expect(try HTTPExchange.get(port: server.httpPort, path: "/contacts/\(contacts + 1)").status == 404,
+                "asking again for acknowledged contacts created new ones")
+    }
+
+    @Test("acknowledged answers survive SIGTERM and a restart", arguments: [SIGTERM, SIGKILL])
+    func durableAcrossStop(signal: Int32) throws {
+        let directory = TemporaryDirectory()
+        let first = try ServerProcess(dataDirectory: directory.store)
+        let acknowledged = try acknowledgedRequests(first, count: 120)
+        let status = first.stop(signal: signal)
+        if signal == SIGTERM { #expect(status == 0) }
+
+        let second = try ServerProcess(dataDirectory: directory.store)
+        try expectStillHolds(acknowledged, on: second)
+        #expect(second.stop() == 0)
+        let check = try runIdentityGraph(["check", "--data-dir", directory.store])
+        #expect(check.status == 0, "\(check.output)")
+    }
+
+    @Test("SIGTERM with requests in flight: every accepted request is answered, and the exit code is 0")
+    func gracefulShutdown() throws {
+        let directory = TemporaryDirectory()
+        let server = try ServerProcess(dataDirectory: directory.store)
+        let sockets = try (0..<4).map { _ in try TestSocket(port: server.tcpPort) }
+        for (connection, socket) in sockets.enumerated() {
+            var batch = ""
+            for index in 0..<500 {
+                batch += #"{"email":"c\#(connection)-\#(index)@x.io","phoneNumber":"\#(index % 40)","id":\#(index)}"# + "\n"
+            }
+            try socket.send(batch)
+        }
+        // Each connection has been read from and answers are flowing: requests are in flight.
+        var firstAnswers: [Int] = []
+        for socket in sockets {
+            firstAnswers.append(try #require(try lineJSON(socket.readLine()))["id"] as? Int ?? -1)
+        }
+        #expect(firstAnswers == [0, 0, 0, 0])
+        // An HTTP request in flight at the same moment.
+        let http = TestSocket.async { try HTTPExchange.post(port: server.httpPort, json: #"{"email":"http@x.io"}"#) }
+        #expect(kill(server.process.processIdentifier, SIGTERM) == 0)
+
+        var answered: [[Int]] = []
+        for socket in sockets {
+            var ids: [Int] = [0]
+            while let line = try socket.readLine() {
+                let reply = try #require(try lineJSON(line))
+                #expect(reply["contact"] != nil || (reply["error"] as? [String: Any])?["status"] as? Int == 503, "\(reply)")
+                ids.append(reply["id"] as? Int ?? -1)
+            }
+            answered.append(ids)
+        }
+        for ids in answered {
+            #expect(ids == Array(0..<ids.count), "answers must come in order, without gaps")
+        }
+        #expect(answered.allSatisfy { !$0.isEmpty })
+        #expect(server.stop() == 0)
+        if let exchange = try? http.get() { #expect(exchange.status == 200) }
+
+        let contacts = try runIdentityGraph(["check", "--data-dir", directory.store])
+        #expect(contacts.status == 0, "\(contacts.output)")
+    }
+
+    @Test("an idle connection is closed after the idle timeout, on both listeners; new clients are served")
+    func idleTimeout() throws {
+        let directory = TemporaryDirectory()
+        let server = try ServerProcess(dataDirectory: directory.store, arguments: ["--idle-timeout", "1"])
+        let silent = try TestSocket(port: server.tcpPort, timeout: 5)
+        let halfSent = try TestSocket(port: server.httpPort, timeout: 5)
+        try halfSent.send("POST /identify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"em")
+        let started = Date()
+        #expect(silent.isClosedByServer())
+        #expect(halfSent.isClosedByServer())
+        #expect(Date().timeIntervalSince(started) < 4.5)
+
+        let fresh = try TestSocket(port: server.tcpPort)
+        try fresh.send(#"{"op":"ping","id":1}"# + "\n")
+        #expect(try fresh.readLine() == #"{"id":1,"ok":true}"#)
+        #expect(try HTTPExchange.get(port: server.httpPort, path: "/contacts/1").status == 404)
+    }
+}
+
+extension TestSocket {
+    /// Runs a blocking exchange on its own thread; `get()` waits for its result.
+    static func async<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> Pending<T> {
+        let pending = Pending<T>()
+        Thread {
+            pending.finish(Result { try body() })
+        }.start()
+        return pending
+    }
+
+    final class Pending<T: Sendable>: @unchecked Sendable {
+        // @unchecked: `result` is written once before `done` is signalled and read only after.
+        private var result: Result<T, any Error>?
+        private let done = DispatchSemaphore(value: 0)
+
+        fileprivate func finish(_ result: Result<T, any Error>) {
+            self.result = result
+            done.signal()
+        }
+
+        func get() throws -> T {
+            done.wait()
+            done.signal()
+            return try result!.get()
+        }
+    }
+}
+
+/// Runs the executable with `arguments` and returns its exit status and combined output.
+func runIdentityGraph(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = ServerProcess.executable
+    process.arguments = arguments
+    var variables = ProcessInfo.processInfo.environment
+    variables.merge(environment) { $1 }
+    process.environment = variables
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output)
+}
