@@ -10,7 +10,7 @@ import Synchronization
 /// commits each batch in one LMDB transaction (one fsync) and only then releases the answers
 /// that depend on it. While one batch commits, the next gathers: a burst of N requests costs
 /// about one fsync, not N (group commit). A request that changes nothing waits only for the
-/// newest batch that holds changes, if it has not reached the disk yet.
+/// newest batch that changed the profile it reports, if that batch has not reached the disk yet.
 ///
 /// When a commit fails (a full disk, an I/O error) the engine stops accepting changes, fails
 /// the requests waiting on it with ``StorageError/Kind-swift.enum/unavailable``, and retries the
@@ -68,6 +68,10 @@ public final class IdentityEngine: Sendable {
         var openBatchNumber: UInt64 = 1
         /// The newest batch that holds changes; nothing newer has anything to wait for.
         var lastChangedBatch: UInt64 = 0
+        /// For each profile changed by a batch not yet durable, by primary: the newest such batch.
+        /// An answer about that profile waits for it; answers about other profiles need not.
+        /// Pruned at every commit, so it holds only the profiles of the batches in flight.
+        var pendingProfiles: [UInt32: UInt64] = [:]
         var durableBatch: UInt64 = 0
         /// Ordered by batch: each is registered in the same critical section that picks its batch.
         var waiters: [Waiter] = []
@@ -137,8 +141,12 @@ public final class IdentityEngine: Sendable {
             if !state.changed.isEmpty {
                 for id in state.changed { state.openBatch.append(state.graph.contact(id: Int(id))!) }
                 state.lastChangedBatch = state.openBatchNumber
+                // A merge folds the loser's pending changes into this profile; the open batch is the
+                // newest of them all.
+                state.pendingProfiles[primary] = state.openBatchNumber
             }
-            return Self.await(state.lastChangedBatch, &state, value: profile, completion: completion)
+            let batch = state.pendingProfiles[primary] ?? 0
+            return Self.await(batch, &state, value: profile, completion: completion)
         }
         finish(outcome, completion)
     }
@@ -148,17 +156,34 @@ public final class IdentityEngine: Sendable {
     /// The record of contact `id`, or `nil` when there is none. Waits, like identify, until what it
     /// reports is on disk.
     public func contact(id: Int) async throws(StorageError) -> Contact? {
-        try await read { $0.contact(id: id) }
+        let result = await withCheckedContinuation { continuation in
+            contact(id: id) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    /// ``contact(id:)`` with a completion, for event loops.
+    public func contact(id: Int, completion: @escaping @Sendable (Result<Contact?, StorageError>) -> Void) {
+        read(about: id, { $0.contact(id: id) }, completion: completion)
     }
 
     /// The profile holding contact `id`, or `nil` when there is no such contact.
     public func profile(containing id: Int) async throws(StorageError) -> Profile? {
-        try await read { $0.profile(containing: id) }
+        let result = await withCheckedContinuation { continuation in
+            read(about: id, { $0.profile(containing: id) }) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
     }
 
-    /// Every contact, in id order (for checks and tests: it copies the whole graph).
+    /// Every contact, in id order, once all of them are durable (for checks and tests: it copies
+    /// the whole graph).
     public func allContacts() async throws(StorageError) -> [Contact] {
-        try await read { graph in (0..<graph.contactCount).map { graph.contact(id: $0 + 1)! } }
+        let result = await withCheckedContinuation { continuation in
+            read(about: nil, { graph in (0..<graph.contactCount).map { graph.contact(id: $0 + 1)! } }) {
+                continuation.resume(returning: $0)
+            }
+        }
+        return try result.get()
     }
 
     /// The number of contacts and profiles.
@@ -168,23 +193,24 @@ public final class IdentityEngine: Sendable {
         }
     }
 
-    /// Reads the graph with `body` and returns once what it read is durable.
-    public func read<T: Sendable>(_ body: @Sendable (borrowing ContactGraphView) -> T) async throws(StorageError) -> T {
-        let result = await withCheckedContinuation { continuation in
-            read(body) { continuation.resume(returning: $0) }
-        }
-        return try result.get()
-    }
-
-    /// ``read(_:)`` with a completion, for event loops.
-    public func read<T: Sendable>(
-        _ body: (borrowing ContactGraphView) -> T,
+    /// Reads the graph with `body` and completes once what it read is durable: what the profile of
+    /// contact `id` depends on, or, with no `id`, everything.
+    private func read<T: Sendable>(
+        about id: Int?,
+        _ body: (ContactGraph) -> T,
         completion: @escaping @Sendable (Result<T, StorageError>) -> Void
     ) {
         let outcome = state.withLock { state -> Outcome<T> in
             if state.closed { return .failed(StorageError(.closed, "the engine is closed")) }
-            let value = body(ContactGraphView(graph: state.graph))
-            return Self.await(state.lastChangedBatch, &state, value: value, completion: completion)
+            let value = body(state.graph)
+            var batch = state.lastChangedBatch
+            if let id {
+                batch = 0
+                if id >= 1 && id <= state.graph.contactCount {
+                    batch = state.pendingProfiles[state.graph.primary(of: UInt32(id))] ?? 0
+                }
+            }
+            return Self.await(batch, &state, value: value, completion: completion)
         }
         finish(outcome, completion)
     }
@@ -214,6 +240,11 @@ public final class IdentityEngine: Sendable {
         writerFinished.wait()
         writerFinished.signal()  // later calls return at once
         try? store.sync()
+    }
+
+    /// Makes the next `count` commits fail as a full disk would (for tests of the failure path).
+    func injectWriteFailures(_ count: Int) {
+        store?.injectedFailures.withLock { $0 = count }
     }
 
     /// The size of the store's memory map now (it grows as the store fills); 0 in memory.
@@ -318,6 +349,7 @@ public final class IdentityEngine: Sendable {
             state.failure = nil
             state.durableBatch = batch
             state.commits += 1
+            state.pendingProfiles = state.pendingProfiles.filter { $0.value > batch }
             let count = state.waiters.prefix { $0.batch <= batch }.count
             let ready = Array(state.waiters.prefix(count))
             state.waiters.removeFirst(count)

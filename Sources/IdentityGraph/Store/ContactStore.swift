@@ -20,6 +20,9 @@ final class ContactStore: @unchecked Sendable {
     private let rows: Database
     private let meta: Database
     private let resizeGate = Mutex(())
+    /// How many of the next writes fail without touching LMDB: a seam for tests of the engine's
+    /// failure path, since a real full disk cannot be arranged portably.
+    let injectedFailures = Mutex(0)
 
     /// Opens (creating when needed) the store in `directory`.
     init(directory: String, mapSize: Int = ContactStore.initialMapSize, durable: Bool = true) throws(StorageError) {
@@ -111,6 +114,12 @@ final class ContactStore: @unchecked Sendable {
     /// durable settings the commit has reached the disk when this returns. A full map is grown and
     /// the transaction retried; any other failure throws, and nothing of the batch is kept.
     func write(_ contacts: [Contact]) throws(StorageError) {
+        let injected = injectedFailures.withLock { remaining in
+            guard remaining > 0 else { return false }
+            remaining -= 1
+            return true
+        }
+        if injected { throw StorageError(.unavailable, "cannot write to the store: injected failure") }
         var buffer: [UInt8] = []
         while true {
             do {

@@ -9,7 +9,7 @@ struct DrainConnectionEvent: Sendable {}
 ///
 /// Each request gets a sequence number when it arrives; answers are written strictly in that
 /// order whatever order the engine completes them in. Answers that are ready when a read ends go
-/// out as one write and one flush. Reading stops (backpressure) while the client has too many
+/// out as one write and one flush, not one write per request. Reading stops (backpressure) while the client has too many
 /// answers owed or the socket is not writable, and resumes when both clear.
 final class LineProtocolHandler: ChannelDuplexHandler {
     typealias InboundIn = LineFrame
@@ -28,8 +28,9 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     private var nextToWrite: UInt64 = 0
     /// Answers completed ahead of an earlier one, by sequence number.
     private var completedEarly: [UInt64: [UInt8]] = [:]
-    /// Answers written but not flushed yet.
-    private var unflushed = false
+    /// Answers gathered in order but not written yet: written and flushed together at the end
+    /// of a read, or once for a run of answers that completed off the event loop.
+    private var output: ByteBuffer?
     private var flushScheduled = false
     private var readHeld = false
     /// After this answer is delivered the connection closes (an over-long line, or draining).
@@ -110,7 +111,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             }
         case .success(.get(let contactId)):
             let deliver = deliverer(sequence)
-            engine.read({ $0.contact(id: contactId) }) { result in
+            engine.contact(id: contactId) { result in
                 switch result {
                 case .success(let contact?):
                     var writer = JSONWriter()
@@ -152,17 +153,16 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             completedEarly[sequence] = bytes
             return
         }
-        var output = context.channel.allocator.buffer(capacity: bytes.count)
-        output.writeBytes(bytes)
+        var buffer = output ?? context.channel.allocator.buffer(capacity: max(bytes.count, 1024))
+        buffer.writeBytes(bytes)
         nextToWrite += 1
         var closing = closeAfter == sequence
         while !closing, let next = completedEarly.removeValue(forKey: nextToWrite) {
-            output.writeBytes(next)
+            buffer.writeBytes(next)
             closing = closeAfter == nextToWrite
             nextToWrite += 1
         }
-        context.write(wrapOutboundOut(output), promise: nil)
-        unflushed = true
+        output = buffer
         if closing || (draining && owed == 0) {
             close(context)
         } else {
@@ -181,16 +181,19 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Writes every answer gathered since the last flush as one buffer, and flushes it.
     private func flushIfNeeded() {
-        guard unflushed, let context else { return }
-        unflushed = false
-        context.flush()
+        guard let context, let buffer = output else { return }
+        output = nil
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
+    /// Delivers what is gathered, then closes the connection.
     private func close(_ context: ChannelHandlerContext) {
-        unflushed = false
+        let buffer = output ?? context.channel.allocator.buffer(capacity: 0)
+        output = nil
         let promise = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: promise)
         let channel = context.channel
         promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
     }

@@ -1,0 +1,47 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import IdentityGraph
+
+@Suite struct StorageFailureTests {
+    @Test("a failed commit answers unavailable, refuses changes until a retry succeeds, and loses nothing acknowledged")
+    func failedCommitRecovers() async throws {
+        let directory = TemporaryDirectory()
+        let events = Mutex<[String]>([])
+        let engine = try IdentityEngine(
+            dataDirectory: directory.path,
+            options: .init { event in
+                events.withLock {
+                    switch event {
+                    case .writeFailed: $0.append("failed")
+                    case .recovered: $0.append("recovered")
+                    }
+                }
+            }
+        )
+        let acknowledged = try await engine.identify(.json(#"{"email":"a@x.io","phoneNumber":"1"}"#))
+
+        engine.injectWriteFailures(3)
+        await #expect(throws: StorageError.self) {
+            _ = try await engine.identify(.json(#"{"email":"b@x.io","phoneNumber":"2"}"#))
+        }
+        // Committed data can still be read while changes are refused.
+        #expect(try await engine.identify(.json(#"{"email":"a@x.io"}"#)) == acknowledged)
+
+        var recovered: Profile?
+        for _ in 0..<100 where recovered == nil {
+            recovered = try? await engine.identify(.json(#"{"email":"c@x.io","phoneNumber":"1"}"#))
+            if recovered == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(recovered?.primaryContactId == 1)
+        #expect(events.withLock { $0 } == ["failed", "failed", "failed", "recovered"])
+
+        let rows = try await engine.allContacts()
+        engine.close()
+        // The refused request's row was committed by the retry: memory and disk agree.
+        let stored = try StoredContacts.read(dataDirectory: directory.path)
+        #expect(stored == rows)
+        #expect(stored.map(\.email) == ["a@x.io", "b@x.io", "c@x.io"])
+        #expect(InvariantCheck(contacts: stored).isValid)
+    }
+}
