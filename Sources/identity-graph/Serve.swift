@@ -41,6 +41,12 @@ struct Serve: AsyncParsableCommand {
         """)
     var durability: String?
 
+    @Option(help: """
+        The first size of the store's memory map in bytes; it doubles whenever it fills \
+        (IDENTITY_GRAPH_INITIAL_MAP_BYTES; default 67108864).
+        """)
+    var initialMapBytes: Int?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (IDENTITY_GRAPH_LOG_LEVEL; default info).")
     var logLevel: String?
 
@@ -52,6 +58,9 @@ struct Serve: AsyncParsableCommand {
         let idle = try Setting.integer(idleTimeout, "IDENTITY_GRAPH_IDLE_TIMEOUT", default: 60, range: 1...86_400)
         let maxBody = try Setting.integer(
             maxBodyBytes, "IDENTITY_GRAPH_MAX_BODY_BYTES", default: 65_536, range: 1...(64 << 20)
+        )
+        let initialMap = try Setting.integer(
+            initialMapBytes, "IDENTITY_GRAPH_INITIAL_MAP_BYTES", default: 64 << 20, range: (64 << 10)...(1 << 40)
         )
         let durabilityName = Setting.value(durability, "IDENTITY_GRAPH_DURABILITY") ?? "durable"
         guard durabilityName == "durable" || durabilityName == "relaxed" else {
@@ -75,7 +84,7 @@ struct Serve: AsyncParsableCommand {
         do {
             engine = try IdentityEngine(
                 dataDirectory: dataDirectory,
-                options: .init(durable: durabilityName == "durable") { event in
+                options: .init(initialMapSize: initialMap, durable: durabilityName == "durable") { event in
                     switch event {
                     case .writeFailed(let error):
                         storeLogger.error("store write failed; refusing changes until a retry succeeds: \(error)")

@@ -27,11 +27,19 @@ final class ServerProcess: @unchecked Sendable {
     }
 
     /// Starts a server on `dataDirectory` and waits for its two `listening` lines.
-    init(dataDirectory: String, arguments extra: [String] = [], environment: [String: String] = [:]) throws {
+    /// `launcher`, when given, turns the executable and its arguments into the command to run
+    /// (to start the server inside a namespace, say); it must `exec` the server so that the
+    /// process is the server itself.
+    init(
+        dataDirectory: String,
+        arguments extra: [String] = [],
+        environment: [String: String] = [:],
+        launcher: ((URL, [String]) -> (URL, [String]))? = nil
+    ) throws {
         self.dataDirectory = dataDirectory
         process = Process()
-        process.executableURL = Self.executable
-        process.arguments = ["serve", "--data-dir", dataDirectory, "--http-port", "0", "--tcp-port", "0"] + extra
+        let serve = ["serve", "--data-dir", dataDirectory, "--http-port", "0", "--tcp-port", "0"] + extra
+        (process.executableURL, process.arguments) = launcher?(Self.executable, serve) ?? (Self.executable, serve)
         var variables = ProcessInfo.processInfo.environment
         variables.merge(environment) { $1 }
         process.environment = variables
@@ -75,7 +83,14 @@ final class ServerProcess: @unchecked Sendable {
         return process.terminationStatus
     }
 
-    /// What the server wrote to stderr (its log), once it has exited.
+    /// The server's resident memory in bytes, from `/proc`.
+    var residentBytes: Int {
+        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+    }
+
+    /// What the server wrote to stderr (its log), once it has exited. Read it once: it drains the pipe.
     var log: String {
         String(decoding: standardError.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     }

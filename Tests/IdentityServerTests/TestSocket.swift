@@ -2,7 +2,10 @@ import Foundation
 
 /// A plain blocking TCP client on 127.0.0.1, so tests control every byte on the wire (malformed
 /// requests, lying lengths, pipelining) and see exactly what the server sends back.
-final class TestSocket {
+///
+/// `@unchecked Sendable`: a socket is used by one thread at a time, except `shutdownBoth()`, which
+/// another thread may call to wake a blocked sender (the kernel makes that safe).
+final class TestSocket: @unchecked Sendable {
     private let descriptor: Int32
     private var pending: [UInt8] = []
 
@@ -52,6 +55,11 @@ final class TestSocket {
     /// Closes the sending side: the server sees end of input, as after `nc -q1`.
     func shutdownWrite() {
         shutdown(descriptor, Int32(SHUT_WR))
+    }
+
+    /// Closes both directions, which also wakes a thread blocked sending on this socket.
+    func shutdownBoth() {
+        shutdown(descriptor, Int32(SHUT_RDWR))
     }
 
     /// Reads what is available; an empty array means the server closed the connection.
@@ -152,5 +160,15 @@ struct HTTPExchange {
         var body = Array(bytes[end.upperBound...])
         if let length = headers["content-length"].flatMap(Int.init) { body = Array(body.prefix(length)) }
         return HTTPExchange(status: status, headers: headers, body: body)
+    }
+}
+
+extension TestSocket {
+    /// Opens `count` connections, each of which then sends `request`, back to back, so that they
+    /// reach the server at nearly the same instant; returns each connection's first answer line.
+    static func sameInstant(port: Int, count: Int, request: String) throws -> [String?] {
+        let sockets = try (0..<count).map { _ in try TestSocket(port: port) }
+        for socket in sockets { try socket.send(request) }
+        return try sockets.map { try $0.readLine() }
     }
 }

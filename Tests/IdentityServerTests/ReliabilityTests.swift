@@ -1,0 +1,174 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import IdentityGraph
+
+/// Crashes under load, races, and the store checker: the promises of SPEC.md sections 2 and 5
+/// when things go wrong.
+@Suite struct ReliabilityTests {
+    /// One acknowledged identify: what the server answered for it.
+    struct Acknowledged: Sendable {
+        var primary: Int
+        var members: [Int]
+        var emails: [String]
+        var phones: [String]
+
+        init?(_ contact: [String: Any]?) {
+            guard let contact, let primary = contact["primaryContactId"] as? Int else { return nil }
+            self.primary = primary
+            members = [primary] + (contact["secondaryContactIds"] as? [Int] ?? [])
+            emails = contact["emails"] as? [String] ?? []
+            phones = contact["phoneNumbers"] as? [String] ?? []
+        }
+    }
+
+    /// Every acknowledged answer holds in `rows`: its contacts exist in one profile whose primary is
+    /// no newer than the acknowledged one, and that profile still carries every email and phone.
+    static func expectAcknowledgedHold(_ acknowledged: [Acknowledged], in rows: [Contact]) {
+        let primaryOf = Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.linkedId ?? $0.id) })
+        var emailsOf: [Int: Set<String>] = [:]
+        var phonesOf: [Int: Set<String>] = [:]
+        for row in rows {
+            let primary = row.linkedId ?? row.id
+            if let email = row.email { emailsOf[primary, default: []].insert(email) }
+            if let phone = row.phoneNumber { phonesOf[primary, default: []].insert(phone) }
+        }
+        for answer in acknowledged {
+            guard let primary = primaryOf[answer.primary] else {
+                Issue.record("acknowledged contact \(answer.primary) is missing")
+                continue
+            }
+            #expect(primary <= answer.primary)
+            for member in answer.members where primaryOf[member] != primary {
+                Issue.record("acknowledged contact \(member) left profile \(primary)")
+            }
+            #expect(Set(answer.emails).isSubset(of: emailsOf[primary] ?? []), "emails of \(answer.primary) lost")
+            #expect(Set(answer.phones).isSubset(of: phonesOf[primary] ?? []), "phones of \(answer.primary) lost")
+        }
+    }
+
+    @Test("kill -9 under load over both transports loses no acknowledged answer, round after round")
+    func crashUnderLoad() throws {
+        let directory = TemporaryDirectory()
+        var random = SystemRandomNumberGenerator()
+        var acknowledged: [Acknowledged] = []
+        for round in 0..<8 {
+            let server = try ServerProcess(dataDirectory: directory.store)
+            let received = Mutex<[Acknowledged]>([])
+            let clients = (0..<4).map { client in
+                TestSocket.async {
+                    var local = SystemRandomNumberGenerator()
+                    let socket = client % 2 == 0 ? try? TestSocket(port: server.tcpPort, timeout: 5) : nil
+                    for index in 0..<100_000 {
+                        // Small universes so links and merges are frequent, plus a stream of new people.
+                        let email = index % 3 == 0 ? "new-\(round)-\(client)-\(index)@x.io"
+                            : "e\(Int.random(in: 0..<300, using: &local))@x.io"
+                        let body = #"{"email":"\#(email)","phoneNumber":"\#(Int.random(in: 0..<200, using: &local))"}"#
+                        var contact: [String: Any]?
+                        if let socket {
+                            guard (try? socket.send(body + "\n")) != nil, let line = try? socket.readLine() else { return }
+                            contact = (try? lineJSON(line))?.flatMap { $0["contact"] as? [String: Any] }
+                        } else {
+                            guard let answer = try? HTTPExchange.post(port: server.httpPort, json: body) else { return }
+                            contact = answer.json["contact"] as? [String: Any]
+                        }
+                        guard let acknowledgedAnswer = Acknowledged(contact) else { return }
+                        received.withLock { $0.append(acknowledgedAnswer) }
+                    }
+                }
+            }
+            Thread.sleep(forTimeInterval: Double.random(in: 0.4...1.2, using: &random))
+            server.stop(signal: SIGKILL)
+            for client in clients { _ = try? client.get() }
+            acknowledged += received.withLock { $0 }
+
+            let rows = try StoredContacts.read(dataDirectory: directory.store)
+            Self.expectAcknowledgedHold(acknowledged, in: rows)
+            let check = try runIdentityGraph(["check", "--data-dir", directory.store])
+            #expect(check.status == 0, "round \(round): \(check.output)")
+        }
+        #expect(acknowledged.count > 100, "the clients got too few answers to test anything")
+    }
+
+    @Test("many clients sending the same new email at the same instant get one primary")
+    func sameNewEmailAtOnce() throws {
+        let directory = TemporaryDirectory()
+        let server = try ServerProcess(dataDirectory: directory.store)
+        let lines = try TestSocket.sameInstant(port: server.tcpPort, count: 60, request: #"{"email":"race@x.io"}"# + "\n")
+        let http = (0..<20).map { _ in
+            TestSocket.async { try HTTPExchange.post(port: server.httpPort, json: #"{"email":"race@x.io"}"#) }
+        }
+        var primaries = Set<Int>()
+        for line in lines {
+            let contact = try #require(try lineJSON(line)?["contact"] as? [String: Any])
+            primaries.insert(contact["primaryContactId"] as? Int ?? -1)
+        }
+        for exchange in http {
+            primaries.insert((try exchange.get().json["contact"] as? [String: Any])?["primaryContactId"] as? Int ?? -1)
+        }
+        #expect(primaries == [1])
+        #expect(try HTTPExchange.get(port: server.httpPort, path: "/contacts/2").status == 404)
+    }
+
+    @Test("many clients merging overlapping profiles at once end with one profile and a valid store")
+    func overlappingMergesAtOnce() throws {
+        let directory = TemporaryDirectory()
+        let server = try ServerProcess(dataDirectory: directory.store)
+        let count = 40
+        let setup = try TestSocket(port: server.tcpPort)
+        for index in 0..<count {
+            try setup.send(#"{"email":"m\#(index)@x.io","phoneNumber":"\#(1000 + index)"}"# + "\n")
+            _ = try setup.readLine()
+        }
+        // Client i joins profile i with profile i + 1: together they chain every profile into one.
+        let sockets = try (0..<count - 1).map { _ in try TestSocket(port: server.tcpPort) }
+        for (index, socket) in sockets.enumerated() {
+            try socket.send(#"{"email":"m\#(index)@x.io","phoneNumber":"\#(1001 + index)"}"# + "\n")
+        }
+        for socket in sockets { _ = try #require(try lineJSON(socket.readLine())?["contact"]) }
+        let final = try #require(HTTPExchange.post(port: server.httpPort, json: #"{"email":"m0@x.io"}"#).json["contact"] as? [String: Any])
+        #expect(final["primaryContactId"] as? Int == 1)
+        #expect((final["secondaryContactIds"] as? [Int]) == Array(2...count))
+        #expect((final["emails"] as? [String])?.count == count)
+        #expect(server.stop() == 0)
+        let check = try runIdentityGraph(["check", "--data-dir", directory.store])
+        #expect(check.status == 0, "\(check.output)")
+        #expect(check.output.contains("\(count) contacts, 1 profiles"))
+    }
+
+    @Test("check reports every violation of a broken store and exits 1; serve refuses it")
+    func checkFindsBrokenStore() throws {
+        let directory = TemporaryDirectory()
+        let stamp = Timestamp(millisecondsSince1970: 1_700_000_000_000)
+        let store = try ContactStore(directory: directory.store)
+        try store.write([
+            Contact(id: 1, email: "a@x.io", phoneNumber: "1", linkedId: nil, createdAt: stamp, updatedAt: stamp),
+            Contact(id: 2, email: "a@x.io", phoneNumber: "2", linkedId: nil, createdAt: stamp, updatedAt: stamp),
+            Contact(id: 3, email: nil, phoneNumber: "3", linkedId: 2, createdAt: stamp, updatedAt: stamp),
+            Contact(id: 5, email: nil, phoneNumber: "5", linkedId: 7, createdAt: stamp, updatedAt: stamp),
+        ])
+        let check = try runIdentityGraph(["check", "--data-dir", directory.store])
+        #expect(check.status == 1)
+        #expect(check.output.contains("4 contacts"))
+        #expect(check.output.contains("violation: email a@x.io belongs to profiles 1 and 2"))
+        #expect(check.output.contains("violation: contact ids are not dense"))
+        #expect(check.output.contains("violation: contact 5 links to contact 7, which does not exist"))
+
+        let serve = try runIdentityGraph(["serve", "--data-dir", directory.store, "--http-port", "0", "--tcp-port", "0"])
+        #expect(serve.status == 1)
+        #expect(serve.output.contains("identity-graph check"))
+    }
+
+    @Test("check on a healthy store prints the summary and exits 0")
+    func checkOnHealthyStore() throws {
+        let directory = TemporaryDirectory()
+        let server = try ServerProcess(dataDirectory: directory.store)
+        for body in [#"{"email":"a@x.io","phoneNumber":"1"}"#, #"{"email":"b@x.io","phoneNumber":"1"}"#,
+                     #"{"email":"c@x.io"}"#] {
+            #expect(try HTTPExchange.post(port: server.httpPort, json: body).status == 200)
+        }
+        let live = try runIdentityGraph(["check", "--data-dir", directory.store])
+        #expect(live.status == 0)
+        #expect(live.output.contains("3 contacts, 2 profiles, largest profile 2 contacts, 0 violations"))
+    }
+}

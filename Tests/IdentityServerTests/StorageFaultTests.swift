@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+@testable import IdentityGraph
+
+/// The store running out of room while the server runs.
+@Suite struct StorageFaultTests {
+    @Test("the memory map fills while the server runs: it grows and the server carries on")
+    func mapFillsWhileServing() throws {
+        let directory = TemporaryDirectory()
+        let server = try ServerProcess(dataDirectory: directory.store, arguments: ["--initial-map-bytes", "65536"])
+        let socket = try TestSocket(port: server.tcpPort)
+        var batch = ""
+        for index in 0..<3000 {
+            batch += #"{"email":"a.rather.long.address.number.\#(index)@example.org","phoneNumber":"\#(index)","id":\#(index)}"# + "\n"
+        }
+        try socket.send(batch)
+        for index in 0..<3000 {
+            let reply = try #require(try lineJSON(socket.readLine()))
+            #expect(reply["id"] as? Int == index)
+            #expect(reply["contact"] != nil, "\(reply)")
+        }
+        #expect(server.stop() == 0)
+        let rows = try StoredContacts.read(dataDirectory: directory.store)
+        #expect(rows.count == 3000)
+        let size = try FileManager.default.attributesOfItem(atPath: directory.store + "/data.mdb")[.size] as? Int ?? 0
+        #expect(size > 65536 * 4, "the store should have outgrown its first map several times")
+    }
+
+    /// Runs the server in its own mount namespace on a 2 MiB tmpfs, so the disk can fill up
+    /// without privileges or any effect outside the test. The test reaches the tmpfs through
+    /// `/proc/PID/root`.
+    @Test("a full disk fails writes with 503 and a log line, loses nothing acknowledged, and recovers")
+    func diskFull() throws {
+        let directory = TemporaryDirectory()
+        let mount = directory.path + "/small-disk"
+        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
+        let server = try ServerProcess(dataDirectory: mount + "/store") { executable, arguments in
+            (URL(fileURLWithPath: "/usr/bin/unshare"),
+             ["--mount", "--map-root-user", "/bin/sh", "-c", #"mount -t tmpfs -o size=2m tmpfs "$0" && exec "$@""#,
+              mount, executable.path] + arguments)
+        }
+        let inside = "/proc/\(server.process.processIdentifier)/root" + mount
+
+        // Leave the store a little room, then fill the rest of the disk.
+        let filler = inside + "/filler"
+        #expect(FileManager.default.createFile(atPath: filler, contents: nil))
+        let handle = try #require(FileHandle(forWritingAtPath: filler))
+        let chunk = Data(count: 16 * 1024)
+        while (try? handle.write(contentsOf: chunk)) != nil {}
+        try handle.close()
+        try FileManager.default.removeItem(atPath: filler)
+        #expect(FileManager.default.createFile(atPath: filler, contents: nil))
+        let refill = try #require(FileHandle(forWritingAtPath: filler))
+        var room = 0
+        let freeSpace = try FileManager.default.attributesOfFileSystem(forPath: inside)[.systemFreeSize] as? Int ?? 0
+        while room < freeSpace - 256 * 1024, (try? refill.write(contentsOf: chunk)) != nil { room += chunk.count }
+        try refill.close()
+
+        var acknowledged: [(body: String, contact: [String: Any])] = []
+        var unavailable: HTTPExchange?
+        for index in 0..<20_000 where unavailable == nil {
+            let body = #"{"email":"filling.the.disk.with.person.\#(index)@example.org","phoneNumber":"\#(index)"}"#
+            let answer = try HTTPExchange.post(port: server.httpPort, json: body)
+            if answer.status == 200 {
+                acknowledged.append((body, answer.json["contact"] as? [String: Any] ?? [:]))
+            } else {
+                unavailable = answer
+            }
+        }
+        let refusal = try #require(unavailable, "the disk never filled")
+        #expect(refusal.status == 503)
+        #expect(refusal.headers["content-type"] == "application/problem+json")
+        #expect(!acknowledged.isEmpty)
+        // Committed data is still served while writes fail.
+        let first = try #require(acknowledged.first)
+        #expect(try HTTPExchange.post(port: server.httpPort, json: first.body).status == 200)
+        #expect(try HTTPExchange.get(port: server.httpPort, path: "/healthz").status == 200)
+
+        // Give the space back: the retry commits and changes are accepted again.
+        try FileManager.default.removeItem(atPath: filler)
+        var recovered = false
+        for _ in 0..<100 where !recovered {
+            recovered = try HTTPExchange.post(port: server.httpPort, json: #"{"email":"after@x.io"}"#).status == 200
+            if !recovered { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        #expect(recovered)
+        for (body, contact) in acknowledged {
+            let now = try HTTPExchange.post(port: server.httpPort, json: body).json["contact"] as? [String: Any]
+            #expect(now?["primaryContactId"] as? Int == contact["primaryContactId"] as? Int)
+        }
+        let check = try runIdentityGraph(["check", "--data-dir", inside + "/store"])
+        #expect(check.status == 0, "\(check.output)")
+        #expect(server.stop() == 0)
+        let log = server.log
+        #expect(log.contains("store write failed"))
+        #expect(log.contains("store writes succeed again"))
+    }
+}
