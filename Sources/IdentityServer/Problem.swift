@@ -29,25 +29,26 @@ public struct Problem: Error, Sendable, Hashable {
 
     /// `{"status":400,"title":"...","detail":"..."}`.
     public func writeJSON(into writer: inout JSONWriter) {
-        writer.raw("{\"status\":")
-        writer.integer(status)
-        writer.raw(",\"title\":")
-        writer.string(title)
-        writer.raw(",\"detail\":")
-        writer.string(detail)
+        writer.raw("{")
+        writeMembers(into: &writer)
         writer.raw("}")
     }
 
     /// The HTTP body: the members above plus `type`, which RFC 9457 defaults to `about:blank`.
     public var problemDocument: [UInt8] {
         var writer = JSONWriter()
-        writer.raw("{\"type\":\"about:blank\",\"status\":")
+        writer.raw("{\"type\":\"about:blank\",")
+        writeMembers(into: &writer)
+        writer.raw("}")
+        return writer.bytes
+    }
+
+    private func writeMembers(into writer: inout JSONWriter) {
+        writer.raw("\"status\":")
         writer.integer(status)
         writer.raw(",\"title\":")
         writer.string(title)
         writer.raw(",\"detail\":")
         writer.string(detail)
-        writer.raw("}")
-        return writer.bytes
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 @testable import IdentityGraph
 
@@ -7,7 +6,7 @@ import Testing
     @Test("a failed commit answers unavailable, refuses changes until a retry succeeds, and loses nothing acknowledged")
     func failedCommitRecovers() async throws {
         let directory = TemporaryDirectory()
-        let events = Mutex<[String]>([])
+        let events = Protected<[String]>([])
         let engine = try IdentityEngine(
             dataDirectory: directory.path,
             options: .init { event in

@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import Testing
+@testable import IdentityGraph
 
 /// Hostile input against the running server. Each test ends with the server still answering
 /// and nothing written.
@@ -149,7 +149,7 @@ import Testing
         let padding = String(repeating: "p", count: 200)
         let line = Array((#"{"phoneNumber":"5550100","pad":"\#(padding)"}"# + "\n").utf8)
         let batches = 100
-        let sent = Mutex(0)
+        let sent = Protected(0)
         let sender = TestSocket.async {
             var batch: [UInt8] = []
             for _ in 0..<1000 { batch += line }

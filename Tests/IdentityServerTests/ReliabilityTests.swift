@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 @testable import IdentityGraph
 
@@ -54,7 +53,7 @@ import Testing
         var acknowledged: [Acknowledged] = []
         for round in 0..<8 {
             let server = try ServerProcess(dataDirectory: directory.store)
-            let received = Mutex<[Acknowledged]>([])
+            let received = Protected<[Acknowledged]>([])
             let clients = (0..<4).map { client in
                 TestSocket.async {
                     var local = SystemRandomNumberGenerator()

@@ -1,6 +1,5 @@
 import Foundation
 import LMDB
-import Synchronization
 
 /// The one owner of the contact graph: answers identify and look-ups, and makes every answer
 /// durable before it is given.
@@ -82,7 +81,7 @@ public final class IdentityEngine: Sendable {
         var changed: [UInt32] = []
     }
 
-    private let state: Mutex<State>
+    private let state: Protected<State>
     private let store: ContactStore?
     private let options: Options
     private let writerWakeup = DispatchSemaphore(value: 0)
@@ -90,7 +89,7 @@ public final class IdentityEngine: Sendable {
 
     /// An engine that keeps everything in memory only: for tests and benchmarks of the algorithm.
     public init() {
-        state = Mutex(State())
+        state = Protected(State())
         store = nil
         options = Options()
     }
@@ -104,7 +103,7 @@ public final class IdentityEngine: Sendable {
         var initial = State()
         try store.load(into: &initial.graph)
         initial.clock = initial.graph.latestTimestamp
-        self.state = Mutex(initial)
+        self.state = Protected(initial)
         self.store = store
         self.options = options
         let thread = Thread { [self] in runWriter(store) }

@@ -1,6 +1,5 @@
 import Foundation
 import LMDB
-import Synchronization
 
 /// Contact rows in LMDB: one database of rows keyed by id, one of metadata.
 ///
@@ -19,10 +18,10 @@ final class ContactStore: @unchecked Sendable {
     let environment: Environment
     private let rows: Database
     private let meta: Database
-    private let resizeGate = Mutex(())
+    private let resizeGate = Protected(())
     /// How many of the next writes fail without touching LMDB: a seam for tests of the engine's
     /// failure path, since a real full disk cannot be arranged portably.
-    let injectedFailures = Mutex(0)
+    let injectedFailures = Protected(0)
 
     /// Opens (creating when needed) the store in `directory`.
     init(directory: String, mapSize: Int = ContactStore.initialMapSize, durable: Bool = true) throws(StorageError) {
@@ -133,7 +132,7 @@ final class ContactStore: @unchecked Sendable {
                 return
             } catch let error as LMDBError where error.isMapFull {
                 do {
-                    try resizeGate.withLock { _ throws(LMDBError) in
+                    try resizeGate.withLock { _ in
                         try environment.setMapSize(environment.mapSize * 2)
                     }
                 } catch {
@@ -159,7 +158,7 @@ final class ContactStore: @unchecked Sendable {
     func copy(to output: String) throws(StorageError) {
         try Self.prepareSnapshotDirectory(output)
         do {
-            try resizeGate.withLock { _ throws(LMDBError) in try environment.copy(to: output, compacting: true) }
+            try resizeGate.withLock { _ in try environment.copy(to: output, compacting: true) }
         } catch {
             throw StorageError(.cannotOpen, "cannot snapshot into \(output): \(error)")
         }

@@ -90,21 +90,13 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         case .failure(let problem):
             complete(sequence, LineRequest.errorLine(id: id, problem))
         case .success(.ping):
-            var writer = JSONWriter(capacity: 32)
-            LineRequest.writeHead(id: id, into: &writer)
-            writer.raw("\"ok\":true}\n")
-            complete(sequence, writer.bytes)
+            complete(sequence, LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") })
         case .success(.identify(let identify)):
             let deliver = deliverer(sequence)
             engine.identify(identify) { result in
                 switch result {
                 case .success(let profile):
-                    var writer = JSONWriter()
-                    LineRequest.writeHead(id: id, into: &writer)
-                    writer.raw("\"contact\":")
-                    profile.writeJSON(into: &writer)
-                    writer.raw("}\n")
-                    deliver(writer.bytes)
+                    deliver(LineRequest.answerLine(id: id, member: "contact") { profile.writeJSON(into: &$0) })
                 case .failure(let error):
                     deliver(LineRequest.errorLine(id: id, Problem(error)))
                 }
@@ -114,12 +106,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             engine.contact(id: contactId) { result in
                 switch result {
                 case .success(let contact?):
-                    var writer = JSONWriter()
-                    LineRequest.writeHead(id: id, into: &writer)
-                    writer.raw("\"record\":")
-                    contact.writeJSON(into: &writer)
-                    writer.raw("}\n")
-                    deliver(writer.bytes)
+                    deliver(LineRequest.answerLine(id: id, member: "record") { contact.writeJSON(into: &$0) })
                 case .success(nil):
                     deliver(LineRequest.errorLine(id: id, .notFound("no contact with id \(contactId)")))
                 case .failure(let error):

@@ -74,24 +74,25 @@ struct LineRequest {
         }
     }
 
-    /// Writes the start of the answer, `{"id":...,`, leaving the caller to add its member.
-    static func writeHead(id: JSONValue?, into writer: inout JSONWriter) {
+    /// One answer line: `{"id":...,"MEMBER":VALUE}` and a line break, with `value` writing VALUE.
+    static func answerLine(id: JSONValue?, member: StaticString, _ value: (inout JSONWriter) -> Void) -> [UInt8] {
+        var writer = JSONWriter()
         writer.raw("{\"id\":")
         switch id {
         case .string(let text)?: writer.string(text)
         case .number(let literal)?: writer.raw(literal.utf8)
         default: writer.raw("null")
         }
-        writer.raw(",")
+        writer.raw(",\"")
+        writer.raw(member)
+        writer.raw("\":")
+        value(&writer)
+        writer.raw("}\n")
+        return writer.bytes
     }
 
     /// A whole error answer line.
     static func errorLine(id: JSONValue?, _ problem: Problem) -> [UInt8] {
-        var writer = JSONWriter()
-        writeHead(id: id, into: &writer)
-        writer.raw("\"error\":")
-        problem.writeJSON(into: &writer)
-        writer.raw("}\n")
-        return writer.bytes
+        answerLine(id: id, member: "error") { problem.writeJSON(into: &$0) }
     }
 }
