@@ -1,4 +1,4 @@
-import IdentityGraph
+@testable import IdentityGraph
 import Testing
 
 /// SPEC.md section 3, one rule at a time: JSON-type rules go through `IdentifyRequest(json:)`,
@@ -287,6 +287,44 @@ struct NormalizationTests {
         #expect(!error.detail.isEmpty, sourceLocation: sourceLocation)
         if let field {
             #expect(error.detail.hasPrefix(field), sourceLocation: sourceLocation)
+        }
+    }
+}
+
+/// The ASCII fast paths of `Normalization` against the general Unicode ones, on random ASCII text
+/// drawn from the characters the rules care about.
+@Suite struct NormalizationFastPathTests {
+    private static let alphabet: [UInt8] = Array("aZ09@@ .-()+\t\n\r".utf8) + [0x00, 0x0B, 0x0C, 0x1C, 0x1F, 0x7F]
+
+    private static func outcome(_ body: () throws(RequestError) -> String?) -> String {
+        do {
+            return try body() ?? "<absent>"
+        } catch {
+            return "error: \(error.detail)"
+        }
+    }
+
+    @Test("the ASCII email path agrees with the Unicode one", arguments: [1, 2, 3] as [UInt64])
+    func emailPathsAgree(seed: UInt64) {
+        var random = SeededGenerator(seed: seed)
+        for _ in 0..<5000 {
+            let length = Int.random(in: 0..<12, using: &random)
+            let text = String(decoding: (0..<length).map { _ in Self.alphabet.randomElement(using: &random)! }, as: UTF8.self)
+            let fast = Self.outcome { () throws(RequestError) in try Normalization.email(text) }
+            let general = Self.outcome { () throws(RequestError) in try Normalization.unicodeEmail(text) }
+            #expect(fast == general, "\(Array(text.utf8))")
+        }
+    }
+
+    @Test("the ASCII phone path agrees with the Unicode one", arguments: [1, 2, 3] as [UInt64])
+    func phonePathsAgree(seed: UInt64) {
+        var random = SeededGenerator(seed: seed)
+        for _ in 0..<5000 {
+            let length = Int.random(in: 0..<24, using: &random)
+            let text = String(decoding: (0..<length).map { _ in Self.alphabet.randomElement(using: &random)! }, as: UTF8.self)
+            let fast = Self.outcome { () throws(RequestError) in try Normalization.phoneNumber(text) }
+            let general = Self.outcome { () throws(RequestError) in try Normalization.unicodePhoneNumber(text) }
+            #expect(fast == general, "\(Array(text.utf8))")
         }
     }
 }

@@ -9,6 +9,12 @@ public enum Normalization {
     /// address: exactly one `@` with text on both sides, no whitespace or control characters,
     /// at most 254 bytes.
     public static func email(_ raw: String) throws(RequestError) -> String? {
+        if let ascii = try asciiEmail(raw) { return ascii.isEmpty ? nil : ascii }
+        return try unicodeEmail(raw)
+    }
+
+    /// ``email(_:)`` for any text, with Unicode's tables (the ASCII path must agree with it).
+    static func unicodeEmail(_ raw: String) throws(RequestError) -> String? {
         let trimmed = trimmingWhitespace(raw)
         if trimmed.isEmpty { return nil }
         let email = trimmed.lowercased()
@@ -33,6 +39,18 @@ public enum Normalization {
     /// Trims `raw` and removes spaces, `-`, `.`, `(` and `)`; `nil` when nothing is left. Throws
     /// unless what remains is an optional leading `+` and 1 to 20 digits. Leading zeros are kept.
     public static func phoneNumber(_ raw: String) throws(RequestError) -> String? {
+        var raw = raw
+        if raw.utf8.allSatisfy({ $0 < 0x80 }) {
+            // The common case, byte by byte: the same rules as below without Unicode tables.
+            let result = try raw.withUTF8 { bytes in Result { () throws(RequestError) in try asciiPhoneNumber(bytes) } }
+                .get()
+            return result.isEmpty ? nil : result
+        }
+        return try unicodePhoneNumber(raw)
+    }
+
+    /// ``phoneNumber(_:)`` for any text, with Unicode's tables (the ASCII path must agree with it).
+    static func unicodePhoneNumber(_ raw: String) throws(RequestError) -> String? {
         let trimmed = trimmingWhitespace(raw)
         if trimmed.isEmpty { return nil }
         var result = [UInt8]()
@@ -62,6 +80,84 @@ public enum Normalization {
             throw RequestError(field: "phoneNumber", reason: "must have 1 to \(maximumPhoneDigits) digits")
         }
         return String(decoding: result, as: UTF8.self)
+    }
+
+    /// ``email(_:)`` for ASCII input, byte by byte: `nil` when `raw` is not ASCII, `""` when blank.
+    private static func asciiEmail(_ raw: String) throws(RequestError) -> String? {
+        var raw = raw
+        guard raw.utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
+        return try raw.withUTF8 { bytes in Result { () throws(RequestError) in try asciiEmail(bytes) } }.get()
+    }
+
+    private static func asciiEmail(_ bytes: UnsafeBufferPointer<UInt8>) throws(RequestError) -> String {
+        var start = 0
+        var end = bytes.count
+        while start < end, isASCIIWhitespace(bytes[start]) { start += 1 }
+        while end > start, isASCIIWhitespace(bytes[end - 1]) { end -= 1 }
+        if start == end { return "" }
+        var atSigns = 0
+        for byte in bytes[start..<end] {
+            if byte == UInt8(ascii: "@") {
+                atSigns += 1
+            } else if byte <= 0x20 || byte == 0x7F {
+                throw RequestError(field: "email", reason: "must not contain whitespace or control characters")
+            }
+        }
+        guard atSigns == 1, bytes[start] != UInt8(ascii: "@"), bytes[end - 1] != UInt8(ascii: "@") else {
+            throw RequestError(field: "email", reason: "must contain exactly one @ with text on both sides")
+        }
+        guard end - start <= maximumEmailBytes else {
+            throw RequestError(field: "email", reason: "must be at most \(maximumEmailBytes) bytes long")
+        }
+        return String(unsafeUninitializedCapacity: end - start) { buffer in
+            for (offset, byte) in bytes[start..<end].enumerated() {
+                let isUpper = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")
+                buffer[offset] = isUpper ? byte + 32 : byte
+            }
+            return end - start
+        }
+    }
+
+    /// ``phoneNumber(_:)`` for ASCII input: `""` when blank.
+    private static func asciiPhoneNumber(_ bytes: UnsafeBufferPointer<UInt8>) throws(RequestError) -> String {
+        var start = 0
+        var end = bytes.count
+        while start < end, isASCIIWhitespace(bytes[start]) { start += 1 }
+        while end > start, isASCIIWhitespace(bytes[end - 1]) { end -= 1 }
+        if start == end { return "" }
+        var result = [UInt8]()
+        result.reserveCapacity(end - start)
+        var digits = 0
+        for byte in bytes[start..<end] {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                result.append(byte)
+                digits += 1
+            case UInt8(ascii: "+") where result.isEmpty:
+                result.append(byte)
+            case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "("), UInt8(ascii: ")"):
+                continue
+            case _ where isASCIIWhitespace(byte):
+                continue
+            case UInt8(ascii: "+"):
+                throw RequestError(field: "phoneNumber", reason: "may have a + only at its start")
+            default:
+                throw RequestError(
+                    field: "phoneNumber",
+                    reason: "may contain only digits, a leading +, spaces, and the separators - . ( )"
+                )
+            }
+        }
+        guard digits >= 1, digits <= maximumPhoneDigits else {
+            throw RequestError(field: "phoneNumber", reason: "must have 1 to \(maximumPhoneDigits) digits")
+        }
+        return String(decoding: result, as: UTF8.self)
+    }
+
+    /// The ASCII characters with Unicode's White_Space property, as `isWhitespace` sees them: space,
+    /// tab, line feed, vertical tab, form feed, carriage return.
+    private static func isASCIIWhitespace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || (byte >= 0x09 && byte <= 0x0D)
     }
 
     static func trimmingWhitespace(_ text: String) -> Substring {

@@ -48,6 +48,12 @@ public struct JSONWriter: Sendable {
     /// Appends `text` as a JSON string with the escapes RFC 8259 requires.
     public mutating func string(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
+        // Most values need no escape: copy them whole.
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0x7F }) {
+            bytes.append(contentsOf: text.utf8)
+            bytes.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "\""):
