@@ -1,5 +1,11 @@
 import CLMDB
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// An LMDB environment: one data file and its lock file in a directory, mapped into memory.
 ///
 /// The environment owns its `MDB_env` handle and closes it when released.
@@ -88,6 +94,17 @@ public final class Environment: @unchecked Sendable {
     /// LMDB requires that no transaction of this process is open while the map is resized.
     public func setMapSize(_ size: Int) throws(LMDBError) {
         try check(mdb_env_set_mapsize(handle, size), "mdb_env_set_mapsize(\(size))")
+    }
+
+    /// Drops this process's resident pages of the memory map (the data stays in the file and the
+    /// kernel's page cache, and is mapped in again when read). Useful after one full scan, so that
+    /// the scan does not count as the process's memory. Safe because LMDB maps the file read-only
+    /// unless `MDB_WRITEMAP` is set, which this wrapper never sets.
+    public func releaseMappedPages() {
+        var info = MDB_envinfo()
+        mdb_env_info(handle, &info)
+        guard let address = info.me_mapaddr else { return }
+        _ = madvise(address, info.me_mapsize, MADV_DONTNEED)
     }
 
     /// Flushes the data file to disk (needed only with ``Options/noSync``).

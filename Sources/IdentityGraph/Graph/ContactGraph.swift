@@ -136,31 +136,38 @@ struct ContactGraph {
 
     /// Adds a stored row while rebuilding the graph. Rows must come in id order, and each must
     /// keep the invariants of SPEC.md section 2 with the rows before it; a row that does not is
-    /// reported instead of being indexed wrongly.
-    mutating func load(_ contact: Contact) throws(LoadError) {
-        let id = contact.id
+    /// reported instead of being indexed wrongly. The row's text is read in place (no `String`s),
+    /// since a restart reads every row.
+    mutating func load(id: Int, _ row: ContactRecord.Fields) throws(LoadError) {
         guard id == contactCount + 1 else {
             throw LoadError(id: id, reason: "expected contact \(contactCount + 1) next: ids must be dense")
         }
         var primary = UInt32(id)
-        if let linkedId = contact.linkedId {
+        if let linkedId = row.linkedId {
             guard linkedId >= 1, linkedId < id, linkedTo[linkedId] == 0 else {
                 throw LoadError(id: id, reason: "linkedId \(linkedId) is not an older primary")
             }
             primary = UInt32(linkedId)
         }
-        let emailValue = contact.email.flatMap { emails.find($0) }
-        let phoneValue = contact.phoneNumber.flatMap { phones.find($0) }
-        if let emailValue, self.primary(of: emails.owners[emailValue]) != primary {
-            throw LoadError(id: id, reason: "its email belongs to another profile")
+        var emailValue: Int?
+        if let email = row.email {
+            let (value, inserted) = emails.findOrInsert(email, owner: UInt32(id))
+            if !inserted, self.primary(of: emails.owners[value]) != primary {
+                throw LoadError(id: id, reason: "its email belongs to another profile")
+            }
+            emailValue = value
         }
-        if let phoneValue, self.primary(of: phones.owners[phoneValue]) != primary {
-            throw LoadError(id: id, reason: "its phone number belongs to another profile")
+        var phoneValue: Int?
+        if let phone = row.phoneNumber {
+            let (value, inserted) = phones.findOrInsert(phone, owner: UInt32(id))
+            if !inserted, self.primary(of: phones.owners[value]) != primary {
+                throw LoadError(id: id, reason: "its phone number belongs to another profile")
+            }
+            phoneValue = value
         }
-        let appended = append(email: contact.email, emailValue: emailValue, phone: contact.phoneNumber,
-                              phoneValue: phoneValue, linkedTo: primary == UInt32(id) ? 0 : primary,
-                              now: contact.createdAt.millisecondsSince1970)
-        updatedAt[Int(appended)] = contact.updatedAt.millisecondsSince1970
+        let appended = append(email: nil, emailValue: emailValue, phone: nil, phoneValue: phoneValue,
+                              linkedTo: primary == UInt32(id) ? 0 : primary, now: row.createdAt)
+        updatedAt[Int(appended)] = row.updatedAt
     }
 
     /// A stored row that cannot be indexed.

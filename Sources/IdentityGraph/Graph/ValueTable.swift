@@ -36,16 +36,38 @@ struct ValueTable {
 
     /// Adds `key`, which must not be present, owned by `owner`; returns its number.
     mutating func insert(_ key: String, owner: UInt32) -> Int {
+        var key = key
+        return key.withUTF8 { insert(UnsafeRawBufferPointer($0), owner: owner) }
+    }
+
+    /// Adds `key`, which must not be present, owned by `owner`; returns its number.
+    mutating func insert(_ key: UnsafeRawBufferPointer, owner: UInt32) -> Int {
         if (count + 1) * 2 > slots.count { grow() }
         let value = count
-        var key = key
-        key.withUTF8 { utf8 in
-            arena.append(contentsOf: utf8)
-            place(value, hash: Self.hash(UnsafeRawBufferPointer(utf8)))
-        }
+        arena.append(contentsOf: key)
+        place(value, hash: Self.hash(key))
         starts.append(UInt32(arena.count))
         owners.append(owner)
         return value
+    }
+
+    /// The number of `key`, adding it owned by `owner` when absent, with one probe sequence.
+    mutating func findOrInsert(_ key: UnsafeRawBufferPointer, owner: UInt32) -> (value: Int, inserted: Bool) {
+        if (count + 1) * 2 > slots.count { grow() }
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: Self.hash(key)) & mask
+        while true {
+            let entry = slots[slot]
+            if entry == 0 { break }
+            if equals(Int(entry - 1), key) { return (Int(entry - 1), false) }
+            slot = (slot + 1) & mask
+        }
+        let value = count
+        arena.append(contentsOf: key)
+        starts.append(UInt32(arena.count))
+        owners.append(owner)
+        slots[slot] = UInt32(value + 1)
+        return (value, true)
     }
 
     /// The text of value `value`.

@@ -36,31 +36,57 @@ enum ContactRecord {
         }
     }
 
-    static func decode(id: Int, _ bytes: UnsafeRawBufferPointer) -> Contact? {
+    /// A row's fields without copying its text: `email` and `phoneNumber` point into LMDB's
+    /// memory and are valid only as long as the bytes given to ``decodeFields(_:)``.
+    struct Fields {
+        var linkedId: Int?
+        var createdAt: Int64
+        var updatedAt: Int64
+        var deletedAt: Int64?
+        var email: UnsafeRawBufferPointer?
+        var phoneNumber: UnsafeRawBufferPointer?
+    }
+
+    static func decodeFields(_ bytes: UnsafeRawBufferPointer) -> Fields? {
         var reader = Reader(bytes: bytes)
         guard reader.byte() == format, let flags = reader.byte(), flags & ~7 == 0,
             let linked = reader.integer(UInt32.self),
             let created = reader.integer(Int64.self),
             let updated = reader.integer(Int64.self)
         else { return nil }
-        var contact = Contact(
-            id: id, email: nil, phoneNumber: nil, linkedId: linked == 0 ? nil : Int(linked),
-            createdAt: Timestamp(millisecondsSince1970: created),
-            updatedAt: Timestamp(millisecondsSince1970: updated)
-        )
+        var fields = Fields(linkedId: linked == 0 ? nil : Int(linked), createdAt: created, updatedAt: updated)
         if flags & 4 != 0 {
             guard let deleted = reader.integer(Int64.self) else { return nil }
-            contact.deletedAt = Timestamp(millisecondsSince1970: deleted)
+            fields.deletedAt = deleted
         }
         if flags & 1 != 0 {
             guard let email = reader.text() else { return nil }
-            contact.email = email
+            fields.email = email
         }
         if flags & 2 != 0 {
             guard let phone = reader.text() else { return nil }
-            contact.phoneNumber = phone
+            fields.phoneNumber = phone
         }
         guard reader.isAtEnd else { return nil }
+        return fields
+    }
+
+    static func decode(id: Int, _ bytes: UnsafeRawBufferPointer) -> Contact? {
+        guard let fields = decodeFields(bytes) else { return nil }
+        var contact = Contact(
+            id: id, email: nil, phoneNumber: nil, linkedId: fields.linkedId,
+            createdAt: Timestamp(millisecondsSince1970: fields.createdAt),
+            updatedAt: Timestamp(millisecondsSince1970: fields.updatedAt),
+            deletedAt: fields.deletedAt.map { Timestamp(millisecondsSince1970: $0) }
+        )
+        if let email = fields.email {
+            guard let text = String(validating: email, as: UTF8.self) else { return nil }
+            contact.email = text
+        }
+        if let phone = fields.phoneNumber {
+            guard let text = String(validating: phone, as: UTF8.self) else { return nil }
+            contact.phoneNumber = text
+        }
         return contact
     }
 
@@ -87,11 +113,10 @@ enum ContactRecord {
             return T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
         }
 
-        mutating func text() -> String? {
+        mutating func text() -> UnsafeRawBufferPointer? {
             guard let length = byte(), offset + Int(length) <= bytes.count else { return nil }
             defer { offset += Int(length) }
-            return String(validating: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + Int(length)]),
-                          as: UTF8.self)
+            return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + Int(length)])
         }
     }
 }

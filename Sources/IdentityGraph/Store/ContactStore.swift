@@ -64,13 +64,15 @@ final class ContactStore: @unchecked Sendable {
             try environment.read { transaction in
                 graph.reserve(contacts: try transaction.count(in: rows))
                 try transaction.forEach(in: rows) { key, value in
-                    guard let id = ContactRecord.id(fromKey: key), let contact = ContactRecord.decode(id: id, value) else {
+                    guard let id = ContactRecord.id(fromKey: key), let row = ContactRecord.decodeFields(value) else {
                         throw StorageError(.corrupt, "an unreadable row (key \(Array(key))) in the store")
                     }
-                    try graph.load(contact)
+                    try graph.load(id: id, row)
                     return true
                 }
             }
+            // The index now lives in memory; the pages read to build it need not stay resident.
+            environment.releaseMappedPages()
         } catch let error as StorageError {
             throw error
         } catch let error as ContactGraph.LoadError {
