@@ -137,3 +137,28 @@ import Testing
         #expect(check.violations.contains { $0.contains("links to contact 9, which does not exist") })
     }
 }
+
+@Suite struct DirectJSONTests {
+    @Test("the answer written straight from the index equals the encoded profile", arguments: [21, 22] as [UInt64])
+    func directJSONMatchesProfile(seed: UInt64) async throws {
+        let engine = IdentityEngine()
+        let reference = IdentityEngine()
+        var requests = RequestGenerator(seed: seed, emails: 12, phones: 9)
+        for step in 0..<500 {
+            var request = requests.next()
+            if step % 50 == 0 {
+                // Values that need escaping go through the same writer.
+                request = try IdentifyRequest(email: #"quote"and\slash\#(step)@x.io"#, phoneNumber: request.phoneNumber)
+            }
+            let profile = try await reference.identify(request)
+            var head = JSONWriter()
+            head.raw("{\"contact\":")
+            let written = await withCheckedContinuation { continuation in
+                engine.identify(request, appendingProfileTo: head) { continuation.resume(returning: $0) }
+            }
+            var writer = try written.get()
+            writer.raw("}")
+            #expect(writer.bytes == profile.responseJSON, "step \(step)")
+        }
+    }
+}

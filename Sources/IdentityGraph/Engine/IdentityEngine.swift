@@ -128,15 +128,42 @@ public final class IdentityEngine: Sendable {
         _ request: IdentifyRequest,
         completion: @escaping @Sendable (Result<Profile, StorageError>) -> Void
     ) {
-        let outcome = state.withLock { state -> Outcome<Profile> in
+        identify(request, answer: { graph, primary in graph.profile(primary: primary) }, completion: completion)
+    }
+
+    /// Identify for the transports: appends the profile object's JSON to `writer` (which holds
+    /// whatever the answer starts with) straight from the index, without building a ``Profile``,
+    /// and completes with it, as ``identify(_:completion:)`` does.
+    public func identify(
+        _ request: IdentifyRequest,
+        appendingProfileTo writer: JSONWriter,
+        completion: @escaping @Sendable (Result<JSONWriter, StorageError>) -> Void
+    ) {
+        identify(
+            request,
+            answer: { graph, primary in
+                var writer = writer
+                graph.writeProfileJSON(primary: primary, into: &writer)
+                return writer
+            },
+            completion: completion
+        )
+    }
+
+    private func identify<Answer: Sendable>(
+        _ request: IdentifyRequest,
+        answer: (ContactGraph, UInt32) -> Answer,
+        completion: @escaping @Sendable (Result<Answer, StorageError>) -> Void
+    ) {
+        let outcome = state.withLock { state -> Outcome<Answer> in
             if state.closed { return .failed(StorageError(.closed, "the engine is closed")) }
             if let failure = state.failure, state.graph.wouldChange(request) {
                 return .failed(StorageError(.unavailable, "the store is not accepting changes: \(failure.message)"))
             }
             state.changed.removeAll(keepingCapacity: true)
             let primary = state.graph.identify(request, now: Self.tick(&state.clock), changed: &state.changed)
-            let profile = state.graph.profile(primary: primary)
-            guard store != nil else { return .ready(profile) }
+            let value = answer(state.graph, primary)
+            guard store != nil else { return .ready(value) }
             if !state.changed.isEmpty {
                 for id in state.changed { state.openBatch.append(state.graph.contact(id: Int(id))!) }
                 state.lastChangedBatch = state.openBatchNumber
@@ -145,7 +172,7 @@ public final class IdentityEngine: Sendable {
                 state.pendingProfiles[primary] = state.openBatchNumber
             }
             let batch = state.pendingProfiles[primary] ?? 0
-            return Self.await(batch, &state, value: profile, completion: completion)
+            return Self.await(batch, &state, value: value, completion: completion)
         }
         finish(outcome, completion)
     }

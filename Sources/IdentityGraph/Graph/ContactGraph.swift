@@ -93,6 +93,43 @@ struct ContactGraph {
         return profile
     }
 
+    /// Writes the profile whose primary is `primary` as JSON, straight from the value tables: the
+    /// same object as ``profile(primary:)`` encoded, without building it first.
+    func writeProfileJSON(primary: UInt32, into writer: inout JSONWriter) {
+        ProfileJSON.write(
+            primaryContactId: Int(primary), into: &writer,
+            emails: { writeOwnedValues(of: primary, values: emailOf, table: emails, into: &$0) },
+            phoneNumbers: { writeOwnedValues(of: primary, values: phoneOf, table: phones, into: &$0) },
+            secondaryContactIds: { writer in
+                var member = nextMember[Int(primary)]
+                var first = true
+                while member != 0 {
+                    if !first { writer.raw(",") }
+                    first = false
+                    writer.integer(UInt64(member))
+                    member = nextMember[Int(member)]
+                }
+            }
+        )
+    }
+
+    /// The values a profile's members own (each distinct value once, by first carrier), in id order.
+    private func writeOwnedValues(
+        of primary: UInt32, values: [UInt32], table: ValueTable, into writer: inout JSONWriter
+    ) {
+        var member = primary
+        var first = true
+        while member != 0 {
+            let value = values[Int(member)]
+            if value != 0 && table.owners[Int(value - 1)] == member {
+                if !first { writer.raw(",") }
+                first = false
+                table.withBytes(Int(value - 1)) { writer.string(utf8: $0) }
+            }
+            member = nextMember[Int(member)]
+        }
+    }
+
     /// The profile holding contact `id`, or `nil` when there is no such contact.
     func profile(containing id: Int) -> Profile? {
         guard id >= 1, id <= contactCount else { return nil }

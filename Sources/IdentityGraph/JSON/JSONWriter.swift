@@ -47,14 +47,19 @@ public struct JSONWriter: Sendable {
 
     /// Appends `text` as a JSON string with the escapes RFC 8259 requires.
     public mutating func string(_ text: String) {
+        string(utf8: text.utf8)
+    }
+
+    /// Appends UTF-8 text as a JSON string with the escapes RFC 8259 requires.
+    public mutating func string(utf8 text: some Collection<UInt8>) {
         bytes.append(UInt8(ascii: "\""))
         // Most values need no escape: copy them whole.
-        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0x7F }) {
-            bytes.append(contentsOf: text.utf8)
+        if !text.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0x7F }) {
+            bytes.append(contentsOf: text)
             bytes.append(UInt8(ascii: "\""))
             return
         }
-        for byte in text.utf8 {
+        for byte in text {
             switch byte {
             case UInt8(ascii: "\""):
                 raw("\\\"")

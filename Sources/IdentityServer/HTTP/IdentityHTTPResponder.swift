@@ -85,9 +85,16 @@ public struct IdentityHTTPResponder: HTTPResponder {
         } catch {
             throw Problem(error)
         }
-        do {
-            return Self.json(try await engine.identify(identifyRequest).responseJSON)
-        } catch {
+        var head = JSONWriter()
+        head.raw("{\"contact\":")
+        let answer = await withCheckedContinuation { continuation in
+            engine.identify(identifyRequest, appendingProfileTo: head) { continuation.resume(returning: $0) }
+        }
+        switch answer {
+        case .success(var writer):
+            writer.raw("}")
+            return Self.json(writer.bytes)
+        case .failure(let error):
             throw Problem(error)
         }
     }

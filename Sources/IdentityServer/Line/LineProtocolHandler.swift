@@ -93,10 +93,11 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             complete(sequence, LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") })
         case .success(.identify(let identify)):
             let deliver = deliverer(sequence)
-            engine.identify(identify) { result in
+            engine.identify(identify, appendingProfileTo: LineRequest.answerHead(id: id, member: "contact")) { result in
                 switch result {
-                case .success(let profile):
-                    deliver(LineRequest.answerLine(id: id, member: "contact") { profile.writeJSON(into: &$0) })
+                case .success(var writer):
+                    writer.raw("}\n")
+                    deliver(writer.bytes)
                 case .failure(let error):
                     deliver(LineRequest.errorLine(id: id, Problem(error)))
                 }

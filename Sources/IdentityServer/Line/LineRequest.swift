@@ -76,6 +76,14 @@ struct LineRequest {
 
     /// One answer line: `{"id":...,"MEMBER":VALUE}` and a line break, with `value` writing VALUE.
     static func answerLine(id: JSONValue?, member: StaticString, _ value: (inout JSONWriter) -> Void) -> [UInt8] {
+        var writer = answerHead(id: id, member: member)
+        value(&writer)
+        writer.raw("}\n")
+        return writer.bytes
+    }
+
+    /// The start of an answer line, `{"id":...,"MEMBER":`, for the caller to add the value and `}\n`.
+    static func answerHead(id: JSONValue?, member: StaticString) -> JSONWriter {
         var writer = JSONWriter()
         writer.raw("{\"id\":")
         switch id {
@@ -86,9 +94,7 @@ struct LineRequest {
         writer.raw(",\"")
         writer.raw(member)
         writer.raw("\":")
-        value(&writer)
-        writer.raw("}\n")
-        return writer.bytes
+        return writer
     }
 
     /// A whole error answer line.
