@@ -39,35 +39,38 @@ public enum Normalization {
     /// Trims `raw` and removes spaces, `-`, `.`, `(` and `)`; `nil` when nothing is left. Throws
     /// unless what remains is an optional leading `+` and 1 to 20 digits. Leading zeros are kept.
     public static func phoneNumber(_ raw: String) throws(RequestError) -> String? {
-        var raw = raw
         if raw.utf8.allSatisfy({ $0 < 0x80 }) {
-            // The common case, byte by byte: the same rules as below without Unicode tables.
-            let result = try raw.withUTF8 { bytes in Result { () throws(RequestError) in try asciiPhoneNumber(bytes) } }
-                .get()
-            return result.isEmpty ? nil : result
+            // The common case: the same rule, byte by byte, without Unicode's tables.
+            return try phoneNumber(raw.utf8.lazy.map(UInt32.init)) { isASCIIWhitespace(UInt8($0)) }
         }
         return try unicodePhoneNumber(raw)
     }
 
-    /// ``phoneNumber(_:)`` for any text, with Unicode's tables (the ASCII path must agree with it).
+    /// ``phoneNumber(_:)`` with Unicode's whitespace for any text (the ASCII path must agree with it).
     static func unicodePhoneNumber(_ raw: String) throws(RequestError) -> String? {
-        let trimmed = trimmingWhitespace(raw)
-        if trimmed.isEmpty { return nil }
+        try phoneNumber(raw.unicodeScalars.lazy.map(\.value)) { Unicode.Scalar($0)?.properties.isWhitespace ?? false }
+    }
+
+    /// The phone rule over code points. Whitespace anywhere is dropped, so trimming needs no step
+    /// of its own; text that is only whitespace is absent.
+    private static func phoneNumber(
+        _ codePoints: some Sequence<UInt32>, isWhitespace: (UInt32) -> Bool
+    ) throws(RequestError) -> String? {
         var result = [UInt8]()
-        result.reserveCapacity(trimmed.utf8.count)
         var digits = 0
-        for scalar in trimmed.unicodeScalars {
-            switch scalar {
-            case "0"..."9":
-                result.append(UInt8(scalar.value))
+        var blank = true
+        for codePoint in codePoints {
+            if isWhitespace(codePoint) { continue }
+            blank = false
+            switch codePoint {
+            case 0x30...0x39:  // 0-9
+                result.append(UInt8(codePoint))
                 digits += 1
-            case "+" where result.isEmpty:
-                result.append(UInt8(ascii: "+"))
-            case "-", ".", "(", ")":
+            case 0x2B where result.isEmpty:  // a leading +
+                result.append(UInt8(codePoint))
+            case 0x2D, 0x2E, 0x28, 0x29:  // - . ( )
                 continue
-            case _ where scalar.properties.isWhitespace:
-                continue
-            case "+":
+            case 0x2B:
                 throw RequestError(field: "phoneNumber", reason: "may have a + only at its start")
             default:
                 throw RequestError(
@@ -76,6 +79,7 @@ public enum Normalization {
                 )
             }
         }
+        if blank { return nil }
         guard digits >= 1, digits <= maximumPhoneDigits else {
             throw RequestError(field: "phoneNumber", reason: "must have 1 to \(maximumPhoneDigits) digits")
         }
@@ -116,42 +120,6 @@ public enum Normalization {
             }
             return end - start
         }
-    }
-
-    /// ``phoneNumber(_:)`` for ASCII input: `""` when blank.
-    private static func asciiPhoneNumber(_ bytes: UnsafeBufferPointer<UInt8>) throws(RequestError) -> String {
-        var start = 0
-        var end = bytes.count
-        while start < end, isASCIIWhitespace(bytes[start]) { start += 1 }
-        while end > start, isASCIIWhitespace(bytes[end - 1]) { end -= 1 }
-        if start == end { return "" }
-        var result = [UInt8]()
-        result.reserveCapacity(end - start)
-        var digits = 0
-        for byte in bytes[start..<end] {
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"):
-                result.append(byte)
-                digits += 1
-            case UInt8(ascii: "+") where result.isEmpty:
-                result.append(byte)
-            case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "("), UInt8(ascii: ")"):
-                continue
-            case _ where isASCIIWhitespace(byte):
-                continue
-            case UInt8(ascii: "+"):
-                throw RequestError(field: "phoneNumber", reason: "may have a + only at its start")
-            default:
-                throw RequestError(
-                    field: "phoneNumber",
-                    reason: "may contain only digits, a leading +, spaces, and the separators - . ( )"
-                )
-            }
-        }
-        guard digits >= 1, digits <= maximumPhoneDigits else {
-            throw RequestError(field: "phoneNumber", reason: "must have 1 to \(maximumPhoneDigits) digits")
-        }
-        return String(decoding: result, as: UTF8.self)
     }
 
     /// The ASCII characters with Unicode's White_Space property, as `isWhitespace` sees them: space,
