@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A set of distinct normalized values (all emails, or all phone numbers), each numbered in
 /// insertion order and remembering the contact that first carried it: its *owner*.
 ///
@@ -13,13 +19,15 @@ struct ValueTable {
     private(set) var owners: [UInt32] = []
     /// 0 for an empty slot, else a value number plus one. The count is a power of two.
     private var slots: [UInt32] = Array(repeating: 0, count: 1024)
+    /// The key of ``hash(_:)``, drawn at random for each table.
+    private let hashKey = UInt64.random(in: .min ... .max)
 
     var count: Int { owners.count }
 
     /// The number of the value spelled by `key`, if present.
     func find(_ key: UnsafeRawBufferPointer) -> Int? {
         let mask = slots.count - 1
-        var slot = Int(truncatingIfNeeded: Self.hash(key)) & mask
+        var slot = Int(truncatingIfNeeded: hash(key)) & mask
         while true {
             let entry = slots[slot]
             if entry == 0 { return nil }
@@ -45,7 +53,7 @@ struct ValueTable {
         if (count + 1) * 2 > slots.count { grow() }
         let value = count
         arena.append(contentsOf: key)
-        place(value, hash: Self.hash(key))
+        place(value, hash: hash(key))
         starts.append(UInt32(arena.count))
         owners.append(owner)
         return value
@@ -55,7 +63,7 @@ struct ValueTable {
     mutating func findOrInsert(_ key: UnsafeRawBufferPointer, owner: UInt32) -> (value: Int, inserted: Bool) {
         if (count + 1) * 2 > slots.count { grow() }
         let mask = slots.count - 1
-        var slot = Int(truncatingIfNeeded: Self.hash(key)) & mask
+        var slot = Int(truncatingIfNeeded: hash(key)) & mask
         while true {
             let entry = slots[slot]
             if entry == 0 { break }
@@ -122,20 +130,33 @@ struct ValueTable {
     private mutating func rehash(to size: Int) {
         slots = Array(repeating: 0, count: size)
         for value in 0..<count {
-            let hash = withBytes(value) { Self.hash($0) }
-            place(value, hash: hash)
+            let code = withBytes(value) { hash($0) }
+            place(value, hash: code)
         }
     }
 
-    /// FNV-1a, then a final mix so that the low bits used for the slot are well spread.
-    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes {
-            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+    /// A keyed hash, eight bytes at a time (multiply and xor-shift rounds, with a final mix so that
+    /// the low bits that pick the slot are well spread). Each table draws its own random key, so
+    /// nobody can craft values that collide on purpose and turn linear probing into a scan.
+    func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var hash = hashKey ^ (UInt64(bytes.count) &* 0x9E37_79B9_7F4A_7C15)
+        var offset = 0
+        while offset + 8 <= bytes.count {
+            hash = (hash ^ bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) &* 0xFF51_AFD7_ED55_8CCD
+            hash ^= hash >> 32
+            offset += 8
         }
-        hash ^= hash >> 33
-        hash = hash &* 0xff51_afd7_ed55_8ccd
-        hash ^= hash >> 33
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while offset < bytes.count {
+            tail |= UInt64(bytes[offset]) << shift
+            shift += 8
+            offset += 1
+        }
+        hash = (hash ^ tail) &* 0xC4CE_B9FE_1A85_EC53
+        hash ^= hash >> 29
+        hash = hash &* 0xFF51_AFD7_ED55_8CCD
+        hash ^= hash >> 32
         return hash
     }
 }
@@ -144,10 +165,5 @@ struct ValueTable {
 @inline(__always)
 private func memcmpEqual(_ lhs: UnsafeRawPointer, _ rhs: UnsafeRawPointer?, _ count: Int) -> Bool {
     guard count > 0, let rhs else { return true }
-    for offset in 0..<count where lhs.load(fromByteOffset: offset, as: UInt8.self)
-        != rhs.load(fromByteOffset: offset, as: UInt8.self)
-    {
-        return false
-    }
-    return true
+    return memcmp(lhs, rhs, count) == 0
 }
