@@ -14,23 +14,40 @@ public struct IdentifyRequest: Sendable, Hashable {
     /// Builds a request from the two request fields as JSON gave them (SPEC.md section 3):
     /// `email` a string or null; `phoneNumber` a string, null, or an integer made of digits only.
     public init(email: JSONValue?, phoneNumber: JSONValue?) throws(RequestError) {
-        var normalizedEmail: String?
-        switch email {
+        try self.init(
+            normalizedEmail: try Self.email(email), normalizedPhoneNumber: try Self.phoneNumber(phoneNumber)
+        )
+    }
+
+    init(normalizedEmail: String?, normalizedPhoneNumber: String?) throws(RequestError) {
+        guard normalizedEmail != nil || normalizedPhoneNumber != nil else {
+            throw RequestError(field: nil, reason: "at least one of email and phoneNumber must be given and not blank")
+        }
+        self.email = normalizedEmail
+        self.phoneNumber = normalizedPhoneNumber
+    }
+
+    /// The `email` rule of SPEC.md section 3 over a JSON value.
+    static func email(_ value: JSONValue?) throws(RequestError) -> String? {
+        switch value {
         case nil, .null?:
-            normalizedEmail = nil
+            return nil
         case .string(let text)?:
-            normalizedEmail = try Normalization.email(text)
+            return try Normalization.email(text)
         case let other?:
             throw RequestError(field: "email", reason: "must be a string or null, not \(other.kindDescription)")
         }
-        var normalizedPhone: String?
-        switch phoneNumber {
+    }
+
+    /// The `phoneNumber` rule of SPEC.md section 3 over a JSON value.
+    static func phoneNumber(_ value: JSONValue?) throws(RequestError) -> String? {
+        switch value {
         case nil, .null?:
-            normalizedPhone = nil
+            return nil
         case .string(let text)?:
-            normalizedPhone = try Normalization.phoneNumber(text)
+            return try Normalization.phoneNumber(text)
         case .number(let literal)? where literal.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }):
-            normalizedPhone = try Normalization.phoneNumber(literal)
+            return try Normalization.phoneNumber(literal)
         case .number?:
             throw RequestError(
                 field: "phoneNumber",
@@ -39,14 +56,5 @@ public struct IdentifyRequest: Sendable, Hashable {
         case let other?:
             throw RequestError(field: "phoneNumber", reason: "must be a string, a number or null, not \(other.kindDescription)")
         }
-        try self.init(normalizedEmail: normalizedEmail, normalizedPhoneNumber: normalizedPhone)
-    }
-
-    private init(normalizedEmail: String?, normalizedPhoneNumber: String?) throws(RequestError) {
-        guard normalizedEmail != nil || normalizedPhoneNumber != nil else {
-            throw RequestError(field: nil, reason: "at least one of email and phoneNumber must be given and not blank")
-        }
-        self.email = normalizedEmail
-        self.phoneNumber = normalizedPhoneNumber
     }
 }

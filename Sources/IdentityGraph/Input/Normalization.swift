@@ -13,6 +13,17 @@ public enum Normalization {
         return try unicodeEmail(raw)
     }
 
+    /// ``email(_:)`` for text known to be ASCII, as bytes (the request decoder's plain strings).
+    static func email(ascii bytes: UnsafeRawBufferPointer) throws(RequestError) -> String? {
+        let email = try asciiEmail(bytes.assumingMemoryBound(to: UInt8.self))
+        return email.isEmpty ? nil : email
+    }
+
+    /// ``phoneNumber(_:)`` for text known to be ASCII, as bytes.
+    static func phoneNumber(ascii bytes: UnsafeRawBufferPointer) throws(RequestError) -> String? {
+        try phoneNumber(bytes.lazy.map(UInt32.init)) { isASCIIWhitespace(UInt8($0)) }
+    }
+
     /// ``email(_:)`` for any text, with Unicode's tables (the ASCII path must agree with it).
     static func unicodeEmail(_ raw: String) throws(RequestError) -> String? {
         let trimmed = trimmingWhitespace(raw)

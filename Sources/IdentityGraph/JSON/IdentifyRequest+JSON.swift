@@ -3,11 +3,7 @@ extension IdentifyRequest {
     /// `phoneNumber` members are read; other members are ignored. A field given twice is rejected,
     /// since either reading of it could link the wrong person.
     public init(json: UnsafeRawBufferPointer) throws(RequestError) {
-        var fields = IdentifyRequest.Fields()
-        try JSONObjectReader.readObject(json) { (key, value) throws(RequestError) in
-            _ = try fields.take(key, value)
-        }
-        try self.init(email: fields.email, phoneNumber: fields.phoneNumber)
+        self = try Self.decode(json: json) { (_, _) throws(RequestError) in }.get()
     }
 
     /// ``init(json:)`` over an array of bytes.
@@ -18,28 +14,48 @@ extension IdentifyRequest {
         self = try result.get()
     }
 
-    /// The two identify fields of a request object, collected while reading it, for transports
-    /// that read further members of the same object (the line protocol's `op` and `id`).
-    public struct Fields: Sendable {
-        public var email: JSONValue?
-        public var phoneNumber: JSONValue?
-
-        public init() {}
-
-        /// Keeps `value` when `key` is an identify field and returns `true`; `false` for any other key.
-        /// Throws when the field was already given.
-        public mutating func take(_ key: String, _ value: JSONValue) throws(RequestError) -> Bool {
-            switch key {
-            case "email":
-                guard email == nil else { throw RequestError.duplicate(key) }
+    /// Reads a request object for transports that read further members of it (the line protocol's
+    /// `op` and `id`): `email` and `phoneNumber` are read as identify needs them, every other member
+    /// goes to `otherMember` as it is read. Malformed JSON, a duplicate identify field and whatever
+    /// `otherMember` throws are thrown; a request that is well-formed JSON but not a valid identify
+    /// request comes back as a failure, for callers whose operation does not need one.
+    ///
+    /// The hot path of every transport: values are read in place, and plain ASCII strings go to
+    /// normalization as bytes, so decoding costs no intermediate `String`.
+    public static func decode(
+        json: UnsafeRawBufferPointer,
+        otherMember: (_ key: String, _ value: JSONValue) throws(RequestError) -> Void
+    ) throws(RequestError) -> Result<IdentifyRequest, RequestError> {
+        var email: JSONObjectReader.RawValue?
+        var phone: JSONObjectReader.RawValue?
+        try JSONObjectReader.readRawObject(json) { (key, value) throws(RequestError) in
+            if key.equals("email") {
+                guard email == nil else { throw RequestError.duplicate("email") }
                 email = value
-            case "phoneNumber":
-                guard phoneNumber == nil else { throw RequestError.duplicate(key) }
-                phoneNumber = value
-            default:
-                return false
+            } else if key.equals("phoneNumber") {
+                guard phone == nil else { throw RequestError.duplicate("phoneNumber") }
+                phone = value
+            } else {
+                try otherMember(key.string, value.jsonValue)
             }
-            return true
+        }
+        return Result { () throws(RequestError) in
+            let normalizedEmail: String?
+            if case .text(.plain(let bytes))? = email {
+                normalizedEmail = try Normalization.email(ascii: bytes)
+            } else {
+                normalizedEmail = try Self.email(email?.jsonValue)
+            }
+            let normalizedPhone: String?
+            switch phone {
+            case .text(.plain(let bytes))?:
+                normalizedPhone = try Normalization.phoneNumber(ascii: bytes)
+            case .number(let literal)? where literal.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }):
+                normalizedPhone = try Normalization.phoneNumber(ascii: literal)
+            default:
+                normalizedPhone = try Self.phoneNumber(phone?.jsonValue)
+            }
+            return try IdentifyRequest(normalizedEmail: normalizedEmail, normalizedPhoneNumber: normalizedPhone)
         }
     }
 }

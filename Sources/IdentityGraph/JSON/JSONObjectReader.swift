@@ -21,8 +21,62 @@ public struct JSONObjectReader {
         _ bytes: UnsafeRawBufferPointer,
         member: (_ key: String, _ value: JSONValue) throws(RequestError) -> Void
     ) throws(RequestError) {
+        try readRawObject(bytes) { (key, value) throws(RequestError) in try member(key.string, value.jsonValue) }
+    }
+
+    /// ``readObject(_:member:)`` without copying: plain strings and numbers come as slices of
+    /// `bytes`, valid as long as `bytes` is. For the request decoder, where every allocation shows.
+    static func readRawObject(
+        _ bytes: UnsafeRawBufferPointer,
+        member: (_ key: RawText, _ value: RawValue) throws(RequestError) -> Void
+    ) throws(RequestError) {
         var reader = JSONObjectReader(bytes: bytes)
         try reader.readTopLevel(member)
+    }
+
+    /// A string as read: its bytes when they are its text (ASCII, no escapes), else decoded.
+    enum RawText {
+        case plain(UnsafeRawBufferPointer)
+        case decoded(String)
+
+        var string: String {
+            switch self {
+            case .plain(let bytes): String(decoding: bytes, as: UTF8.self)
+            case .decoded(let text): text
+            }
+        }
+
+        func equals(_ name: StaticString) -> Bool {
+            switch self {
+            case .plain(let bytes):
+                guard bytes.count == name.utf8CodeUnitCount else { return false }
+                for offset in 0..<bytes.count where bytes[offset] != name.utf8Start[offset] { return false }
+                return true
+            case .decoded(let text):
+                return text == name.description
+            }
+        }
+    }
+
+    /// A member value as read, slices of the input where possible.
+    enum RawValue {
+        case text(RawText)
+        case number(UnsafeRawBufferPointer)
+        case bool(Bool)
+        case null
+        case object
+        case array
+
+        var jsonValue: JSONValue {
+            switch self {
+            case .text(let text): .string(text.string)
+            case .number(let literal): .number(String(decoding: literal, as: UTF8.self))
+            case .bool(let value): .bool(value)
+            case .null: .null
+            case .object: .object
+            case .array: .array
+            }
+        }
     }
 
     /// ``readObject(_:member:)`` over an array of bytes.
@@ -40,7 +94,7 @@ public struct JSONObjectReader {
     // MARK: - Grammar
 
     private mutating func readTopLevel(
-        _ member: (String, JSONValue) throws(RequestError) -> Void
+        _ member: (RawText, RawValue) throws(RequestError) -> Void
     ) throws(RequestError) {
         skipWhitespace()
         guard let first = peek() else { throw malformed("the body is empty; expected a JSON object") }
@@ -76,11 +130,11 @@ public struct JSONObjectReader {
         if index != bytes.count { throw malformed("unexpected data after the JSON object at byte \(index)") }
     }
 
-    private mutating func readValue() throws(RequestError) -> JSONValue {
+    private mutating func readValue() throws(RequestError) -> RawValue {
         guard let byte = peek() else { throw unexpected("a value") }
         switch byte {
         case UInt8(ascii: "\""):
-            return .string(try readString())
+            return .text(try readString())
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             return .number(try readNumber())
         case UInt8(ascii: "t"):
@@ -170,7 +224,7 @@ public struct JSONObjectReader {
         index += length
     }
 
-    private mutating func readNumber() throws(RequestError) -> String {
+    private mutating func readNumber() throws(RequestError) -> UnsafeRawBufferPointer {
         let start = index
         func digits(_ reader: inout JSONObjectReader) -> Int {
             let from = reader.index
@@ -192,11 +246,11 @@ public struct JSONObjectReader {
             if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") { index += 1 }
             if digits(&self) == 0 { throw malformed("invalid number at byte \(start)") }
         }
-        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        return UnsafeRawBufferPointer(rebasing: bytes[start..<index])
     }
 
-    /// Reads a string starting at its opening quote; returns its decoded text.
-    private mutating func readString() throws(RequestError) -> String {
+    /// Reads a string starting at its opening quote: its bytes when they are its text, else decoded.
+    private mutating func readString() throws(RequestError) -> RawText {
         let start = index
         index += 1
         let contentStart = index
@@ -206,8 +260,8 @@ public struct JSONObjectReader {
             if byte == UInt8(ascii: "\"") {
                 let content = UnsafeRawBufferPointer(rebasing: bytes[contentStart..<index])
                 index += 1
-                if plain { return String(decoding: content, as: UTF8.self) }
-                return try decodeString(content, at: start)
+                if plain { return .plain(content) }
+                return .decoded(try decodeString(content, at: start))
             }
             if byte < 0x20 {
                 throw malformed("a control character must be escaped inside a string (byte \(index))")

@@ -15,13 +15,11 @@ struct LineRequest {
     var operation: Result<Operation, Problem>
 
     init(line: UnsafeRawBufferPointer) {
-        var fields = IdentifyRequest.Fields()
         var op: JSONValue?
         var contactId: JSONValue?
         var echo: JSONValue?
         do throws(RequestError) {
-            try JSONObjectReader.readObject(line) { (key, value) throws(RequestError) in
-                if try fields.take(key, value) { return }
+            let identify = try IdentifyRequest.decode(json: line) { (key, value) throws(RequestError) in
                 switch key {
                 case "op":
                     guard op == nil else { throw RequestError.duplicate(key) }
@@ -40,7 +38,7 @@ struct LineRequest {
             if let echo, id == nil {
                 throw RequestError(field: "id", reason: "must be a string or a number, not \(echo.kindDescription)")
             }
-            operation = .success(try Self.operation(op, fields: fields, contactId: contactId))
+            operation = .success(try Self.operation(op, identify: identify, contactId: contactId))
         } catch {
             id = echo.flatMap(Self.echoable)
             operation = .failure(Problem(error))
@@ -55,11 +53,11 @@ struct LineRequest {
     }
 
     private static func operation(
-        _ op: JSONValue?, fields: IdentifyRequest.Fields, contactId: JSONValue?
+        _ op: JSONValue?, identify: Result<IdentifyRequest, RequestError>, contactId: JSONValue?
     ) throws(RequestError) -> Operation {
         switch op {
         case nil, .string("identify")?:
-            return .identify(try IdentifyRequest(email: fields.email, phoneNumber: fields.phoneNumber))
+            return .identify(try identify.get())
         case .string("ping")?:
             return .ping
         case .string("get")?:
