@@ -3,20 +3,12 @@ public struct IdentifyRequest: Sendable, Hashable {
     public let email: String?
     public let phoneNumber: String?
 
-    /// Validates already-normalized values (for callers that hold normalized data, such as tests
-    /// and workload replays). Throws when both are `nil` or either fails its rule.
+    /// Normalizes and validates text values (for callers that hold them outside JSON, such as tests
+    /// and workload replays). Throws when both end up absent or either fails its rule.
     public init(email: String?, phoneNumber: String?) throws(RequestError) {
         let email = try email.flatMap { (value) throws(RequestError) in try Normalization.email(value) }
         let phone = try phoneNumber.flatMap { (value) throws(RequestError) in try Normalization.phoneNumber(value) }
         try self.init(normalizedEmail: email, normalizedPhoneNumber: phone)
-    }
-
-    /// Builds a request from the two request fields as JSON gave them (SPEC.md section 3):
-    /// `email` a string or null; `phoneNumber` a string, null, or an integer made of digits only.
-    public init(email: JSONValue?, phoneNumber: JSONValue?) throws(RequestError) {
-        try self.init(
-            normalizedEmail: try Self.email(email), normalizedPhoneNumber: try Self.phoneNumber(phoneNumber)
-        )
     }
 
     init(normalizedEmail: String?, normalizedPhoneNumber: String?) throws(RequestError) {
@@ -27,7 +19,7 @@ public struct IdentifyRequest: Sendable, Hashable {
         self.phoneNumber = normalizedPhoneNumber
     }
 
-    /// The `email` rule of SPEC.md section 3 over a JSON value.
+    /// The `email` rule of SPEC.md section 3 over a JSON value: a string or null.
     static func email(_ value: JSONValue?) throws(RequestError) -> String? {
         switch value {
         case nil, .null?:
@@ -39,7 +31,8 @@ public struct IdentifyRequest: Sendable, Hashable {
         }
     }
 
-    /// The `phoneNumber` rule of SPEC.md section 3 over a JSON value.
+    /// The `phoneNumber` rule of SPEC.md section 3 over a JSON value: a string, null, or an integer
+    /// made of digits only.
     static func phoneNumber(_ value: JSONValue?) throws(RequestError) -> String? {
         switch value {
         case nil, .null?:
