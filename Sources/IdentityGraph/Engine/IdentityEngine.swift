@@ -63,7 +63,7 @@ public final class IdentityEngine: Sendable {
         /// The newest timestamp issued; time never goes backwards for the graph.
         var clock: Int64 = 0
         /// Rows changed since the last batch was taken by the writer.
-        var openBatch: [Contact] = []
+        var openBatch = RowBatch()
         var openBatchNumber: UInt64 = 1
         /// The newest batch that holds changes; nothing newer has anything to wait for.
         var lastChangedBatch: UInt64 = 0
@@ -165,7 +165,7 @@ public final class IdentityEngine: Sendable {
             let value = answer(state.graph, primary)
             guard store != nil else { return .ready(value) }
             if !state.changed.isEmpty {
-                for id in state.changed { state.openBatch.append(state.graph.contact(id: Int(id))!) }
+                for id in state.changed { state.graph.encodeRow(id, into: &state.openBatch) }
                 state.lastChangedBatch = state.openBatchNumber
                 // A merge folds the loser's pending changes into this profile; the open batch is the
                 // newest of them all.
@@ -333,22 +333,21 @@ public final class IdentityEngine: Sendable {
     }
 
     /// Takes the open batch for committing, or marks the writer idle when there is none.
-    private func takeBatch() -> ([Contact], UInt64)? {
+    private func takeBatch() -> (RowBatch, UInt64)? {
         state.withLock { state in
             guard !state.openBatch.isEmpty else {
                 state.writerIdle = true
                 return nil
             }
             let rows = state.openBatch
-            state.openBatch = []
-            state.openBatch.reserveCapacity(rows.count)
+            state.openBatch = RowBatch()
             let batch = state.openBatchNumber
             state.openBatchNumber += 1
             return (rows, batch)
         }
     }
 
-    private func commit(_ rows: [Contact], batch: UInt64, to store: ContactStore) {
+    private func commit(_ rows: RowBatch, batch: UInt64, to store: ContactStore) {
         var backoff = 0.05
         while true {
             do {

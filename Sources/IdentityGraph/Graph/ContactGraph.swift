@@ -152,6 +152,22 @@ struct ContactGraph {
         )
     }
 
+    /// Appends the stored form of contact `id` to `batch`, straight from the arrays and arenas.
+    func encodeRow(_ id: UInt32, into batch: inout RowBatch) {
+        let index = Int(id)
+        let linked = linkedTo[index]
+        emails.withBytes(ofNumber: emailOf[index]) { email in
+            phones.withBytes(ofNumber: phoneOf[index]) { phone in
+                batch.append(id: index) { bytes in
+                    ContactRecord.encode(
+                        linkedId: linked == 0 ? nil : Int(linked), createdAt: createdAt[index],
+                        updatedAt: updatedAt[index], deletedAt: nil, email: email, phoneNumber: phone, into: &bytes
+                    )
+                }
+            }
+        }
+    }
+
     /// The newest timestamp in the graph, so that a reopened engine never issues an earlier one.
     var latestTimestamp: Int64 {
         var latest = createdAt.last ?? 0

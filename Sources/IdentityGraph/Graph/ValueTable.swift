@@ -92,6 +92,11 @@ struct ValueTable {
         return try arena.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
     }
 
+    /// The bytes of a value given as stored in a contact (its number plus one; 0 for none).
+    func withBytes<R>(ofNumber number: UInt32, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+        number == 0 ? body(nil) : withBytes(Int(number - 1)) { body($0) }
+    }
+
     /// Pre-sizes the table for `values` values (used when loading a store).
     mutating func reserve(values: Int, bytes: Int) {
         arena.reserveCapacity(bytes)

@@ -19,21 +19,45 @@ enum ContactRecord {
     }
 
     static func encode(_ contact: Contact, into bytes: inout [UInt8]) {
+        withUTF8(contact.email) { email in
+            withUTF8(contact.phoneNumber) { phone in
+                encode(
+                    linkedId: contact.linkedId, createdAt: contact.createdAt.millisecondsSince1970,
+                    updatedAt: contact.updatedAt.millisecondsSince1970,
+                    deletedAt: contact.deletedAt?.millisecondsSince1970, email: email, phoneNumber: phone, into: &bytes
+                )
+            }
+        }
+    }
+
+    /// The record of a row given by its fields; text as UTF-8 bytes.
+    static func encode(
+        linkedId: Int?, createdAt: Int64, updatedAt: Int64, deletedAt: Int64?,
+        email: UnsafeRawBufferPointer?, phoneNumber: UnsafeRawBufferPointer?, into bytes: inout [UInt8]
+    ) {
         var flags: UInt8 = 0
-        if contact.email != nil { flags |= 1 }
-        if contact.phoneNumber != nil { flags |= 2 }
-        if contact.deletedAt != nil { flags |= 4 }
+        if email != nil { flags |= 1 }
+        if phoneNumber != nil { flags |= 2 }
+        if deletedAt != nil { flags |= 4 }
         bytes.append(format)
         bytes.append(flags)
-        append(UInt32(contact.linkedId ?? 0), to: &bytes)
-        append(contact.createdAt.millisecondsSince1970, to: &bytes)
-        append(contact.updatedAt.millisecondsSince1970, to: &bytes)
-        if let deletedAt = contact.deletedAt { append(deletedAt.millisecondsSince1970, to: &bytes) }
-        for text in [contact.email, contact.phoneNumber] {
-            guard let text else { continue }
-            bytes.append(UInt8(text.utf8.count))
-            bytes.append(contentsOf: text.utf8)
+        append(UInt32(linkedId ?? 0), to: &bytes)
+        append(createdAt, to: &bytes)
+        append(updatedAt, to: &bytes)
+        if let deletedAt { append(deletedAt, to: &bytes) }
+        if let email {
+            bytes.append(UInt8(email.count))
+            bytes.append(contentsOf: email)
         }
+        if let phoneNumber {
+            bytes.append(UInt8(phoneNumber.count))
+            bytes.append(contentsOf: phoneNumber)
+        }
+    }
+
+    private static func withUTF8<R>(_ text: String?, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+        guard var text else { return body(nil) }
+        return text.withUTF8 { body(UnsafeRawBufferPointer($0)) }
     }
 
     /// A row's fields without copying its text: `email` and `phoneNumber` point into LMDB's

@@ -115,21 +115,23 @@ final class ContactStore: @unchecked Sendable {
     /// durable settings the commit has reached the disk when this returns. A full map is grown and
     /// the transaction retried; any other failure throws, and nothing of the batch is kept.
     func write(_ contacts: [Contact]) throws(StorageError) {
+        var batch = RowBatch()
+        for contact in contacts { batch.append(id: contact.id) { ContactRecord.encode(contact, into: &$0) } }
+        try write(batch)
+    }
+
+    /// Writes the rows of `batch` in one transaction and commits it; see ``write(_:)-([Contact])``.
+    func write(_ batch: RowBatch) throws(StorageError) {
         let injected = injectedFailures.withLock { remaining in
             guard remaining > 0 else { return false }
             remaining -= 1
             return true
         }
         if injected { throw StorageError(.unavailable, "cannot write to the store: injected failure") }
-        var buffer: [UInt8] = []
         while true {
             do {
                 try environment.write { transaction in
-                    for contact in contacts {
-                        buffer.removeAll(keepingCapacity: true)
-                        ContactRecord.encode(contact, into: &buffer)
-                        try transaction.put(buffer, forKey: ContactRecord.key(contact.id), in: rows)
-                    }
+                    try batch.forEach { key, record in try transaction.put(record, forKey: key, in: rows) }
                 }
                 return
             } catch let error as LMDBError where error.isMapFull {
