@@ -50,12 +50,8 @@ struct ValueTable {
 
     /// Adds `key`, which must not be present, owned by `owner`; returns its number.
     mutating func insert(_ key: UnsafeRawBufferPointer, owner: UInt32) -> Int {
-        if (count + 1) * 2 > slots.count { grow() }
-        let value = count
-        arena.append(contentsOf: key)
-        place(value, hash: hash(key))
-        starts.append(UInt32(arena.count))
-        owners.append(owner)
+        let (value, inserted) = findOrInsert(key, owner: owner)
+        assert(inserted, "a value was inserted twice")
         return value
     }
 
