@@ -150,6 +150,21 @@ public final class IdentityEngine: Sendable {
         )
     }
 
+    /// The whole identify response body, `{"contact":{...}}`, written straight from the index (the
+    /// HTTP answer), once what it reports is on disk.
+    public func identifyResponseBody(_ request: IdentifyRequest) async throws(StorageError) -> [UInt8] {
+        let result = await withCheckedContinuation { continuation in
+            identify(
+                request,
+                answer: { graph, primary in
+                    ProfileJSON.responseBody { graph.writeProfileJSON(primary: primary, into: &$0) }
+                },
+                completion: { continuation.resume(returning: $0) }
+            )
+        }
+        return try result.get()
+    }
+
     private func identify<Answer: Sendable>(
         _ request: IdentifyRequest,
         answer: (ContactGraph, UInt32) -> Answer,

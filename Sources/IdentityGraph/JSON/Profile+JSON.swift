@@ -27,11 +27,7 @@ extension Profile {
 
     /// The whole identify response body: `{"contact":{...}}`.
     public var responseJSON: [UInt8] {
-        var writer = JSONWriter()
-        writer.raw("{\"contact\":")
-        writeJSON(into: &writer)
-        writer.raw("}")
-        return writer.bytes
+        ProfileJSON.responseBody { writeJSON(into: &$0) }
     }
 }
 
@@ -39,6 +35,15 @@ extension Profile {
 /// closures write each array's elements, comma-separated; a ``Profile`` value and the engine's
 /// graph (which writes straight from its value tables, with no `Profile` in between) both use it.
 enum ProfileJSON {
+    /// The identify response body, `{"contact":PROFILE}`, with `profile` writing PROFILE.
+    static func responseBody(_ profile: (inout JSONWriter) -> Void) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.raw("{\"contact\":")
+        profile(&writer)
+        writer.raw("}")
+        return writer.bytes
+    }
+
     static func write(
         primaryContactId: Int,
         into writer: inout JSONWriter,

@@ -85,16 +85,9 @@ public struct IdentityHTTPResponder: HTTPResponder {
         } catch {
             throw Problem(error)
         }
-        var head = JSONWriter()
-        head.raw("{\"contact\":")
-        let answer = await withCheckedContinuation { continuation in
-            engine.identify(identifyRequest, appendingProfileTo: head) { continuation.resume(returning: $0) }
-        }
-        switch answer {
-        case .success(var writer):
-            writer.raw("}")
-            return Self.json(writer.bytes)
-        case .failure(let error):
+        do {
+            return Self.json(try await engine.identifyResponseBody(identifyRequest))
+        } catch {
             throw Problem(error)
         }
     }
