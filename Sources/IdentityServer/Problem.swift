@@ -23,6 +23,20 @@ public struct Problem: Error, Sendable, Hashable {
         self.init(status: 503, title: "Storage unavailable", detail: error.message)
     }
 
+    /// The status an engine error answers with: 422 blocked, 404, 410 erased, 503 storage.
+    public init(_ error: EngineError) {
+        switch error {
+        case .blocked(let request):
+            self.init(status: 422, title: "Blocked value", detail: request.detail)
+        case .notFound(let detail):
+            self = .notFound(detail)
+        case .erased(let detail):
+            self.init(status: 410, title: "Gone", detail: detail)
+        case .storage(let storage):
+            self.init(storage)
+        }
+    }
+
     public static func notFound(_ detail: String) -> Problem {
         Problem(status: 404, title: "Not found", detail: detail)
     }

@@ -123,6 +123,32 @@ public final class Transaction {
         try walk(in: database, first: MDB_FIRST, next: MDB_NEXT, body)
     }
 
+    /// Calls `body` with every key and value from the first key at or after `start`, in key order,
+    /// until it returns `false`. The bytes are valid only during each call.
+    public func forEach(
+        in database: Database,
+        from start: [UInt8],
+        _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(handle, database.dbi, &cursor), "mdb_cursor_open")
+        defer { mdb_cursor_close(cursor) }
+        try start.withUnsafeBytes { start in
+            var keyVal = MDB_val(mv_size: start.count, mv_data: UnsafeMutableRawPointer(mutating: start.baseAddress))
+            var dataVal = MDB_val()
+            var op = MDB_SET_RANGE
+            while true {
+                let code = mdb_cursor_get(cursor, &keyVal, &dataVal, op)
+                if code == MDB_NOTFOUND { return }
+                try check(code, "mdb_cursor_get")
+                let key = UnsafeRawBufferPointer(start: keyVal.mv_data, count: keyVal.mv_size)
+                let value = UnsafeRawBufferPointer(start: dataVal.mv_data, count: dataVal.mv_size)
+                if try !body(key, value) { return }
+                op = MDB_NEXT
+            }
+        }
+    }
+
     /// The last key and value in key order, copied out, or `nil` for an empty database.
     public func last(in database: Database) throws -> (key: [UInt8], value: [UInt8])? {
         var result: (key: [UInt8], value: [UInt8])?

@@ -12,13 +12,13 @@ struct Check: ParsableCommand {
 
     func run() throws {
         let directory = try Setting.dataDirectory(dataDir, required: true)
-        let contacts: [Contact]
+        let contents: StoreContents
         do {
-            contacts = try StoredContacts.read(dataDirectory: directory)
+            contents = try StoredContacts.readContents(dataDirectory: directory)
         } catch {
             throw CommandFailure(message: error.message)
         }
-        let check = InvariantCheck(contacts: contacts)
+        let check = InvariantCheck(contents: contents)
         print(check.summary)
         for violation in check.violations { print("violation: \(violation)") }
         if !check.isValid { throw CommandFailure(message: "\(check.violations.count) violation(s) in \(directory)") }

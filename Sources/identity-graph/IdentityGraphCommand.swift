@@ -52,9 +52,13 @@ enum Setting {
         flag ?? ProcessInfo.processInfo.environment[variable].flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    static func integer(_ flag: Int?, _ variable: String, default fallback: Int, range: ClosedRange<Int>) throws -> Int {
+    static func integer(
+        _ flag: Int?, _ variable: String, default fallback: Int, range: ClosedRange<Int>, flag name: String? = nil
+    ) throws -> Int {
         if let flag {
-            guard range.contains(flag) else { throw ValidationError("\(variable): \(flag) is not in \(range)") }
+            guard range.contains(flag) else {
+                throw ValidationError("\(name ?? variable): \(flag) is not in \(range)")
+            }
             return flag
         }
         guard let text = ProcessInfo.processInfo.environment[variable], !text.isEmpty else { return fallback }

@@ -50,6 +50,20 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (IDENTITY_GRAPH_LOG_LEVEL; default info).")
     var logLevel: String?
 
+    @Option(help: """
+        A file of values identify must never link anyone through, one rule a line: 'email VALUE',         'phoneNumber VALUE', 'email /REGEX/' or 'phoneNumber /REGEX/'; re-read on SIGHUP         (IDENTITY_GRAPH_BLOCKLIST).
+        """)
+    var blocklist: String?
+
+    @Option(help: "The most distinct emails one profile may hold, 0 for no limit (IDENTITY_GRAPH_MAX_EMAILS_PER_PROFILE).")
+    var maxEmailsPerProfile: Int?
+
+    @Option(help: "The most distinct phone numbers one profile may hold, 0 for no limit (IDENTITY_GRAPH_MAX_PHONES_PER_PROFILE).")
+    var maxPhonesPerProfile: Int?
+
+    @Option(help: "How many change events to keep, the newest (IDENTITY_GRAPH_CHANGES_RETAIN; default 10000000).")
+    var changesRetain: Int?
+
     func run() async throws {
         let dataDirectory = try Setting.dataDirectory(dataDir, required: false)
         let host = Setting.value(host, "IDENTITY_GRAPH_HOST") ?? "127.0.0.1"
@@ -66,6 +80,28 @@ struct Serve: AsyncParsableCommand {
         guard durabilityName == "durable" || durabilityName == "relaxed" else {
             throw ValidationError("durability must be 'durable' or 'relaxed', not '\(durabilityName)'")
         }
+        let blocklistPath = Setting.value(blocklist, "IDENTITY_GRAPH_BLOCKLIST")
+        let maxEmails = try Setting.integer(
+            maxEmailsPerProfile, "IDENTITY_GRAPH_MAX_EMAILS_PER_PROFILE", default: 0, range: 0...Int(Int32.max),
+            flag: "--max-emails-per-profile"
+        )
+        let maxPhones = try Setting.integer(
+            maxPhonesPerProfile, "IDENTITY_GRAPH_MAX_PHONES_PER_PROFILE", default: 0, range: 0...Int(Int32.max),
+            flag: "--max-phones-per-profile"
+        )
+        let retain = try Setting.integer(
+            changesRetain, "IDENTITY_GRAPH_CHANGES_RETAIN", default: 10_000_000, range: 1...Int(Int64.max),
+            flag: "--changes-retain"
+        )
+        var rules = Blocklist.empty
+        if let blocklistPath {
+            do {
+                rules = try Blocklist(contentsOfFile: blocklistPath)
+            } catch {
+                throw ValidationError("--blocklist: \(error)")
+            }
+        }
+        let limits = ProfileLimits(maxEmails: maxEmails, maxPhones: maxPhones)
         let levelName = Setting.value(logLevel, "IDENTITY_GRAPH_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw ValidationError("log level must be one of trace, debug, info, notice, warning, error, critical")
@@ -84,8 +120,16 @@ struct Serve: AsyncParsableCommand {
         do {
             engine = try IdentityEngine(
                 dataDirectory: dataDirectory,
-                options: .init(initialMapSize: initialMap, durable: durabilityName == "durable") { event in
+                options: .init(
+                    initialMapSize: initialMap, durable: durabilityName == "durable",
+                    guards: Guards(blocklist: rules, limits: limits), changesRetained: retain
+                ) { event in
                     switch event {
+                    case .upgraded(let from, let to, let links):
+                        storeLogger.notice(
+                            "upgraded the store's format in place",
+                            metadata: ["from": "\(from)", "to": "\(to)", "linksDerived": "\(links)"]
+                        )
                     case .writeFailed(let error):
                         storeLogger.error("store write failed; refusing changes until a retry succeeds: \(error)")
                     case .recovered:
@@ -107,6 +151,26 @@ struct Serve: AsyncParsableCommand {
         if durabilityName == "relaxed" {
             logger.warning("relaxed durability: a power cut may lose recently acknowledged changes")
         }
+
+        if let blocklistPath {
+            logger.info("blocklist loaded", metadata: ["rules": "\(rules.ruleCount)", "file": "\(blocklistPath)"])
+        }
+        let reloader = Task { [logger] in
+            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                guard let blocklistPath else {
+                    logger.info("SIGHUP: no blocklist file configured; nothing to reload")
+                    continue
+                }
+                do {
+                    let reloaded = try Blocklist(contentsOfFile: blocklistPath)
+                    engine.updateGuards(Guards(blocklist: reloaded, limits: limits))
+                    logger.notice("blocklist reloaded", metadata: ["rules": "\(reloaded.ruleCount)"])
+                } catch {
+                    logger.error("blocklist reload failed; the previous rules stay in force: \(error)")
+                }
+            }
+        }
+        defer { reloader.cancel() }
 
         let configuration = ServerConfiguration(
             host: host, httpPort: httpPort, tcpPort: tcpPort, maxBodyBytes: maxBody, idleTimeout: .seconds(Int64(idle))

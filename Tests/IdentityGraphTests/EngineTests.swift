@@ -114,7 +114,7 @@ import Testing
         let directory = TemporaryDirectory()
         let engine = try IdentityEngine(dataDirectory: directory.path)
         engine.close()
-        await #expect(throws: StorageError.self) {
+        await #expect(throws: EngineError.self) {
             _ = try await engine.identify(.json(#"{"email":"a@x.io"}"#))
         }
     }

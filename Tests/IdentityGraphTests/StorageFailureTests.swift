@@ -14,6 +14,7 @@ import Testing
                     switch event {
                     case .writeFailed: $0.append("failed")
                     case .recovered: $0.append("recovered")
+                    case .upgraded: $0.append("upgraded")
                     }
                 }
             }
@@ -21,7 +22,7 @@ import Testing
         let acknowledged = try await engine.identify(.json(#"{"email":"a@x.io","phoneNumber":"1"}"#))
 
         engine.injectWriteFailures(3)
-        await #expect(throws: StorageError.self) {
+        await #expect(throws: EngineError.self) {
             _ = try await engine.identify(.json(#"{"email":"b@x.io","phoneNumber":"2"}"#))
         }
         // Committed data can still be read while changes are refused.

@@ -107,9 +107,12 @@ import Testing
             let get = try HTTPExchange.get(port: server.httpPort, path: "/identify")
             expectProblem(get, status: 405)
             #expect(get.headers["allow"] == "POST")
-            let delete = try HTTPExchange.send(port: server.httpPort, method: "DELETE", path: "/contacts/1")
-            expectProblem(delete, status: 405)
-            #expect(delete.headers["allow"] == "GET")
+            let put = try HTTPExchange.send(port: server.httpPort, method: "PUT", path: "/contacts/1")
+            expectProblem(put, status: 405)
+            #expect(put.headers["allow"] == "GET, DELETE")
+            let post = try HTTPExchange.send(port: server.httpPort, method: "POST", path: "/changes")
+            expectProblem(post, status: 405)
+            #expect(post.headers["allow"] == "GET")
         }
     }
 

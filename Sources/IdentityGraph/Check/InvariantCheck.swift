@@ -10,6 +10,67 @@ public struct InvariantCheck: Sendable {
 
     public var isValid: Bool { violations.isEmpty }
 
+    /// Checks a whole store: its rows (see ``init(contacts:)``), and that every link and keep-apart
+    /// rule names values carried by live contacts, that a link's two values share a profile, and that
+    /// each profile is connected by shared values and links (SPEC.md section 2).
+    public init(contents: StoreContents) {
+        self.init(contacts: contents.contacts)
+        var emailPrimary: [String: Int] = [:]
+        var phonePrimary: [String: Int] = [:]
+        var members: [Int: [Contact]] = [:]
+        for row in contents.contacts where row.deletedAt == nil {
+            let primary = row.linkedId ?? row.id
+            if let email = row.email { emailPrimary[email] = primary }
+            if let phone = row.phoneNumber { phonePrimary[phone] = primary }
+            members[primary, default: []].append(row)
+        }
+        var linksOfProfile: [Int: [StoredPair]] = [:]
+        for link in contents.links {
+            guard let first = emailPrimary[link.email], let second = phonePrimary[link.phoneNumber] else {
+                violations.append("a link dated \(link.at) names a value that no live contact carries")
+                continue
+            }
+            if first != second {
+                violations.append("a link dated \(link.at) joins values of two profiles, \(first) and \(second)")
+            }
+            linksOfProfile[first, default: []].append(link)
+        }
+        for rule in contents.keepApart where emailPrimary[rule.email] == nil || phonePrimary[rule.phoneNumber] == nil {
+            violations.append("a keep-apart rule dated \(rule.at) names a value that no live contact carries")
+        }
+        for (primary, profile) in members.sorted(by: { $0.key < $1.key }) where profile.count > 1 {
+            if !Self.isConnected(profile, links: linksOfProfile[primary] ?? []) {
+                violations.append("profile \(primary) is not connected by shared values and links")
+            }
+        }
+    }
+
+    /// Whether shared values and `links` join every member of `profile` into one group.
+    private static func isConnected(_ profile: [Contact], links: [StoredPair]) -> Bool {
+        var parent = Array(0..<profile.count)
+        func find(_ index: Int) -> Int {
+            var root = index
+            while parent[root] != root { root = parent[root] }
+            return root
+        }
+        func union(_ first: Int, _ second: Int) { parent[find(first)] = find(second) }
+        var byEmail: [String: Int] = [:]
+        var byPhone: [String: Int] = [:]
+        for (index, row) in profile.enumerated() {
+            if let email = row.email {
+                if let other = byEmail[email] { union(index, other) } else { byEmail[email] = index }
+            }
+            if let phone = row.phoneNumber {
+                if let other = byPhone[phone] { union(index, other) } else { byPhone[phone] = index }
+            }
+        }
+        for link in links {
+            if let first = byEmail[link.email], let second = byPhone[link.phoneNumber] { union(first, second) }
+        }
+        let root = find(0)
+        return (1..<profile.count).allSatisfy { find($0) == root }
+    }
+
     /// Checks `contacts`, which must be every row of a store in id order.
     public init(contacts rows: [Contact]) {
         contacts = rows.count
@@ -24,13 +85,17 @@ public struct InvariantCheck: Sendable {
             if index > 0, row.createdAt < rows[index - 1].createdAt {
                 violations.append("contact \(row.id) was created before the older contact \(rows[index - 1].id)")
             }
-            if row.email == nil && row.phoneNumber == nil {
+            if row.deletedAt != nil {
+                if row.email != nil || row.phoneNumber != nil || row.linkedId != nil {
+                    violations.append("erased contact \(row.id) still has an email, a phone number or a link")
+                }
+            } else if row.email == nil && row.phoneNumber == nil {
                 violations.append("contact \(row.id) has neither an email nor a phone number")
             }
             byId[row.id] = row
         }
         var members: [Int: [Contact]] = [:]
-        for row in rows {
+        for row in rows where row.deletedAt == nil {
             guard let linkedId = row.linkedId else {
                 members[row.id, default: []].append(row)
                 continue
@@ -39,8 +104,9 @@ public struct InvariantCheck: Sendable {
                 violations.append("contact \(row.id) links to contact \(linkedId), which does not exist")
                 continue
             }
-            guard primary.linkedId == nil else {
-                violations.append("contact \(row.id) links to contact \(linkedId), which is itself a secondary")
+            guard primary.linkedId == nil, primary.deletedAt == nil else {
+                let what = primary.deletedAt == nil ? "is itself a secondary" : "was erased"
+                violations.append("contact \(row.id) links to contact \(linkedId), which \(what)")
                 continue
             }
             members[linkedId, default: []].append(row)

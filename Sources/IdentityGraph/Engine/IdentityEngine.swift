@@ -25,22 +25,33 @@ public final class IdentityEngine: Sendable {
         /// answers go out after the commit but before the fsync, so a crash of the machine (not
         /// just of the process) may lose the last moments of acknowledged changes.
         public var durable: Bool
-        /// Called on the writer thread when a commit fails and when the store recovers.
+        /// Called when the store is upgraded, on the writer thread when a commit fails, and when the
+        /// store recovers.
         public var onStorageEvent: (@Sendable (StorageEvent) -> Void)?
+        /// The guards against over-merging; ``IdentityEngine/updateGuards(_:)`` replaces them.
+        public var guards: Guards
+        /// How many change events to keep, the newest (SPEC.md section 13, `--changes-retain`).
+        public var changesRetained: Int
 
         public init(
             initialMapSize: Int = 64 << 20,
             durable: Bool = true,
+            guards: Guards = .none,
+            changesRetained: Int = 10_000_000,
             onStorageEvent: (@Sendable (StorageEvent) -> Void)? = nil
         ) {
             self.initialMapSize = initialMapSize
             self.durable = durable
+            self.guards = guards
+            self.changesRetained = changesRetained
             self.onStorageEvent = onStorageEvent
         }
     }
 
     /// Something operators want to hear about the store.
     public enum StorageEvent: Sendable {
+        /// A store of an older format was upgraded in place, once; `links` links were derived.
+        case upgraded(from: String, to: String, links: Int)
         case writeFailed(StorageError)
         case recovered
     }
@@ -51,34 +62,27 @@ public final class IdentityEngine: Sendable {
         public var profiles: Int
         /// Write transactions committed since the engine opened (each one fsync when durable).
         public var commits: Int
+        /// Contact rows those commits wrote.
+        public var rowsCommitted: Int
+        /// The newest durable change event.
+        public var latestSeq: UInt64
     }
 
     private struct Waiter {
         var batch: UInt64
-        var resume: @Sendable (Result<Void, StorageError>) -> Void
+        var resume: @Sendable (Result<Void, EngineError>) -> Void
     }
 
     private struct State {
-        var graph = ContactGraph()
-        /// The newest timestamp issued; time never goes backwards for the graph.
-        var clock: Int64 = 0
-        /// Rows changed since the last batch was taken by the writer.
-        var openBatch = RowBatch()
-        var openBatchNumber: UInt64 = 1
-        /// The newest batch that holds changes; nothing newer has anything to wait for.
-        var lastChangedBatch: UInt64 = 0
-        /// For each profile changed by a batch not yet durable, by primary: the newest such batch.
-        /// An answer about that profile waits for it; answers about other profiles need not.
-        /// Pruned at every commit, so it holds only the profiles of the batches in flight.
-        var pendingProfiles: [UInt32: UInt64] = [:]
-        var durableBatch: UInt64 = 0
+        var core: EngineState
         /// Ordered by batch: each is registered in the same critical section that picks its batch.
         var waiters: [Waiter] = []
         var failure: StorageError?
         var commits = 0
         var writerIdle = true
         var closed = false
-        var changed: [UInt32] = []
+        /// Contact rows written by all commits, for the rows-per-commit statistic.
+        var rowsCommitted = 0
     }
 
     private let state: Protected<State>
@@ -88,22 +92,40 @@ public final class IdentityEngine: Sendable {
     private let writerFinished = DispatchSemaphore(value: 0)
 
     /// An engine that keeps everything in memory only: for tests and benchmarks of the algorithm.
-    public init() {
-        state = Protected(State())
+    public init(options: Options = Options()) {
+        var core = EngineState(persistent: false)
+        core.guards = options.guards
+        core.retainedChanges = max(options.changesRetained, 1)
+        state = Protected(State(core: core))
         store = nil
-        options = Options()
+        self.options = options
     }
 
     /// Opens the store in `dataDirectory` (creating it when missing), rebuilds the graph from
     /// every stored row, and starts the writer.
     public init(dataDirectory: String, options: Options = Options()) throws(StorageError) {
         let store = try ContactStore(
-            directory: dataDirectory, mapSize: options.initialMapSize, durable: options.durable
+            directory: dataDirectory, mapSize: options.initialMapSize, durable: options.durable,
+            changesRetained: UInt64(max(options.changesRetained, 1))
         )
-        var initial = State()
-        try store.load(into: &initial.graph)
-        initial.clock = initial.graph.latestTimestamp
-        self.state = Protected(initial)
+        var core = EngineState(persistent: true)
+        try store.load(into: &core.graph)
+        core.clock = core.graph.latestTimestamp
+        core.guards = options.guards
+        core.nextSeq = store.newestSeq + 1
+        core.durableSeq = store.newestSeq
+        if store.needsLinkUpgrade {
+            var changes = GraphChanges()
+            let added = core.graph.deriveMissingLinks(now: core.clock, changes: &changes)
+            var batch = RowBatch()
+            for number in changes.linksAdded {
+                let bytes = core.graph.encodePair(number, rule: false)
+                batch.put(.links, key: number) { $0.append(contentsOf: bytes) }
+            }
+            try store.completeUpgrade(batch)
+            options.onStorageEvent?(.upgraded(from: "v1", to: "v2", links: added))
+        }
+        self.state = Protected(State(core: core))
         self.store = store
         self.options = options
         let thread = Thread { [self] in runWriter(store) }
@@ -113,9 +135,9 @@ public final class IdentityEngine: Sendable {
 
     // MARK: - Identify
 
-    /// Identifies the person behind `request` (SPEC.md section 4) and returns their profile once
-    /// every change it reports is on disk. Throws when the store cannot take the change now.
-    public func identify(_ request: IdentifyRequest) async throws(StorageError) -> Profile {
+    /// Identifies the person behind `request` (SPEC.md sections 4 and 10) and returns their profile
+    /// once every change it reports is on disk.
+    public func identify(_ request: IdentifyRequest) async throws(EngineError) -> Profile {
         let result = await withCheckedContinuation { continuation in
             identify(request) { continuation.resume(returning: $0) }
         }
@@ -125,78 +147,57 @@ public final class IdentityEngine: Sendable {
     /// ``identify(_:)`` for callers that are not async (event loops): `completion` runs once, on the
     /// caller's thread when nothing has to be waited for, else on the writer thread.
     public func identify(
-        _ request: IdentifyRequest,
-        completion: @escaping @Sendable (Result<Profile, StorageError>) -> Void
+        _ request: IdentifyRequest, completion: @escaping @Sendable (Result<Profile, EngineError>) -> Void
     ) {
-        identify(request, answer: { graph, primary in graph.profile(primary: primary) }, completion: completion)
+        perform(completion) { state, canWrite throws(EngineError) in
+            let (primary, _, wait) = try state.identify(request, canWrite: canWrite)
+            return (state.graph.profile(primary: primary), wait)
+        }
     }
 
-    /// Identify for the transports: appends the profile object's JSON to `writer` (which holds
-    /// whatever the answer starts with) straight from the index, without building a ``Profile``,
-    /// and completes with it, as ``identify(_:completion:)`` does.
+    /// Identify, or with `dryRun` a dry run of it (SPEC.md section 9), for the transports: appends
+    /// `PROFILE`, then `,"dryRun":{...}` for a dry run and `,"ignored":[...]` when values were held
+    /// back, to `writer` (which holds whatever the answer starts with), straight from the index, and
+    /// completes with it once what it reports is on disk. The caller closes the answer.
     public func identify(
         _ request: IdentifyRequest,
+        dryRun: Bool = false,
         appendingProfileTo writer: JSONWriter,
-        completion: @escaping @Sendable (Result<JSONWriter, StorageError>) -> Void
+        completion: @escaping @Sendable (Result<JSONWriter, EngineError>) -> Void
     ) {
-        identify(
-            request,
-            answer: { graph, primary in
-                var writer = writer
-                graph.writeProfileJSON(primary: primary, into: &writer)
-                return writer
-            },
-            completion: completion
-        )
+        perform(completion) { state, canWrite throws(EngineError) in
+            var writer = writer
+            if dryRun {
+                let wait = try state.dryRun(request, into: &writer)
+                return (writer, wait)
+            }
+            let (primary, ignored, wait) = try state.identify(request, canWrite: canWrite)
+            state.graph.writeProfileJSON(primary: primary, into: &writer)
+            EngineState.write(ignored, into: &writer)
+            return (writer, wait)
+        }
     }
 
-    /// The whole identify response body, `{"contact":{...}}`, written straight from the index (the
-    /// HTTP answer), once what it reports is on disk.
-    public func identifyResponseBody(_ request: IdentifyRequest) async throws(StorageError) -> [UInt8] {
+    /// The whole identify response body, `{"contact":{...}}` (with `dryRun` and `ignored` when they
+    /// apply), written straight from the index, once what it reports is on disk.
+    public func identifyResponseBody(_ request: IdentifyRequest, dryRun: Bool = false) async throws(EngineError)
+        -> [UInt8]
+    {
+        var head = JSONWriter()
+        head.raw("{\"contact\":")
         let result = await withCheckedContinuation { continuation in
-            identify(
-                request,
-                answer: { graph, primary in
-                    ProfileJSON.responseBody { graph.writeProfileJSON(primary: primary, into: &$0) }
-                },
-                completion: { continuation.resume(returning: $0) }
-            )
+            identify(request, dryRun: dryRun, appendingProfileTo: head) { continuation.resume(returning: $0) }
         }
-        return try result.get()
-    }
-
-    private func identify<Answer: Sendable>(
-        _ request: IdentifyRequest,
-        answer: (ContactGraph, UInt32) -> Answer,
-        completion: @escaping @Sendable (Result<Answer, StorageError>) -> Void
-    ) {
-        let outcome = state.withLock { state -> Outcome<Answer> in
-            if state.closed { return .failed(StorageError(.closed, "the engine is closed")) }
-            if let failure = state.failure, state.graph.wouldChange(request) {
-                return .failed(StorageError(.unavailable, "the store is not accepting changes: \(failure.message)"))
-            }
-            state.changed.removeAll(keepingCapacity: true)
-            let primary = state.graph.identify(request, now: Self.tick(&state.clock), changed: &state.changed)
-            let value = answer(state.graph, primary)
-            guard store != nil else { return .ready(value) }
-            if !state.changed.isEmpty {
-                for id in state.changed { state.graph.encodeRow(id, into: &state.openBatch) }
-                state.lastChangedBatch = state.openBatchNumber
-                // A merge folds the loser's pending changes into this profile; the open batch is the
-                // newest of them all.
-                state.pendingProfiles[primary] = state.openBatchNumber
-            }
-            let batch = state.pendingProfiles[primary] ?? 0
-            return Self.await(batch, &state, value: value, completion: completion)
-        }
-        finish(outcome, completion)
+        var writer = try result.get()
+        writer.raw("}")
+        return writer.bytes
     }
 
     // MARK: - Look-ups
 
-    /// The record of contact `id`, or `nil` when there is none. Waits, like identify, until what it
-    /// reports is on disk.
-    public func contact(id: Int) async throws(StorageError) -> Contact? {
+    /// The record of contact `id` (a tombstone for an erased one), or `nil` when there is none.
+    /// Waits, like identify, until what it reports is on disk.
+    public func contact(id: Int) async throws(EngineError) -> Contact? {
         let result = await withCheckedContinuation { continuation in
             contact(id: id) { continuation.resume(returning: $0) }
         }
@@ -204,56 +205,212 @@ public final class IdentityEngine: Sendable {
     }
 
     /// ``contact(id:)`` with a completion, for event loops.
-    public func contact(id: Int, completion: @escaping @Sendable (Result<Contact?, StorageError>) -> Void) {
-        read(about: id, { $0.contact(id: id) }, completion: completion)
+    public func contact(id: Int, completion: @escaping @Sendable (Result<Contact?, EngineError>) -> Void) {
+        perform(completion) { state, _ in
+            let wait = state.graph.exists(id) ? state.pendingBatch(of: state.graph.primary(of: UInt32(id))) : 0
+            return (state.graph.contact(id: id), wait)
+        }
     }
 
-    /// The profile holding contact `id`, or `nil` when there is no such contact.
-    public func profile(containing id: Int) async throws(StorageError) -> Profile? {
-        let result = await withCheckedContinuation { continuation in
-            read(about: id, { $0.profile(containing: id) }) { continuation.resume(returning: $0) }
+    /// The profile holding live contact `id`, or `nil` when there is no such contact or it is erased.
+    public func profile(containing id: Int) async throws(EngineError) -> Profile? {
+        try await run { state, _ in
+            let wait = state.graph.exists(id) ? state.pendingBatch(of: state.graph.primary(of: UInt32(id))) : 0
+            return (state.graph.profile(containing: id), wait)
         }
-        return try result.get()
+    }
+
+    /// `{"contact":{...}}`: the profile holding live contact `id` (SPEC.md section 9); throws
+    /// ``EngineError/notFound(_:)`` or ``EngineError/erased(_:)``.
+    public func profileResponseBody(containing id: Int) async throws(EngineError) -> [UInt8] {
+        try await run { state, _ throws(EngineError) in
+            var writer = JSONWriter()
+            let wait = try state.profile(containing: id, into: &writer)
+            return (writer.bytes, wait)
+        }
+    }
+
+    /// `{"profiles":[...]}`: the profiles holding `email` or `phoneNumber` (normalized values).
+    public func lookupResponseBody(email: String?, phoneNumber: String?) async throws(EngineError) -> [UInt8] {
+        var head = JSONWriter()
+        head.raw("{\"profiles\":")
+        let result = await withCheckedContinuation { continuation in
+            lookup(email: email, phoneNumber: phoneNumber, appendingTo: head) { continuation.resume(returning: $0) }
+        }
+        var writer = try result.get()
+        writer.raw("}")
+        return writer.bytes
+    }
+
+    /// Appends `[PROFILE,...]`, the profiles holding `email` or `phoneNumber`, to `writer`; for the
+    /// line protocol.
+    public func lookup(
+        email: String?, phoneNumber: String?, appendingTo writer: JSONWriter,
+        completion: @escaping @Sendable (Result<JSONWriter, EngineError>) -> Void
+    ) {
+        perform(completion) { state, _ in
+            var writer = writer
+            let wait = state.lookup(email: email, phone: phoneNumber, into: &writer)
+            return (writer, wait)
+        }
+    }
+
+    /// Why contacts `from` and `to` are one person (SPEC.md section 11); throws
+    /// ``EngineError/notFound(_:)`` when either does not exist.
+    public func explain(from source: Int, to target: Int) async throws(EngineError) -> Explanation {
+        try await run { state, _ throws(EngineError) in try state.explain(from: source, to: target) }
     }
 
     /// Every contact, in id order, once all of them are durable (for checks and tests: it copies
     /// the whole graph).
-    public func allContacts() async throws(StorageError) -> [Contact] {
-        let result = await withCheckedContinuation { continuation in
-            read(about: nil, { graph in (0..<graph.contactCount).map { graph.contact(id: $0 + 1)! } }) {
-                continuation.resume(returning: $0)
-            }
+    public func allContacts() async throws(EngineError) -> [Contact] {
+        try await contents().contacts
+    }
+
+    /// Every contact, link and keep-apart rule, once all are durable (for checks and tests).
+    public func contents() async throws(EngineError) -> StoreContents {
+        try await run { state, _ in
+            let graph = state.graph
+            let contents = StoreContents(
+                contacts: (0..<graph.contactCount).map { graph.contact(id: $0 + 1)! },
+                links: graph.storedPairs(rules: false), keepApart: graph.storedPairs(rules: true)
+            )
+            return (contents, state.lastChangedBatch)
         }
-        return try result.get()
+    }
+
+    /// The keep-apart rules, oldest first.
+    public func keepApartRules() async throws(EngineError) -> [StoredPair] {
+        try await run { state, _ in (state.keepApartRules(), 0) }
+    }
+
+    // MARK: - Erasure and unmerge
+
+    /// What an erasure removes (SPEC.md section 12).
+    public enum Erasure: Sendable {
+        /// One contact: `DELETE /contacts/{id}`.
+        case contact(Int)
+        /// Every live contact of the profile holding this contact: `DELETE /profiles/{id}`.
+        case profile(Int)
+        /// These values, from every live contact that carries them: `POST /erase`.
+        case values(email: String?, phoneNumber: String?)
+    }
+
+    /// Erases what `erasure` names and answers `{"erasedContactIds":[...],"profiles":[...]}` once it
+    /// is on disk. Throws ``EngineError/notFound(_:)`` for an unknown contact.
+    public func erase(_ erasure: Erasure) async throws(EngineError) -> [UInt8] {
+        try await run { state, canWrite throws(EngineError) in
+            let target: EngineState.ErasureTarget = switch erasure {
+            case .contact(let id): .contact(id)
+            case .profile(let id): .profile(id)
+            case .values(let email, let phone): .values(email: email, phone: phone)
+            }
+            var writer = JSONWriter()
+            let wait = try state.erase(target, canWrite: canWrite, into: &writer)
+            return (writer.bytes, wait)
+        }
+    }
+
+    /// Undoes the merge that the link (`email`, `phoneNumber`) records and answers
+    /// `{"profiles":[...]}`; with `keepApart`, also records a keep-apart rule for the pair.
+    public func unmerge(email: String, phoneNumber: String, keepApart: Bool) async throws(EngineError) -> [UInt8] {
+        try await run { state, canWrite throws(EngineError) in
+            var writer = JSONWriter()
+            let wait = try state.unmerge(
+                email: email, phone: phoneNumber, keepApart: keepApart, canWrite: canWrite, into: &writer
+            )
+            return (writer.bytes, wait)
+        }
+    }
+
+    /// Deletes the keep-apart rule (`email`, `phoneNumber`); throws ``EngineError/notFound(_:)``.
+    public func removeKeepApart(email: String, phoneNumber: String) async throws(EngineError) {
+        try await run { state, canWrite throws(EngineError) in
+            ((), try state.removeKeepApart(email: email, phone: phoneNumber, canWrite: canWrite))
+        }
+    }
+
+    // MARK: - The change feed
+
+    /// A page of the change feed.
+    public struct ChangesPage: Sendable {
+        public var events: [ChangeEvent]
+        /// The newest durable seq.
+        public var latestSeq: UInt64
+        /// The oldest seq still kept (0 when the feed is empty).
+        public var oldestSeq: UInt64
+    }
+
+    /// The durable change events with `seq` after `after`, at most `limit`, ascending.
+    public func changes(after: UInt64, limit: Int) throws(EngineError) -> ChangesPage {
+        let (durable, memory) = state.withLock { state in
+            (state.core.durableSeq, state.core.persistent ? nil : state.core.memoryFeed)
+        }
+        if let memory {
+            let events = memory.filter { $0.seq > after }.prefix(limit)
+            return ChangesPage(events: Array(events), latestSeq: durable, oldestSeq: memory.first?.seq ?? 0)
+        }
+        guard let store else { return ChangesPage(events: [], latestSeq: durable, oldestSeq: 0) }
+        do {
+            let (events, oldest) = try store.changes(after: after, limit: limit)
+            // A commit may land between reading `durable` and the store: show only what was durable.
+            return ChangesPage(events: events.filter { $0.seq <= durable }, latestSeq: durable, oldestSeq: oldest)
+        } catch {
+            throw .storage(error)
+        }
+    }
+
+    /// The newest durable seq.
+    public var latestSeq: UInt64 {
+        state.withLock { $0.core.durableSeq }
+    }
+
+    // MARK: - Guards and statistics
+
+    /// Replaces the guards (a reload on SIGHUP); cached blocklist verdicts are dropped with the old
+    /// rules. Values already stored are not changed.
+    public func updateGuards(_ guards: Guards) {
+        state.withLock { $0.core.guards = guards }
     }
 
     /// The number of contacts and profiles.
     public var statistics: Statistics {
         state.withLock {
-            Statistics(contacts: $0.graph.contactCount, profiles: $0.graph.profileCount, commits: $0.commits)
+            Statistics(
+                contacts: $0.core.graph.contactCount, profiles: $0.core.graph.profileCount, commits: $0.commits,
+                rowsCommitted: $0.rowsCommitted, latestSeq: $0.core.durableSeq
+            )
         }
     }
 
-    /// Reads the graph with `body` and completes once what it read is durable: what the profile of
-    /// contact `id` depends on, or, with no `id`, everything.
-    private func read<T: Sendable>(
-        about id: Int?,
-        _ body: (ContactGraph) -> T,
-        completion: @escaping @Sendable (Result<T, StorageError>) -> Void
+    // MARK: - Running operations
+
+    /// Runs `body` on the state inside the critical section and completes with its answer once the
+    /// batch it names is durable. `body` gets whether the store accepts changes now.
+    private func perform<T: Sendable>(
+        _ completion: @escaping @Sendable (Result<T, EngineError>) -> Void,
+        _ body: (inout EngineState, Bool) throws(EngineError) -> (T, UInt64)
     ) {
         let outcome = state.withLock { state -> Outcome<T> in
             if state.closed { return .failed(StorageError(.closed, "the engine is closed")) }
-            let value = body(state.graph)
-            var batch = state.lastChangedBatch
-            if let id {
-                batch = 0
-                if id >= 1 && id <= state.graph.contactCount {
-                    batch = state.pendingProfiles[state.graph.primary(of: UInt32(id))] ?? 0
-                }
+            do throws(EngineError) {
+                let (value, wait) = try body(&state.core, state.failure == nil)
+                guard store != nil else { return .ready(value) }
+                return Self.await(wait, &state, value: value, completion: completion)
+            } catch {
+                return .rejected(error)
             }
-            return Self.await(batch, &state, value: value, completion: completion)
         }
         finish(outcome, completion)
+    }
+
+    private func run<T: Sendable>(_ body: (inout EngineState, Bool) throws(EngineError) -> (T, UInt64))
+        async throws(EngineError) -> T
+    {
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, EngineError>, Never>) in
+            perform({ continuation.resume(returning: $0) }, body)
+        }
+        return try result.get()
     }
 
     // MARK: - Snapshots and shutdown
@@ -296,6 +453,7 @@ public final class IdentityEngine: Sendable {
     private enum Outcome<T> {
         case ready(T)
         case failed(StorageError)
+        case rejected(EngineError)
         case waiting(wakeWriter: Bool)
     }
 
@@ -305,33 +463,25 @@ public final class IdentityEngine: Sendable {
         _ batch: UInt64,
         _ state: inout State,
         value: T,
-        completion: @escaping @Sendable (Result<T, StorageError>) -> Void
+        completion: @escaping @Sendable (Result<T, EngineError>) -> Void
     ) -> Outcome<T> {
-        if batch <= state.durableBatch { return .ready(value) }
+        if batch <= state.core.durableBatch { return .ready(value) }
         if let failure = state.failure {
             return .failed(StorageError(.unavailable, "the store is not accepting changes: \(failure.message)"))
         }
         state.waiters.append(Waiter(batch: batch) { result in completion(result.map { value }) })
-        let wake = state.writerIdle && !state.openBatch.isEmpty
+        let wake = state.writerIdle && !state.core.openBatch.isEmpty
         if wake { state.writerIdle = false }
         return .waiting(wakeWriter: wake)
     }
 
-    private func finish<T>(_ outcome: Outcome<T>, _ completion: @Sendable (Result<T, StorageError>) -> Void) {
+    private func finish<T>(_ outcome: Outcome<T>, _ completion: @Sendable (Result<T, EngineError>) -> Void) {
         switch outcome {
         case .ready(let value): completion(.success(value))
-        case .failed(let error): completion(.failure(error))
+        case .failed(let error): completion(.failure(.storage(error)))
+        case .rejected(let error): completion(.failure(error))
         case .waiting(let wake): if wake { writerWakeup.signal() }
         }
-    }
-
-    /// The clock for new and changed rows: wall time in milliseconds, never earlier than before.
-    private static func tick(_ clock: inout Int64) -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        let milliseconds = Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
-        clock = max(clock, milliseconds)
-        return clock
     }
 
     // MARK: - The writer
@@ -339,30 +489,31 @@ public final class IdentityEngine: Sendable {
     private func runWriter(_ store: ContactStore) {
         while true {
             writerWakeup.wait()
-            while let (rows, batch) = takeBatch() {
-                commit(rows, batch: batch, to: store)
+            while let (rows, batch, seq) = takeBatch() {
+                commit(rows, batch: batch, seq: seq, to: store)
             }
-            if state.withLock({ $0.closed && $0.openBatch.isEmpty }) { break }
+            if state.withLock({ $0.closed && $0.core.openBatch.isEmpty }) { break }
         }
         writerFinished.signal()
     }
 
     /// Takes the open batch for committing, or marks the writer idle when there is none.
-    private func takeBatch() -> (RowBatch, UInt64)? {
+    private func takeBatch() -> (RowBatch, UInt64, UInt64)? {
         state.withLock { state in
-            guard !state.openBatch.isEmpty else {
+            guard !state.core.openBatch.isEmpty else {
                 state.writerIdle = true
                 return nil
             }
-            let rows = state.openBatch
-            state.openBatch = RowBatch()
-            let batch = state.openBatchNumber
-            state.openBatchNumber += 1
-            return (rows, batch)
+            let rows = state.core.openBatch
+            state.core.openBatch = RowBatch()
+            let batch = state.core.openBatchNumber
+            state.core.openBatchNumber += 1
+            // Every event recorded so far is in this batch or an earlier one.
+            return (rows, batch, state.core.nextSeq - 1)
         }
     }
 
-    private func commit(_ rows: RowBatch, batch: UInt64, to store: ContactStore) {
+    private func commit(_ rows: RowBatch, batch: UInt64, seq: UInt64, to store: ContactStore) {
         var backoff = 0.05
         while true {
             do {
@@ -377,7 +528,7 @@ public final class IdentityEngine: Sendable {
                 }
                 options.onStorageEvent?(.writeFailed(error))
                 let unavailable = StorageError(.unavailable, "the store could not commit: \(error.message)")
-                for waiter in failed { waiter.resume(.failure(unavailable)) }
+                for waiter in failed { waiter.resume(.failure(.storage(unavailable))) }
                 // Closing: nobody waits any more for these unacknowledged rows; a few tries, then give up.
                 if closed && backoff > 0.5 { return }
                 Thread.sleep(forTimeInterval: backoff)
@@ -387,9 +538,11 @@ public final class IdentityEngine: Sendable {
         let (ready, recovered) = state.withLock { state in
             let recovered = state.failure != nil
             state.failure = nil
-            state.durableBatch = batch
+            state.core.durableBatch = batch
+            state.core.durableSeq = max(state.core.durableSeq, seq)
             state.commits += 1
-            state.pendingProfiles = state.pendingProfiles.filter { $0.value > batch }
+            state.rowsCommitted += rows.count
+            state.core.pendingProfiles = state.core.pendingProfiles.filter { $0.value > batch }
             let count = state.waiters.prefix { $0.batch <= batch }.count
             let ready = Array(state.waiters.prefix(count))
             state.waiters.removeFirst(count)

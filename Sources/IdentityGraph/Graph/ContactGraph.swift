@@ -8,18 +8,29 @@
 /// newer profile to the older primary: the cost is the number of rows the merge must rewrite
 /// anyway. Each profile also keeps its members as a list sorted by id (`nextMember`, with
 /// the tail at `lastMember[primary]`), so that an answer walks its own profile and nothing else.
+///
+/// Erasure (SPEC.md section 12) makes a contact a tombstone: no values, in no profile. Tombstones
+/// are rare, so they live in a dictionary rather than costing every contact a field. Splitting a
+/// profile after an erasure or an unmerge regroups that profile's members and nothing else.
 struct ContactGraph {
-    // Index 0 of every array is unused: ids start at 1, and 0 means "none".
-    private var emailOf: [UInt32] = [0]  // value number + 1
-    private var phoneOf: [UInt32] = [0]
-    private var linkedTo: [UInt32] = [0]  // the primary, or 0 for a primary
-    private var nextMember: [UInt32] = [0]
-    private var lastMember: [UInt32] = [0]  // meaningful for primaries only
-    private var createdAt: [Int64] = [0]
-    private var updatedAt: [Int64] = [0]
-    private var emails = ValueTable()
-    private var phones = ValueTable()
-    private(set) var profileCount = 0
+    // Index 0 of every array is unused: ids start at 1, and 0 means "none". The storage is internal
+    // rather than private only so that the extensions in `ContactGraph+*.swift` can reach it.
+    var emailOf: [UInt32] = [0]  // value number + 1
+    var phoneOf: [UInt32] = [0]
+    var linkedTo: [UInt32] = [0]  // the primary, or 0 for a primary
+    var nextMember: [UInt32] = [0]
+    var lastMember: [UInt32] = [0]  // meaningful for primaries only
+    var createdAt: [Int64] = [0]
+    var updatedAt: [Int64] = [0]
+    var emails = ValueTable()
+    var phones = ValueTable()
+    /// Tombstones: erased contact → the time it was erased.
+    var erasedAt: [UInt32: Int64] = [:]
+    /// Why profiles were merged without a new row (SPEC.md section 2).
+    var links = ValuePairs()
+    /// Pairs that identify must never join (SPEC.md section 12).
+    var rules = ValuePairs()
+    var profileCount = 0
 
     var contactCount: Int { emailOf.count - 1 }
 
@@ -28,49 +39,6 @@ struct ContactGraph {
     func primary(of id: UInt32) -> UInt32 {
         let linked = linkedTo[Int(id)]
         return linked == 0 ? id : linked
-    }
-
-    /// Applies identify (SPEC.md section 4) and returns the primary of the resulting profile.
-    /// Appends the id of every row it created or changed to `changed`; nothing when nothing is new.
-    /// `now` must not be earlier than any timestamp already in the graph.
-    mutating func identify(_ request: IdentifyRequest, now: Int64, changed: inout [UInt32]) -> UInt32 {
-        let emailValue = request.email.flatMap { emails.find($0) }
-        let phoneValue = request.phoneNumber.flatMap { phones.find($0) }
-        let emailPrimary = emailValue.map { primary(of: emails.owners[$0]) }
-        let phonePrimary = phoneValue.map { primary(of: phones.owners[$0]) }
-
-        let winner: UInt32
-        switch (emailPrimary, phonePrimary) {
-        case (nil, nil):
-            let id = append(email: request.email, emailValue: nil, phone: request.phoneNumber, phoneValue: nil,
-                            linkedTo: 0, now: now)
-            changed.append(id)
-            return id
-        case (let primary?, nil), (nil, let primary?):
-            winner = primary
-        case (let first?, let second?):
-            winner = min(first, second)
-            if first != second { merge(max(first, second), into: winner, now: now, changed: &changed) }
-        }
-        let newEmail = request.email != nil && emailValue == nil
-        let newPhone = request.phoneNumber != nil && phoneValue == nil
-        if newEmail || newPhone {
-            let id = append(email: request.email, emailValue: emailValue, phone: request.phoneNumber,
-                            phoneValue: phoneValue, linkedTo: winner, now: now)
-            changed.append(id)
-        }
-        return winner
-    }
-
-    /// Whether ``identify(_:now:changed:)`` would write anything for `request`.
-    func wouldChange(_ request: IdentifyRequest) -> Bool {
-        let emailValue = request.email.flatMap { emails.find($0) }
-        let phoneValue = request.phoneNumber.flatMap { phones.find($0) }
-        if (request.email != nil && emailValue == nil) || (request.phoneNumber != nil && phoneValue == nil) {
-            return true
-        }
-        guard let emailValue, let phoneValue else { return false }
-        return primary(of: emails.owners[emailValue]) != primary(of: phones.owners[phoneValue])
     }
 
     /// The profile whose primary is `primary`.
@@ -114,7 +82,7 @@ struct ContactGraph {
     }
 
     /// The values a profile's members own (each distinct value once, by first carrier), in id order.
-    private func writeOwnedValues(
+    func writeOwnedValues(
         of primary: UInt32, values: [UInt32], table: ValueTable, into writer: inout JSONWriter
     ) {
         var member = primary
@@ -130,15 +98,26 @@ struct ContactGraph {
         }
     }
 
-    /// The profile holding contact `id`, or `nil` when there is no such contact.
+    /// Whether contact `id` (which must exist) is a tombstone.
+    @inline(__always)
+    func isErased(_ id: UInt32) -> Bool {
+        !erasedAt.isEmpty && erasedAt[id] != nil
+    }
+
+    /// Whether `id` names a contact, live or erased.
+    func exists(_ id: Int) -> Bool {
+        id >= 1 && id <= contactCount
+    }
+
+    /// The profile holding contact `id`, or `nil` when there is no such contact or it is erased.
     func profile(containing id: Int) -> Profile? {
-        guard id >= 1, id <= contactCount else { return nil }
+        guard exists(id), !isErased(UInt32(id)) else { return nil }
         return profile(primary: primary(of: UInt32(id)))
     }
 
     /// The record of contact `id`, or `nil` when there is no such contact.
     func contact(id: Int) -> Contact? {
-        guard id >= 1, id <= contactCount else { return nil }
+        guard exists(id) else { return nil }
         let email = emailOf[id]
         let phone = phoneOf[id]
         let linked = linkedTo[id]
@@ -148,7 +127,8 @@ struct ContactGraph {
             phoneNumber: phone == 0 ? nil : phones.text(Int(phone - 1)),
             linkedId: linked == 0 ? nil : Int(linked),
             createdAt: Timestamp(millisecondsSince1970: createdAt[id]),
-            updatedAt: Timestamp(millisecondsSince1970: updatedAt[id])
+            updatedAt: Timestamp(millisecondsSince1970: updatedAt[id]),
+            deletedAt: erasedAt[UInt32(id)].map { Timestamp(millisecondsSince1970: $0) }
         )
     }
 
@@ -156,12 +136,14 @@ struct ContactGraph {
     func encodeRow(_ id: UInt32, into batch: inout RowBatch) {
         let index = Int(id)
         let linked = linkedTo[index]
+        let deletedAt = erasedAt.isEmpty ? nil : erasedAt[id]
         emails.withBytes(ofNumber: emailOf[index]) { email in
             phones.withBytes(ofNumber: phoneOf[index]) { phone in
                 batch.append(id: index) { bytes in
                     ContactRecord.encode(
                         linkedId: linked == 0 ? nil : Int(linked), createdAt: createdAt[index],
-                        updatedAt: updatedAt[index], deletedAt: nil, email: email, phoneNumber: phone, into: &bytes
+                        updatedAt: updatedAt[index], deletedAt: deletedAt, email: email, phoneNumber: phone,
+                        into: &bytes
                     )
                 }
             }
@@ -196,9 +178,16 @@ struct ContactGraph {
         guard id == contactCount + 1 else {
             throw LoadError(id: id, reason: "expected contact \(contactCount + 1) next: ids must be dense")
         }
+        if let deletedAt = row.deletedAt {
+            guard row.linkedId == nil, row.email == nil, row.phoneNumber == nil else {
+                throw LoadError(id: id, reason: "an erased contact still has an email, a phone number or a link")
+            }
+            appendTombstone(createdAt: row.createdAt, updatedAt: row.updatedAt, deletedAt: deletedAt)
+            return
+        }
         var primary = UInt32(id)
         if let linkedId = row.linkedId {
-            guard linkedId >= 1, linkedId < id, linkedTo[linkedId] == 0 else {
+            guard linkedId >= 1, linkedId < id, linkedTo[linkedId] == 0, !isErased(UInt32(linkedId)) else {
                 throw LoadError(id: id, reason: "linkedId \(linkedId) is not an older primary")
             }
             primary = UInt32(linkedId)
@@ -232,8 +221,21 @@ struct ContactGraph {
 
     // MARK: - Changes
 
+    /// Appends an erased contact read back from the store.
+    private mutating func appendTombstone(createdAt created: Int64, updatedAt updated: Int64, deletedAt: Int64) {
+        let id = UInt32(emailOf.count)
+        emailOf.append(0)
+        phoneOf.append(0)
+        linkedTo.append(0)
+        nextMember.append(0)
+        lastMember.append(0)
+        createdAt.append(created)
+        updatedAt.append(updated)
+        erasedAt[id] = deletedAt
+    }
+
     /// Creates contact `contactCount + 1`, interning any value not yet known, and links it.
-    private mutating func append(
+    mutating func append(
         email: String?, emailValue: Int?, phone: String?, phoneValue: Int?, linkedTo primary: UInt32, now: Int64
     ) -> UInt32 {
         let id = UInt32(emailOf.count)
@@ -270,7 +272,7 @@ struct ContactGraph {
     /// Unions the profile of `loser` into that of the older primary `winner`: every member of the
     /// loser's profile, the loser itself included, is relinked to `winner` and gets `now` as its
     /// `updatedAt`; the two member lists are merged in id order.
-    private mutating func merge(_ loser: UInt32, into winner: UInt32, now: Int64, changed: inout [UInt32]) {
+    mutating func merge(_ loser: UInt32, into winner: UInt32, now: Int64, changed: inout [UInt32]) {
         var member = loser
         while member != 0 {
             linkedTo[Int(member)] = winner

@@ -22,7 +22,10 @@ struct ValueTable {
     /// The key of ``hash(_:)``, drawn at random for each table.
     private let hashKey = UInt64.random(in: .min ... .max)
 
+    /// How many values were ever numbered, removed ones included.
     var count: Int { owners.count }
+    /// How many values were removed (see ``remove(_:)``).
+    private(set) var removedCount = 0
 
     /// The number of the value spelled by `key`, if present.
     func find(_ key: UnsafeRawBufferPointer) -> Int? {
@@ -57,7 +60,7 @@ struct ValueTable {
 
     /// The number of `key`, adding it owned by `owner` when absent, with one probe sequence.
     mutating func findOrInsert(_ key: UnsafeRawBufferPointer, owner: UInt32) -> (value: Int, inserted: Bool) {
-        if (count + 1) * 2 > slots.count { grow() }
+        if (count - removedCount + 1) * 2 > slots.count { grow() }
         let mask = slots.count - 1
         var slot = Int(truncatingIfNeeded: hash(key)) & mask
         while true {
@@ -72,6 +75,50 @@ struct ValueTable {
         owners.append(owner)
         slots[slot] = UInt32(value + 1)
         return (value, true)
+    }
+
+    /// Makes `owner` the owner of `value` (its first live carrier changed: an erasure or a re-split).
+    mutating func setOwner(_ value: Int, _ owner: UInt32) {
+        owners[value] = owner
+    }
+
+    /// Whether `value` is still in the table (it is removed once no live contact carries it).
+    func isPresent(_ value: Int) -> Bool {
+        owners[value] != 0
+    }
+
+    /// Removes `value`, which no live contact carries any more: it can no longer be found, and its
+    /// bytes in the arena are overwritten, so an erased value leaves no copy in memory. Its number is
+    /// not reused (contacts refer to values by number); the few bytes of bookkeeping it keeps are
+    /// the price of not renumbering.
+    mutating func remove(_ value: Int) {
+        guard owners[value] != 0 else { return }
+        let code = withBytes(value) { hash($0) }
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: code) & mask
+        while slots[slot] != UInt32(value + 1) { slot = (slot + 1) & mask }
+        // Backward-shift deletion keeps every other value reachable from its home slot without
+        // leaving tombstones in the probe sequences.
+        var hole = slot
+        var next = (hole + 1) & mask
+        while slots[next] != 0 {
+            let entry = Int(slots[next] - 1)
+            let home = Int(truncatingIfNeeded: withBytes(entry) { hash($0) }) & mask
+            // The entry may move into the hole unless its home lies cyclically in (hole, next].
+            let distanceToNext = (next - home) & mask
+            let distanceToHole = (next - hole) & mask
+            if distanceToNext >= distanceToHole {
+                slots[hole] = slots[next]
+                hole = next
+            }
+            next = (next + 1) & mask
+        }
+        slots[hole] = 0
+        let start = Int(starts[value])
+        let end = Int(starts[value + 1])
+        for index in start..<end { arena[index] = 0 }
+        owners[value] = 0
+        removedCount += 1
     }
 
     /// The text of value `value`.
@@ -130,7 +177,7 @@ struct ValueTable {
 
     private mutating func rehash(to size: Int) {
         slots = Array(repeating: 0, count: size)
-        for value in 0..<count {
+        for value in 0..<count where owners[value] != 0 {
             let code = withBytes(value) { hash($0) }
             place(value, hash: code)
         }

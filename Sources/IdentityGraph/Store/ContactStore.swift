@@ -1,7 +1,12 @@
 import Foundation
 import LMDB
 
-/// Contact rows in LMDB: one database of rows keyed by id, one of metadata.
+/// Contact rows in LMDB: one database of rows keyed by id, one each of links, keep-apart rules and
+/// change events (see ``PairRecord`` and ``ChangeEvent``), and one of metadata.
+///
+/// Format versions: v1 stores (written before links existed) hold rows only; opening one for
+/// writing marks it for the upgrade of ``needsLinkUpgrade``, which the engine completes with
+/// ``completeUpgrade(_:)`` in one transaction, so a store is either wholly v1 or wholly v2.
 ///
 /// Only the engine's writer thread writes through a store once it is open; the memory map is
 /// resized only there, between transactions, which is what LMDB requires of a resize.
@@ -13,18 +18,34 @@ final class ContactStore: @unchecked Sendable {
     /// The first map size of a new store; it doubles whenever it fills.
     static let initialMapSize = 64 << 20
     private static let formatKey = Array("format".utf8)
-    private static let formatValue = Array("identity-graph contacts v1".utf8)
+    static let formatV1 = Array("identity-graph contacts v1".utf8)
+    private static let formatValue = Array("identity-graph contacts v2".utf8)
+    static let maxDatabases: UInt32 = 8
 
     let environment: Environment
     private let rows: Database
+    private let linkTable: Database
+    private let ruleTable: Database
+    private let changeTable: Database
     private let meta: Database
+    /// The store was written by the release before links; see the type's documentation.
+    private(set) var needsLinkUpgrade = false
+    /// How many change events to keep (the newest); older ones are deleted as new ones arrive.
+    let changesRetained: UInt64
+    /// The newest and oldest stored change events (0 when none), kept by the writer thread alone.
+    private(set) var newestSeq: UInt64 = 0
+    private(set) var oldestSeq: UInt64 = 0
     private let resizeGate = Protected(())
     /// How many of the next writes fail without touching LMDB: a seam for tests of the engine's
     /// failure path, since a real full disk cannot be arranged portably.
     let injectedFailures = Protected(0)
 
     /// Opens (creating when needed) the store in `directory`.
-    init(directory: String, mapSize: Int = ContactStore.initialMapSize, durable: Bool = true) throws(StorageError) {
+    init(
+        directory: String, mapSize: Int = ContactStore.initialMapSize, durable: Bool = true,
+        changesRetained: UInt64 = 10_000_000
+    ) throws(StorageError) {
+        self.changesRetained = max(changesRetained, 1)
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -33,23 +54,39 @@ final class ContactStore: @unchecked Sendable {
         do {
             environment = try Environment(
                 path: directory,
-                options: .init(mapSize: mapSize, maxDatabases: 4, noSync: !durable)
+                options: .init(mapSize: mapSize, maxDatabases: Self.maxDatabases, noSync: !durable)
             )
             if environment.mapSize < environment.usedBytes * 2 {
                 try environment.setMapSize(environment.usedBytes * 2)
             }
-            (rows, meta) = try environment.write { transaction in
+            var upgrade = false
+            (rows, linkTable, ruleTable, changeTable, meta) = try environment.write { transaction in
                 let rows = try transaction.openDatabase(named: "contacts", create: true)
+                let links = try transaction.openDatabase(named: "links", create: true)
+                let rules = try transaction.openDatabase(named: "keepApart", create: true)
+                let changes = try transaction.openDatabase(named: "changes", create: true)
                 let meta = try transaction.openDatabase(named: "meta", create: true)
                 if let format = try transaction.value(forKey: Self.formatKey, in: meta) {
-                    guard format == Self.formatValue else {
+                    if format == Self.formatV1 {
+                        upgrade = true
+                    } else if format != Self.formatValue {
                         throw StorageError(.corrupt, "\(directory) holds data of an unknown format "
                             + "(\(String(decoding: format, as: UTF8.self)))")
                     }
                 } else {
                     try transaction.put(Self.formatValue, forKey: Self.formatKey, in: meta)
                 }
-                return (rows, meta)
+                return (rows, links, rules, changes, meta)
+            }
+            needsLinkUpgrade = upgrade
+            try environment.read { transaction in
+                try transaction.forEach(in: changeTable) { key, _ in
+                    oldestSeq = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
+                    return false
+                }
+                if let last = try transaction.last(in: changeTable) {
+                    newestSeq = last.key.withUnsafeBytes { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) }
+                }
             }
         } catch let error as StorageError {
             throw error
@@ -70,39 +107,70 @@ final class ContactStore: @unchecked Sendable {
                     try graph.load(id: id, row)
                     return true
                 }
+                for (table, isRule) in [(linkTable, false), (ruleTable, true)] {
+                    try transaction.forEach(in: table) { key, value in
+                        guard key.count == 8, let pair = PairRecord.decode(value) else {
+                            throw StorageError(.corrupt, "an unreadable \(isRule ? "keep-apart rule" : "link") in the store")
+                        }
+                        let number = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
+                        try graph.loadPair(number, email: pair.email, phone: pair.phone, at: pair.at, rule: isRule)
+                        return true
+                    }
+                }
             }
             // The index now lives in memory; the pages read to build it need not stay resident.
             environment.releaseMappedPages()
         } catch let error as StorageError {
             throw error
         } catch let error as ContactGraph.LoadError {
-            throw StorageError(.corrupt, "contact \(error.id) cannot be loaded: \(error.reason); "
+            let subject = error.id == 0 ? "the store" : "contact \(error.id)"
+            throw StorageError(.corrupt, "\(subject) cannot be loaded: \(error.reason); "
                 + "run `identity-graph check` on the data directory")
         } catch {
             throw StorageError(.corrupt, "cannot read the store: \(error)")
         }
     }
 
-    /// Every row of the store in `directory`, in id order, read in one read-only transaction, so a
-    /// running server may keep writing meanwhile. For `identity-graph check` and tests.
-    static func readContacts(in directory: String) throws(StorageError) -> [Contact] {
+    /// Every row, link and keep-apart rule of the store in `directory` (rows in id order, links and
+    /// rules oldest first), read in one read-only transaction, so a running server may keep writing
+    /// meanwhile. For `identity-graph check`, export and tests.
+    static func readContents(in directory: String) throws(StorageError) -> StoreContents {
         guard FileManager.default.fileExists(atPath: directory + "/data.mdb") else {
             throw StorageError(.cannotOpen, "no store in \(directory) (no data.mdb)")
         }
         do {
-            let environment = try Environment(path: directory, options: .init(maxDatabases: 4, readOnly: true))
+            let environment = try Environment(
+                path: directory, options: .init(maxDatabases: Self.maxDatabases, readOnly: true)
+            )
             return try environment.read { transaction in
                 let rows = try transaction.openDatabase(named: "contacts")
-                var contacts: [Contact] = []
+                var contents = StoreContents()
                 try transaction.forEach(in: rows) { key, value in
                     guard let id = ContactRecord.id(fromKey: key), let contact = ContactRecord.decode(id: id, value)
                     else {
                         throw StorageError(.corrupt, "an unreadable row (key \(Array(key))) in the store")
                     }
-                    contacts.append(contact)
+                    contents.contacts.append(contact)
                     return true
                 }
-                return contacts
+                for (name, isRule) in [("links", false), ("keepApart", true)] {
+                    // A v1 store has neither table yet.
+                    guard let table = try? transaction.openDatabase(named: name) else { continue }
+                    try transaction.forEach(in: table) { _, value in
+                        guard let pair = PairRecord.decode(value),
+                            let email = String(validating: pair.email, as: UTF8.self),
+                            let phone = String(validating: pair.phone, as: UTF8.self)
+                        else {
+                            throw StorageError(.corrupt, "an unreadable \(isRule ? "keep-apart rule" : "link") in the store")
+                        }
+                        let stored = StoredPair(
+                            email: email, phoneNumber: phone, at: Timestamp(millisecondsSince1970: pair.at)
+                        )
+                        if isRule { contents.keepApart.append(stored) } else { contents.links.append(stored) }
+                        return true
+                    }
+                }
+                return contents
             }
         } catch let error as StorageError {
             throw error
@@ -130,9 +198,10 @@ final class ContactStore: @unchecked Sendable {
         if injected { throw StorageError(.unavailable, "cannot write to the store: injected failure") }
         while true {
             do {
-                try environment.write { transaction in
-                    try batch.forEach { key, record in try transaction.put(record, forKey: key, in: rows) }
+                let (newest, oldest) = try environment.write { transaction in
+                    try apply(batch, in: transaction)
                 }
+                (newestSeq, oldestSeq) = (newest, oldest)
                 return
             } catch let error as LMDBError where error.isMapFull {
                 do {
@@ -145,6 +214,83 @@ final class ContactStore: @unchecked Sendable {
             } catch {
                 throw StorageError(.unavailable, "cannot write to the store: \(error)")
             }
+        }
+    }
+
+    /// Applies the entries of `batch` in `transaction`, then deletes the change events beyond the
+    /// retention; returns the newest and oldest stored seq that the commit will leave.
+    private func apply(_ batch: RowBatch, in transaction: Transaction) throws -> (UInt64, UInt64) {
+        var newest = newestSeq
+        var oldest = oldestSeq
+        try batch.forEach { table, key, value in
+            let database = switch table {
+            case .contacts: rows
+            case .links: linkTable
+            case .rules: ruleTable
+            case .changes: changeTable
+            }
+            if let value {
+                try transaction.put(value, forKey: key, in: database)
+                if table == .changes {
+                    newest = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
+                    if oldest == 0 { oldest = newest }
+                }
+            } else {
+                try transaction.delete(key: Array(key), in: database)
+            }
+        }
+        if newest > 0, newest - oldest + 1 > changesRetained {
+            let keepFrom = newest - changesRetained + 1
+            while oldest < keepFrom {
+                try transaction.delete(key: ContactRecord.key(Int(oldest)), in: changeTable)
+                oldest += 1
+            }
+        }
+        return (newest, oldest)
+    }
+
+    /// Writes `batch` (the links derived for a v1 store) and marks the store as v2, in one commit.
+    func completeUpgrade(_ batch: RowBatch) throws(StorageError) {
+        do {
+            try environment.write { transaction in
+                _ = try apply(batch, in: transaction)
+                try transaction.put(Self.formatValue, forKey: Self.formatKey, in: meta)
+            }
+            needsLinkUpgrade = false
+        } catch {
+            throw StorageError(.unavailable, "cannot upgrade the store: \(error)")
+        }
+    }
+
+    /// The stored change events with `seq` greater than `after`, at most `limit` of them, ascending,
+    /// and the oldest seq stored (0 when there is none). Reads in its own transaction, beside the
+    /// writer; the map is not resized meanwhile.
+    func changes(after: UInt64, limit: Int) throws(StorageError) -> (events: [ChangeEvent], oldest: UInt64) {
+        do {
+            return try resizeGate.withLock { _ in
+                try environment.read { transaction in
+                    var oldest: UInt64 = 0
+                    try transaction.forEach(in: changeTable) { key, _ in
+                        oldest = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
+                        return false
+                    }
+                    var events: [ChangeEvent] = []
+                    guard limit > 0 else { return (events, oldest) }
+                    try transaction.forEach(in: changeTable, from: ContactRecord.key(Int(after + 1))) { key, value in
+                        let seq = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
+                        guard let event = ChangeEvent(seq: seq, stored: value) else {
+                            throw StorageError(.corrupt, "an unreadable change event (seq \(seq)) in the store")
+                        }
+                        events.append(event)
+                        return events.count < limit
+                    }
+                    return (events, oldest)
+                }
+            }
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            throw StorageError(.unavailable, "cannot read the change feed: \(error)")
         }
     }
 
@@ -177,7 +323,7 @@ final class ContactStore: @unchecked Sendable {
         }
         try prepareSnapshotDirectory(output)
         do {
-            let environment = try Environment(path: directory, options: .init(maxDatabases: 4, readOnly: true))
+            let environment = try Environment(path: directory, options: .init(maxDatabases: Self.maxDatabases, readOnly: true))
             do {
                 try environment.copy(to: output, compacting: true)
             } catch let error where error.isMapResized {

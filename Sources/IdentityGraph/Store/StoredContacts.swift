@@ -6,7 +6,12 @@
 public enum StoredContacts {
     /// Every Contact row of the store in `dataDirectory`, in id order, as one consistent read.
     public static func read(dataDirectory: String) throws(StorageError) -> [Contact] {
-        try ContactStore.readContacts(in: dataDirectory)
+        try ContactStore.readContents(in: dataDirectory).contacts
+    }
+
+    /// Every row, link and keep-apart rule of the store in `dataDirectory`, as one consistent read.
+    public static func readContents(dataDirectory: String) throws(StorageError) -> StoreContents {
+        try ContactStore.readContents(in: dataDirectory)
     }
 
     /// Writes a consistent, compacted copy of the store in `dataDirectory` into `output`, which
@@ -14,5 +19,21 @@ public enum StoredContacts {
     /// copy began; `identity-graph serve --data-dir OUTPUT` starts from it.
     public static func snapshot(dataDirectory: String, to output: String) throws(StorageError) {
         try ContactStore.snapshot(of: dataDirectory, to: output)
+    }
+}
+
+/// What a store holds besides its change feed.
+public struct StoreContents: Sendable, Hashable {
+    /// Every Contact row, tombstones included, in id order.
+    public var contacts: [Contact] = []
+    /// The links, oldest first.
+    public var links: [StoredPair] = []
+    /// The keep-apart rules, oldest first.
+    public var keepApart: [StoredPair] = []
+
+    public init(contacts: [Contact] = [], links: [StoredPair] = [], keepApart: [StoredPair] = []) {
+        self.contacts = contacts
+        self.links = links
+        self.keepApart = keepApart
     }
 }

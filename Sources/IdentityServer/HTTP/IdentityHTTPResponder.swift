@@ -52,15 +52,127 @@ public struct IdentityHTTPResponder: HTTPResponder {
             var headers = HTTPFields()
             headers[.contentType] = "text/html; charset=utf-8"
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: FormPage.html)))
-        case _ where path.hasPrefix("/contacts/"):
+        case "/profiles":
             try Self.allow(request, .get)
-            return try await contact(String(path.dropFirst("/contacts/".count)))
+            let query = try Self.query(request)
+            let (email, phone) = try Self.values(query, required: false)
+            return Self.json(try await engineCall { try await engine.lookupResponseBody(email: email, phoneNumber: phone) })
+        case "/explain":
+            try Self.allow(request, .get)
+            let query = try Self.query(request)
+            guard let from = try Self.parameter({ () throws(RequestError) in try query.positiveInteger("from") }),
+                let to = try Self.parameter({ () throws(RequestError) in try query.positiveInteger("to") })
+            else { throw Problem(RequestError(field: nil, reason: "both from and to (contact ids) are required")) }
+            return Self.json(try await engineCall { try await engine.explain(from: from, to: to) }.json)
+        case "/erase":
+            try Self.allow(request, .post)
+            let body = try await jsonBody(request) { _, _ throws(RequestError) in }
+            return Self.json(try await engineCall {
+                try await engine.erase(.values(email: body.email, phoneNumber: body.phoneNumber))
+            })
+        case "/unmerge":
+            try Self.allow(request, .post)
+            var keepApart = false
+            let body = try await jsonBody(request) { key, value throws(RequestError) in
+                guard key == "keepApart" else { return }
+                guard case .bool(let flag) = value else {
+                    throw RequestError(field: "keepApart", reason: "must be true or false, not \(value.kindDescription)")
+                }
+                keepApart = flag
+            }
+            guard let email = body.email, let phone = body.phoneNumber else {
+                throw Problem(RequestError(field: nil, reason: "both email and phoneNumber (the link to undo) are required"))
+            }
+            return Self.json(try await engineCall {
+                try await engine.unmerge(email: email, phoneNumber: phone, keepApart: keepApart)
+            })
+        case "/keep-apart":
+            try Self.allow(request, .get, .delete)
+            if request.method == .get {
+                let rules = try await engineCall { try await engine.keepApartRules() }
+                var writer = JSONWriter()
+                writer.raw("{\"rules\":[")
+                for (index, rule) in rules.enumerated() {
+                    if index > 0 { writer.raw(",") }
+                    rule.writeJSON(into: &writer)
+                }
+                writer.raw("]}")
+                return Self.json(writer.bytes)
+            }
+            let query = try Self.query(request)
+            let (email, phone) = try Self.values(query, required: true)
+            try await engineCall { try await engine.removeKeepApart(email: email!, phoneNumber: phone!) }
+            return Response(status: .noContent)
+        case "/changes":
+            try Self.allow(request, .get)
+            return try changes(request)
+        case _ where path.hasPrefix("/contacts/"):
+            try Self.allow(request, .get, .delete)
+            let id = try Self.contactId(String(path.dropFirst("/contacts/".count)))
+            if request.method == .delete {
+                return Self.json(try await engineCall { try await engine.erase(.contact(id)) })
+            }
+            return try await contact(id)
+        case _ where path.hasPrefix("/profiles/"):
+            try Self.allow(request, .get, .delete)
+            let id = try Self.contactId(String(path.dropFirst("/profiles/".count)))
+            if request.method == .delete {
+                return Self.json(try await engineCall { try await engine.erase(.profile(id)) })
+            }
+            return Self.json(try await engineCall { try await engine.profileResponseBody(containing: id) })
         default:
             throw Problem.notFound("no resource at \(path)")
         }
     }
 
     private func identify(_ request: Request) async throws -> Response {
+        let query = try Self.query(request)
+        var dryRun = false
+        switch query["dryRun"] {
+        case nil, "false": dryRun = false
+        case "true": dryRun = true
+        case let other?:
+            throw Problem(RequestError(field: "dryRun", reason: "must be true or false, not \"\(other)\""))
+        }
+        let identifyRequest = try await jsonBody(request) { _, _ throws(RequestError) in }
+        return Self.json(try await engineCall { try await engine.identifyResponseBody(identifyRequest, dryRun: dryRun) })
+    }
+
+    /// `GET /changes?after=S&limit=N` (SPEC.md section 13).
+    private func changes(_ request: Request) throws -> Response {
+        let query = try Self.query(request)
+        let (after, limit) = try Self.parameter { () throws(RequestError) in
+            (try query.integer("after", in: 0...Int.max) ?? 0, try query.integer("limit", in: 1...10_000) ?? 1000)
+        }
+        let page: IdentityEngine.ChangesPage
+        do {
+            page = try engine.changes(after: UInt64(after), limit: limit)
+        } catch {
+            throw Problem(error)
+        }
+        if after > 0, page.oldestSeq > 0, UInt64(after) < page.oldestSeq - 1 {
+            throw Problem(
+                status: 410, title: "Gone",
+                detail: "events before seq \(page.oldestSeq) are no longer kept; the oldest available is \(page.oldestSeq)"
+            )
+        }
+        var writer = JSONWriter()
+        writer.raw("{\"changes\":[")
+        for (index, event) in page.events.enumerated() {
+            if index > 0 { writer.raw(",") }
+            event.writeJSON(into: &writer)
+        }
+        writer.raw("],\"latestSeq\":")
+        writer.integer(page.latestSeq)
+        writer.raw("}")
+        return Self.json(writer.bytes)
+    }
+
+    /// Reads a JSON body (415, 413 and 400 as SPEC.md section 6 says) as an identify-shaped request:
+    /// `email` and `phoneNumber` normalized, at least one given; other members go to `otherMember`.
+    private func jsonBody(
+        _ request: Request, otherMember: (String, JSONValue) throws(RequestError) -> Void
+    ) async throws -> IdentifyRequest {
         if let contentType = request.headers[.contentType], !Self.isJSON(contentType) {
             throw Problem(
                 status: 415, title: "Unsupported media type",
@@ -77,33 +189,62 @@ public struct IdentityHTTPResponder: HTTPResponder {
         } catch is NIOTooManyBytesError {
             throw tooLarge
         }
-        let identifyRequest: IdentifyRequest
         do {
-            identifyRequest = try body.withUnsafeReadableBytes { bytes in
-                Result { () throws(RequestError) in try IdentifyRequest(json: bytes) }
+            return try body.withUnsafeReadableBytes { bytes in
+                Result { () throws(RequestError) in
+                    try IdentifyRequest.decode(json: bytes, otherMember: otherMember).get()
+                }
             }.get()
-        } catch {
-            throw Problem(error)
-        }
-        do {
-            return Self.json(try await engine.identifyResponseBody(identifyRequest))
         } catch {
             throw Problem(error)
         }
     }
 
-    private func contact(_ idText: String) async throws -> Response {
-        guard let id = Int(idText), id >= 1, idText.first != "+" else {
-            throw Problem(Self.invalidContactId(idText))
-        }
-        let contact: Contact?
+    private func contact(_ id: Int) async throws -> Response {
+        let contact = try await engineCall { try await engine.contact(id: id) }
+        guard let contact else { throw Problem.notFound("no contact with id \(id)") }
+        return Self.json(contact.json)
+    }
+
+    /// Runs an engine call, turning its error into the problem it answers with.
+    private func engineCall<T>(_ body: () async throws -> T) async throws -> T {
         do {
-            contact = try await engine.contact(id: id)
+            return try await body()
+        } catch let error as EngineError {
+            throw Problem(error)
+        }
+    }
+
+    private static func parameter<T>(_ body: () throws(RequestError) -> T) throws -> T {
+        do {
+            return try body()
         } catch {
             throw Problem(error)
         }
-        guard let contact else { throw Problem.notFound("no contact with id \(id)") }
-        return Self.json(contact.json)
+    }
+
+    private static func query(_ request: Request) throws -> QueryParameters {
+        try parameter { () throws(RequestError) in try QueryParameters(request.uri.query ?? "") }
+    }
+
+    /// The normalized `email` and `phoneNumber` of a query: at least one, or with `required` both.
+    private static func values(_ query: QueryParameters, required: Bool) throws -> (String?, String?) {
+        try parameter { () throws(RequestError) in
+            let email = try query.email()
+            let phone = try query.phoneNumber()
+            if required, email == nil || phone == nil {
+                throw RequestError(field: nil, reason: "both email and phoneNumber are required")
+            }
+            if email == nil && phone == nil {
+                throw RequestError(field: nil, reason: "at least one of email and phoneNumber must be given and not blank")
+            }
+            return (email, phone)
+        }
+    }
+
+    private static func contactId(_ text: String) throws -> Int {
+        guard let id = Int(text), id >= 1, text.first != "+" else { throw Problem(invalidContactId(text)) }
+        return id
     }
 
     static func invalidContactId(_ text: String) -> RequestError {

@@ -91,9 +91,22 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             complete(sequence, LineRequest.errorLine(id: id, problem))
         case .success(.ping):
             complete(sequence, LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") })
-        case .success(.identify(let identify)):
+        case .success(.identify(let identify, let dryRun)):
             let deliver = deliverer(sequence)
-            engine.identify(identify, appendingProfileTo: LineRequest.answerHead(id: id, member: "contact")) { result in
+            let head = LineRequest.answerHead(id: id, member: "contact")
+            engine.identify(identify, dryRun: dryRun, appendingProfileTo: head) { result in
+                switch result {
+                case .success(var writer):
+                    writer.raw("}\n")
+                    deliver(writer.bytes)
+                case .failure(let error):
+                    deliver(LineRequest.errorLine(id: id, Problem(error)))
+                }
+            }
+        case .success(.lookup(let email, let phoneNumber)):
+            let deliver = deliverer(sequence)
+            let head = LineRequest.answerHead(id: id, member: "profiles")
+            engine.lookup(email: email, phoneNumber: phoneNumber, appendingTo: head) { result in
                 switch result {
                 case .success(var writer):
                     writer.raw("}\n")

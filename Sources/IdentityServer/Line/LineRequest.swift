@@ -4,7 +4,8 @@ import IdentityGraph
 /// and `contactId`.
 struct LineRequest {
     enum Operation {
-        case identify(IdentifyRequest)
+        case identify(IdentifyRequest, dryRun: Bool)
+        case lookup(email: String?, phoneNumber: String?)
         case ping
         case get(contactId: Int)
     }
@@ -18,6 +19,7 @@ struct LineRequest {
         var op: JSONValue?
         var contactId: JSONValue?
         var echo: JSONValue?
+        var dryRun: JSONValue?
         do throws(RequestError) {
             let identify = try IdentifyRequest.decode(json: line) { (key, value) throws(RequestError) in
                 switch key {
@@ -30,6 +32,9 @@ struct LineRequest {
                 case "id":
                     guard echo == nil else { throw RequestError.duplicate(key) }
                     echo = value
+                case "dryRun":
+                    guard dryRun == nil else { throw RequestError.duplicate(key) }
+                    dryRun = value
                 default:
                     break
                 }
@@ -38,7 +43,7 @@ struct LineRequest {
             if let echo, id == nil {
                 throw RequestError(field: "id", reason: "must be a string or a number, not \(echo.kindDescription)")
             }
-            operation = .success(try Self.operation(op, identify: identify, contactId: contactId))
+            operation = .success(try Self.operation(op, identify: identify, contactId: contactId, dryRun: dryRun))
         } catch {
             id = echo.flatMap(Self.echoable)
             operation = .failure(Problem(error))
@@ -53,11 +58,21 @@ struct LineRequest {
     }
 
     private static func operation(
-        _ op: JSONValue?, identify: Result<IdentifyRequest, RequestError>, contactId: JSONValue?
+        _ op: JSONValue?, identify: Result<IdentifyRequest, RequestError>, contactId: JSONValue?, dryRun: JSONValue?
     ) throws(RequestError) -> Operation {
         switch op {
         case nil, .string("identify")?:
-            return .identify(try identify.get())
+            switch dryRun {
+            case nil, .bool(false)?, .null?:
+                return .identify(try identify.get(), dryRun: false)
+            case .bool(true)?:
+                return .identify(try identify.get(), dryRun: true)
+            case let other?:
+                throw RequestError(field: "dryRun", reason: "must be true or false, not \(other.kindDescription)")
+            }
+        case .string("lookup")?:
+            let request = try identify.get()
+            return .lookup(email: request.email, phoneNumber: request.phoneNumber)
         case .string("ping")?:
             return .ping
         case .string("get")?:
@@ -66,7 +81,7 @@ struct LineRequest {
             }
             return .get(contactId: id)
         case .string(let name)?:
-            throw RequestError(field: "op", reason: "unknown operation \"\(name)\"; use identify, ping or get")
+            throw RequestError(field: "op", reason: "unknown operation \"\(name)\"; use identify, lookup, ping or get")
         case let other?:
             throw RequestError(field: "op", reason: "must be a string, not \(other.kindDescription)")
         }

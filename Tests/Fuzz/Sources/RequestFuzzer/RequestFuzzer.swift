@@ -21,7 +21,7 @@ let engine = IdentityEngine()
 
 /// Where the completion of `identify` leaves its answer. An in-memory engine calls the completion
 /// before `identify` returns, so the entry point reads it right after the call.
-let answer = Mutex<Result<Profile, StorageError>?>(nil)
+let answer = Mutex<Result<Profile, EngineError>?>(nil)
 
 /// Runs one input through the request path and checks its properties; always returns 0, since
 /// libFuzzer reserves other values.

@@ -1,0 +1,340 @@
+import Foundation
+
+/// Everything the engine owns, and every operation on it, as plain synchronous code: the graph, the
+/// guards, the clock, the change feed's numbering, and the bookkeeping of which batch of writes an
+/// answer must wait for. It knows nothing of threads or locks; ``IdentityEngine`` runs each call
+/// inside its critical section and a writer thread commits the batches it fills.
+///
+/// Every operation that changes anything encodes the changed rows, links, rules and its one change
+/// event into the open batch, and marks the profiles it touched as pending on that batch. An answer
+/// about a profile waits for the newest batch that changed it (``pendingBatch(of:)``), so nothing is
+/// reported before it is on disk; reads never start a batch of their own.
+struct EngineState {
+    var graph = ContactGraph()
+    /// The newest timestamp issued; time never goes backwards for the graph.
+    var clock: Int64 = 0
+    var blocklist = BlocklistMatcher(.empty)
+    var limits = ProfileLimits.none
+    /// Whether batches are committed to a store; an in-memory engine keeps its feed in `memoryFeed`.
+    let persistent: Bool
+
+    /// Writes gathered since the writer last took a batch.
+    var openBatch = RowBatch()
+    var openBatchNumber: UInt64 = 1
+    /// The newest batch that holds changes; nothing newer has anything to wait for.
+    var lastChangedBatch: UInt64 = 0
+    /// For each profile changed by a batch not yet durable, by primary: the newest such batch.
+    var pendingProfiles: [UInt32: UInt64] = [:]
+    var durableBatch: UInt64 = 0
+
+    /// The seq the next change event gets.
+    var nextSeq: UInt64 = 1
+    /// The newest seq whose event is durable.
+    var durableSeq: UInt64 = 0
+    /// Events of an in-memory engine, the newest `retainedChanges` of them.
+    var memoryFeed: [ChangeEvent] = []
+    var retainedChanges = 10_000_000
+
+    /// Scratch for one operation's changes, kept to reuse its capacity.
+    private var changes = GraphChanges()
+
+    init(persistent: Bool) {
+        self.persistent = persistent
+    }
+
+    var guards: Guards {
+        get { Guards(blocklist: blocklist.blocklist, limits: limits) }
+        set {
+            blocklist = BlocklistMatcher(newValue.blocklist)
+            limits = newValue.limits
+        }
+    }
+
+    /// The newest batch that changed the profile of `primary`, or 0 when it is durable.
+    func pendingBatch(of primary: UInt32) -> UInt64 {
+        pendingProfiles.isEmpty ? 0 : pendingProfiles[primary] ?? 0
+    }
+
+    /// The clock for new and changed rows: wall time in milliseconds, never earlier than before.
+    mutating func tick() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let milliseconds = Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+        clock = max(clock, milliseconds)
+        return clock
+    }
+
+    // MARK: - Identify
+
+    /// The request's values once the blocklist has had its say (SPEC.md section 10, step 1).
+    private mutating func screen(_ request: IdentifyRequest, ignored: inout [IgnoredValue]) throws(EngineError)
+        -> (email: String?, phone: String?)
+    {
+        var email = request.email
+        var phone = request.phoneNumber
+        guard !blocklist.isEmpty else { return (email, phone) }
+        if let value = email, blocklist.isBlocked(value, field: .email) {
+            email = nil
+            ignored.append(Self.blocked(.email))
+        }
+        if let value = phone, blocklist.isBlocked(value, field: .phoneNumber) {
+            phone = nil
+            ignored.append(Self.blocked(.phoneNumber))
+        }
+        if email == nil && phone == nil {
+            let field = ignored.map(\.field.rawValue).joined(separator: " and ")
+            throw .blocked(RequestError(field: field, reason: "blocked: the blocklist does not allow this value"))
+        }
+        return (email, phone)
+    }
+
+    /// Identify (SPEC.md sections 4 and 10). Returns the primary of the profile to answer with, the
+    /// values held back, and the batch the answer must wait for. `canWrite` false (the store is
+    /// failing) refuses an identify that would change something.
+    mutating func identify(_ request: IdentifyRequest, canWrite: Bool) throws(EngineError)
+        -> (primary: UInt32, ignored: [IgnoredValue], wait: UInt64)
+    {
+        var ignored: [IgnoredValue] = []
+        let (email, phone) = try screen(request, ignored: &ignored)
+        let plan = graph.plan(email: email, phone: phone, limits: limits, ignored: &ignored)
+        if plan.changes && !canWrite {
+            throw .storage(StorageError(.unavailable, "the store is not accepting changes"))
+        }
+        changes.removeAll()
+        let primary = graph.apply(plan, email: email, phone: phone, now: plan.changes ? tick() : clock, changes: &changes)
+        guard !changes.isEmpty else { return (primary, ignored, pendingBatch(of: primary)) }
+        if case .merge(_, let loser, _, _) = plan {
+            recordChanges(.merged, primaries: [Int(primary)], merged: [Int(loser)])
+        } else {
+            recordChanges(.created, primaries: [Int(primary)])
+        }
+        pendingProfiles[primary] = openBatchNumber
+        return (primary, ignored, openBatchNumber)
+    }
+
+    /// A dry run of identify (SPEC.md section 9): appends to `writer` the profile identify would
+    /// answer with, then `,"dryRun":{...}` and, when values would be held back, `,"ignored":[...]`.
+    /// Changes nothing. Returns the batch the answer must wait for.
+    mutating func dryRun(_ request: IdentifyRequest, into writer: inout JSONWriter) throws(EngineError) -> UInt64 {
+        var ignored: [IgnoredValue] = []
+        let (email, phone) = try screen(request, ignored: &ignored)
+        let plan = graph.plan(email: email, phone: phone, limits: limits, ignored: &ignored)
+        graph.writeProjectedProfileJSON(plan, email: email, phone: phone, into: &writer)
+        writer.raw(",\"dryRun\":{\"created\":[")
+        if case .create = plan { writer.integer(UInt64(graph.contactCount + 1)) }
+        writer.raw("],\"mergedPrimaryIds\":[")
+        if case .merge(_, let loser, _, _) = plan { writer.integer(UInt64(loser)) }
+        writer.raw("]}")
+        Self.write(ignored, into: &writer)
+        return switch plan {
+        case .existing(let primary): pendingBatch(of: primary)
+        case .create(_, _, let linkedTo): pendingBatch(of: linkedTo)
+        case .merge(let winner, let loser, _, _): max(pendingBatch(of: winner), pendingBatch(of: loser))
+        }
+    }
+
+    private static func blocked(_ field: GuardField) -> IgnoredValue {
+        IgnoredValue(field: field, reason: .blocked, detail: "the blocklist does not allow this value")
+    }
+
+    /// `,"ignored":[...]`, or nothing when nothing was held back.
+    static func write(_ ignored: [IgnoredValue], into writer: inout JSONWriter) {
+        guard !ignored.isEmpty else { return }
+        writer.raw(",\"ignored\":[")
+        for (index, value) in ignored.enumerated() {
+            if index > 0 { writer.raw(",") }
+            value.writeJSON(into: &writer)
+        }
+        writer.raw("]")
+    }
+
+    // MARK: - Look-ups
+
+    /// `[PROFILE,...]`: the profiles holding `email` or `phone` (SPEC.md section 9).
+    func lookup(email: String?, phone: String?, into writer: inout JSONWriter) -> UInt64 {
+        let primaries = graph.primaries(holding: email, phone)
+        writeProfiles(primaries, into: &writer)
+        return primaries.map { pendingBatch(of: $0) }.max() ?? 0
+    }
+
+    /// `{"contact":{...}}`: the profile holding live contact `id`.
+    func profile(containing id: Int, into writer: inout JSONWriter) throws(EngineError) -> UInt64 {
+        let primary = try livePrimary(of: id)
+        writer.raw("{\"contact\":")
+        graph.writeProfileJSON(primary: primary, into: &writer)
+        writer.raw("}")
+        return pendingBatch(of: primary)
+    }
+
+    /// Why contacts `from` and `to` are one person (SPEC.md section 11).
+    func explain(from source: Int, to target: Int) throws(EngineError) -> (Explanation, UInt64) {
+        for id in [source, target] where !graph.exists(id) { throw .notFound("no contact with id \(id)") }
+        let explanation = graph.explain(from: UInt32(source), to: UInt32(target))
+        let wait = max(pendingBatch(of: graph.primary(of: UInt32(source))), pendingBatch(of: graph.primary(of: UInt32(target))))
+        return (explanation, wait)
+    }
+
+    /// The keep-apart rules, oldest first.
+    func keepApartRules() -> [StoredPair] {
+        graph.storedPairs(rules: true)
+    }
+
+    private func livePrimary(of id: Int) throws(EngineError) -> UInt32 {
+        guard graph.exists(id) else { throw .notFound("no contact with id \(id)") }
+        guard !graph.isErased(UInt32(id)) else { throw .erased("contact \(id) was erased") }
+        return graph.primary(of: UInt32(id))
+    }
+
+    /// `[PROFILE,...]`.
+    private func writeProfiles(_ primaries: [UInt32], into writer: inout JSONWriter) {
+        writer.raw("[")
+        for (index, primary) in primaries.enumerated() {
+            if index > 0 { writer.raw(",") }
+            graph.writeProfileJSON(primary: primary, into: &writer)
+        }
+        writer.raw("]")
+    }
+
+    // MARK: - Erasure and unmerge
+
+    /// What an erasure names.
+    enum ErasureTarget {
+        case contact(Int)
+        case profile(Int)
+        case values(email: String?, phone: String?)
+    }
+
+    /// Erasure (SPEC.md section 12): `{"erasedContactIds":[...],"profiles":[...]}`.
+    mutating func erase(_ target: ErasureTarget, canWrite: Bool, into writer: inout JSONWriter) throws(EngineError)
+        -> UInt64
+    {
+        var ids: [UInt32] = []
+        var emailValue: Int?
+        var phoneValue: Int?
+        switch target {
+        case .contact(let id), .profile(let id):
+            guard graph.exists(id) else { throw .notFound("no contact with id \(id)") }
+            if !graph.isErased(UInt32(id)) {
+                if case .profile = target {
+                    ids = graph.members(of: graph.primary(of: UInt32(id)))
+                } else {
+                    ids = [UInt32(id)]
+                }
+            }
+        case .values(let email, let phone):
+            emailValue = email.flatMap { graph.emailValue($0) }
+            phoneValue = phone.flatMap { graph.phoneValue($0) }
+        }
+        if ids.isEmpty && emailValue == nil && phoneValue == nil {
+            writer.raw("{\"erasedContactIds\":[],\"profiles\":[]}")
+            return 0
+        }
+        guard canWrite else { throw .storage(StorageError(.unavailable, "the store is not accepting changes")) }
+        changes.removeAll()
+        let now = tick()
+        let outcome = ids.isEmpty
+            ? graph.erase(emailValue: emailValue, phoneValue: phoneValue, now: now, changes: &changes)
+            : graph.erase(contacts: ids, now: now, changes: &changes)
+        writer.raw("{\"erasedContactIds\":[")
+        for (index, id) in outcome.erased.enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.integer(UInt64(id))
+        }
+        writer.raw("],\"profiles\":")
+        writeProfiles(outcome.pieces, into: &writer)
+        writer.raw("}")
+        return recordSplit(.erased, outcome)
+    }
+
+    /// Unmerge (SPEC.md section 12): `{"profiles":[...]}`. Throws when there is no such link.
+    mutating func unmerge(email: String, phone: String, keepApart: Bool, canWrite: Bool, into writer: inout JSONWriter)
+        throws(EngineError) -> UInt64
+    {
+        guard let emailValue = graph.emailValue(email), let phoneValue = graph.phoneValue(phone),
+            let link = graph.links.find(email: emailValue, phone: phoneValue)
+        else { throw .notFound("no link joins this email and this phone number") }
+        guard canWrite else { throw .storage(StorageError(.unavailable, "the store is not accepting changes")) }
+        changes.removeAll()
+        let now = tick()
+        let outcome = graph.unmerge(link: link, now: now, changes: &changes)
+        if keepApart { graph.addRule(email: emailValue, phone: phoneValue, now: now, changes: &changes) }
+        writer.raw("{\"profiles\":")
+        writeProfiles(outcome.pieces, into: &writer)
+        writer.raw("}")
+        return recordSplit(.unmerged, outcome)
+    }
+
+    /// Deletes the keep-apart rule (`email`, `phone`); throws when there is none.
+    mutating func removeKeepApart(email: String, phone: String, canWrite: Bool) throws(EngineError) -> UInt64 {
+        guard let emailValue = graph.emailValue(email), let phoneValue = graph.phoneValue(phone),
+            let rule = graph.rules.find(email: emailValue, phone: phoneValue)
+        else { throw .notFound("no keep-apart rule for this email and this phone number") }
+        guard canWrite else { throw .storage(StorageError(.unavailable, "the store is not accepting changes")) }
+        changes.removeAll()
+        graph.removeRule(rule, changes: &changes)
+        recordChanges(nil, primaries: [])
+        return openBatchNumber
+    }
+
+    /// Records an erasure's or an unmerge's changes and marks every profile it touched as pending.
+    private mutating func recordSplit(_ kind: ChangeEvent.Kind, _ outcome: SplitOutcome) -> UInt64 {
+        guard !changes.isEmpty else {
+            return outcome.pieces.map { pendingBatch(of: $0) }.max() ?? 0
+        }
+        let rows = Set(changes.rows)
+        let primaries = Set(rows.filter { !graph.isErased($0) }.map { graph.primary(of: $0) })
+        recordChanges(
+            rows.isEmpty ? nil : kind, primaries: primaries.map { Int($0) }.sorted(),
+            erased: outcome.erased.map { Int($0) }, previous: outcome.previousPrimaries.map { Int($0) }
+        )
+        for primary in outcome.pieces { pendingProfiles[primary] = openBatchNumber }
+        for primary in outcome.previousPrimaries { pendingProfiles[primary] = openBatchNumber }
+        return openBatchNumber
+    }
+
+    // MARK: - Recording changes
+
+    private static func sortedUnique(_ ids: [UInt32]) -> [Int] {
+        if ids.count == 1 { return [Int(ids[0])] }
+        var result: [Int] = []
+        result.reserveCapacity(ids.count)
+        for id in ids.sorted() where result.last != Int(id) { result.append(Int(id)) }
+        return result
+    }
+
+    /// Encodes what `changes` holds into the open batch, with one change event of `kind` when rows
+    /// changed (`nil`: no event, for changes of links or rules alone).
+    private mutating func recordChanges(
+        _ kind: ChangeEvent.Kind?, primaries: [Int], merged: [Int] = [], erased: [Int] = [], previous: [Int] = []
+    ) {
+        if persistent {
+            for id in changes.rows { graph.encodeRow(id, into: &openBatch) }
+            for number in changes.linksAdded where graph.links.pairs[number] != nil {
+                let bytes = graph.encodePair(number, rule: false)
+                openBatch.put(.links, key: number) { $0.append(contentsOf: bytes) }
+            }
+            for number in changes.linksRemoved { openBatch.delete(.links, key: number) }
+            for number in changes.rulesAdded where graph.rules.pairs[number] != nil {
+                let bytes = graph.encodePair(number, rule: true)
+                openBatch.put(.rules, key: number) { $0.append(contentsOf: bytes) }
+            }
+            for number in changes.rulesRemoved { openBatch.delete(.rules, key: number) }
+        }
+        if let kind, !changes.rows.isEmpty {
+            let event = ChangeEvent(
+                seq: nextSeq, at: Timestamp(millisecondsSince1970: clock), kind: kind,
+                contactIds: Self.sortedUnique(changes.rows), primaryContactIds: primaries,
+                mergedPrimaryIds: merged, erasedContactIds: erased, previousPrimaryContactIds: previous
+            )
+            nextSeq += 1
+            if persistent {
+                openBatch.put(.changes, key: event.seq) { event.encode(into: &$0) }
+            } else {
+                memoryFeed.append(event)
+                if memoryFeed.count > retainedChanges { memoryFeed.removeFirst(memoryFeed.count - retainedChanges) }
+                durableSeq = event.seq
+            }
+        }
+        lastChangedBatch = openBatchNumber
+    }
+}

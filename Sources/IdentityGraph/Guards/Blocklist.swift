@@ -1,0 +1,283 @@
+import Foundation
+
+/// A field a guard rule applies to.
+public enum GuardField: String, Sendable, Hashable {
+    case email
+    case phoneNumber
+}
+
+/// Why a blocklist cannot be used: where (the source and, when one line is at fault, its 1-based
+/// number) and what is wrong, in words an operator can act on.
+public struct BlocklistError: Error, Sendable, CustomStringConvertible {
+    /// Where the rules came from: a file's path, or the name given to ``Blocklist/init(parsing:source:)``.
+    public var source: String
+    /// The 1-based line at fault; `nil` when the source as a whole is (a file that cannot be read).
+    public var line: Int?
+    /// A sentence saying what is wrong.
+    public var reason: String
+
+    public init(source: String, line: Int?, reason: String) {
+        self.source = source
+        self.line = line
+        self.reason = reason
+    }
+
+    /// `source line N: reason`, or `source: reason` when no single line is at fault.
+    public var description: String {
+        if let line { return "\(source) line \(line): \(reason)" }
+        return "\(source): \(reason)"
+    }
+}
+
+/// The blocklist rules of SPEC.md section 10, parsed and compiled: values such as `test@test.com` or
+/// `0000000000` that strangers share, so identify must not link anyone through them.
+///
+/// One rule a line: `email VALUE`, `phoneNumber VALUE`, `email /REGEX/` or `phoneNumber /REGEX/`;
+/// blank lines and lines starting with `#` are ignored. A VALUE is normalized when the list is parsed
+/// (section 3), so it blocks however a request spells it. A REGEX must match the whole normalized
+/// value; emails are lowercased by then, so a pattern with capitals matches nothing unless it says `(?i)`.
+///
+/// Immutable once made, so one instance may be read from any thread. The engine asks through a
+/// ``BlocklistMatcher``, which caches regex verdicts.
+public struct Blocklist: Sendable {
+    /// The rules of one field.
+    struct Rules: Sendable {
+        /// Normalized values, blocked exactly.
+        var values: Set<String> = []
+        /// Regexes, in file order without repeats; a value is blocked when one matches all of it.
+        var patterns: [Pattern] = []
+
+        var isEmpty: Bool { values.isEmpty && patterns.isEmpty }
+
+        var count: Int { values.count + patterns.count }
+
+        func blocks(_ value: String) -> Bool {
+            values.contains(value) || matchesPattern(value)
+        }
+
+        func matchesPattern(_ value: String) -> Bool {
+            patterns.contains { $0.matchesWhole(value) }
+        }
+
+        fileprivate mutating func add(_ rule: Rule) {
+            switch rule {
+            case .value(let value):
+                values.insert(value)
+            case .pattern(let pattern):
+                // A repeated line would only cost a second match of every value it misses.
+                if !patterns.contains(where: { $0.source == pattern.source }) { patterns.append(pattern) }
+            }
+        }
+    }
+
+    /// A compiled regex, with the text it was written as.
+    ///
+    /// `@unchecked Sendable` because the standard library's `Regex` is not declared `Sendable`. It is
+    /// safe to share here: the regex is compiled once, in `init`, and never mutated afterwards, and
+    /// matching only reads it. The standard library lowers a regex to its matching program lazily, on
+    /// the first match, and that first write is not synchronized with later reads; `init` runs one
+    /// match itself so the write happens before the value can reach another thread.
+    struct Pattern: @unchecked Sendable {
+        /// The regex as written between the slashes.
+        let source: String
+        private let regex: Regex<AnyRegexOutput>
+
+        init(_ source: String) throws {
+            self.source = source
+            regex = try Regex(source)
+            _ = matchesWhole("")
+        }
+
+        func matchesWhole(_ value: String) -> Bool {
+            // Only custom regex components can throw while matching, and a regex read from text has none.
+            (try? regex.wholeMatch(in: value)) != nil
+        }
+    }
+
+    fileprivate enum Rule {
+        case value(String)
+        case pattern(Pattern)
+    }
+
+    /// The rules for emails.
+    let email: Rules
+    /// The rules for phone numbers.
+    let phoneNumber: Rules
+
+    /// No rules: nothing is blocked.
+    public static let empty = Blocklist(email: Rules(), phoneNumber: Rules())
+
+    private init(email: Rules, phoneNumber: Rules) {
+        self.email = email
+        self.phoneNumber = phoneNumber
+    }
+
+    /// Parses `text` in the blocklist format; `source` names it in errors (usually the file's path).
+    ///
+    /// Throws on the first bad line: an unknown field, a field with no value, a value that is not a
+    /// valid email or phone number, or a regex that is empty or does not compile.
+    public init(parsing text: String, source: String) throws(BlocklistError) {
+        var email = Rules()
+        var phoneNumber = Rules()
+        // Split the way editors count lines, so the numbers in errors are the ones an operator sees.
+        let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }
+        for (index, line) in lines.enumerated() {
+            guard let (field, rule) = try Self.rule(on: line, number: index + 1, source: source) else { continue }
+            switch field {
+            case .email: email.add(rule)
+            case .phoneNumber: phoneNumber.add(rule)
+            }
+        }
+        self.init(email: email, phoneNumber: phoneNumber)
+    }
+
+    /// Reads and parses the UTF-8 file at `path`; errors name the path, and a file that cannot be
+    /// read or is not UTF-8 is an error with no line.
+    public init(contentsOfFile path: String) throws(BlocklistError) {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw BlocklistError(source: path, line: nil, reason: "cannot be read: \(Self.readFailure(error))")
+        }
+        guard var text = String(validating: data, as: UTF8.self) else {
+            throw BlocklistError(source: path, line: nil, reason: "is not UTF-8 text")
+        }
+        // Some editors start UTF-8 files with a byte order mark; it would glue itself to the first field.
+        if text.unicodeScalars.first == "\u{FEFF}" { text.unicodeScalars.removeFirst() }
+        try self.init(parsing: text, source: path)
+    }
+
+    /// No rules for either field.
+    public var isEmpty: Bool { email.isEmpty && phoneNumber.isEmpty }
+
+    /// The distinct rules of both fields: exact values (as normalized) and regexes.
+    public var ruleCount: Int { email.count + phoneNumber.count }
+
+    /// Whether `value`, already normalized, is blocked for `field`: it equals a VALUE rule, or a regex
+    /// matches all of it. Uncached; the engine asks through a ``BlocklistMatcher``.
+    public func blocks(_ value: String, field: GuardField) -> Bool {
+        rules(for: field).blocks(value)
+    }
+
+    func rules(for field: GuardField) -> Rules {
+        switch field {
+        case .email: email
+        case .phoneNumber: phoneNumber
+        }
+    }
+
+    /// Why a file could not be read, as the system says it ("No such file or directory").
+    private static func readFailure(_ error: any Error) -> String {
+        // Foundation wraps the system's reason in words of its own ("The operation could not be completed.")
+        // that tell an operator nothing; the POSIX error underneath names the actual problem.
+        if let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? any Error {
+            let posix = underlying as NSError
+            if posix.domain == NSPOSIXErrorDomain, let message = strerror(Int32(posix.code)) {
+                return String(cString: message)
+            }
+        }
+        return error.localizedDescription
+    }
+
+    /// The rule on one line, or `nil` for a blank line or a comment.
+    private static func rule(
+        on line: Substring, number: Int, source: String
+    ) throws(BlocklistError) -> (GuardField, Rule)? {
+        func failure(_ reason: String) -> BlocklistError {
+            BlocklistError(source: source, line: number, reason: reason)
+        }
+        let text = Normalization.trimmingWhitespace(String(line))
+        if text.isEmpty || text.hasPrefix("#") { return nil }
+
+        let scalars = text.unicodeScalars
+        let nameEnd = scalars.firstIndex { $0.properties.isWhitespace } ?? scalars.endIndex
+        let name = String(Substring(scalars[..<nameEnd]))
+        guard let field = GuardField(rawValue: name) else {
+            throw failure("unknown field \"\(name)\"; a rule starts with email or phoneNumber")
+        }
+        let value = Normalization.trimmingWhitespace(String(Substring(scalars[nameEnd...])))
+        guard !value.isEmpty else {
+            throw failure("\(name) needs a value or a /regex/ after it")
+        }
+
+        if value.count >= 2, value.first == "/", value.last == "/" {
+            let pattern = String(value.dropFirst().dropLast())
+            guard !pattern.isEmpty else { throw failure("empty regex //; it would match nothing") }
+            do {
+                return (field, .pattern(try Pattern(pattern)))
+            } catch {
+                throw failure("invalid regex \(value): \(error)")
+            }
+        }
+
+        let normalized: String?
+        do throws(RequestError) {
+            switch field {
+            case .email: normalized = try Normalization.email(String(value))
+            case .phoneNumber: normalized = try Normalization.phoneNumber(String(value))
+            }
+        } catch {
+            throw failure("\(name) \"\(value)\" is not valid: \(error.reason)")
+        }
+        // Normalization trims as this parser does, so a value left non-empty here is never absent there.
+        guard let normalized else { throw failure("\(name) needs a value or a /regex/ after it") }
+        return (field, .value(normalized))
+    }
+}
+
+/// The blocklist as the engine asks it on the hot path: exact values through a `Set`, and the regex
+/// verdict for each distinct value cached, so a value is matched against the regexes once.
+///
+/// The cache holds at most `cacheLimit` verdicts per field and is cleared when it reaches that bound,
+/// so memory stays bounded whatever values arrive. Not meant to be shared: one owner (the engine's
+/// single-threaded state) holds and mutates it. A reload replaces the whole matcher, which drops its cache.
+public struct BlocklistMatcher {
+    /// The rules this matcher answers for.
+    public let blocklist: Blocklist
+    private var email: FieldMatcher
+    private var phoneNumber: FieldMatcher
+
+    /// A matcher for `blocklist` that caches up to `cacheLimit` regex verdicts per field (0: none).
+    public init(_ blocklist: Blocklist, cacheLimit: Int = 65_536) {
+        precondition(cacheLimit >= 0, "a cache limit cannot be negative")
+        self.blocklist = blocklist
+        email = FieldMatcher(rules: blocklist.email, cacheLimit: cacheLimit)
+        phoneNumber = FieldMatcher(rules: blocklist.phoneNumber, cacheLimit: cacheLimit)
+    }
+
+    /// No rules for either field.
+    public var isEmpty: Bool { blocklist.isEmpty }
+
+    /// Whether `value`, already normalized, is blocked for `field`; the same verdict as
+    /// ``Blocklist/blocks(_:field:)``.
+    public mutating func isBlocked(_ value: String, field: GuardField) -> Bool {
+        switch field {
+        case .email: email.isBlocked(value)
+        case .phoneNumber: phoneNumber.isBlocked(value)
+        }
+    }
+
+    private struct FieldMatcher {
+        let rules: Blocklist.Rules
+        let cacheLimit: Int
+        var verdicts: [String: Bool] = [:]
+
+        mutating func isBlocked(_ value: String) -> Bool {
+            // Most deployments have no rules for a field, or only exact ones: neither should pay for
+            // hashing the value into the cache.
+            if rules.isEmpty { return false }
+            if rules.values.contains(value) { return true }
+            if rules.patterns.isEmpty { return false }
+            if let verdict = verdicts[value] { return verdict }
+            let verdict = rules.matchesPattern(value)
+            if cacheLimit > 0 {
+                // Clearing costs nothing per lookup, unlike tracking recency; values that repeat (the junk
+                // a blocklist exists for) are back in the cache within a few requests.
+                if verdicts.count >= cacheLimit { verdicts.removeAll(keepingCapacity: true) }
+                verdicts[value] = verdict
+            }
+            return verdict
+        }
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import Testing
+@testable import IdentityGraph
+
+/// SPEC.md section 10's blocklist file: its rules, its errors, and the cached matcher the engine uses.
+@Suite struct BlocklistTests {
+    @Test("an exact email is normalized before it is compared")
+    func exactEmailIsNormalized() throws {
+        let blocklist = try parse("email   Test@Test.com  ")
+        #expect(blocklist.blocks("test@test.com", field: .email))
+        #expect(!blocklist.blocks("other@test.com", field: .email))
+    }
+
+    @Test("an exact phone number is normalized before it is compared")
+    func exactPhoneNumberIsNormalized() throws {
+        let blocklist = try parse("phoneNumber (123) 456-7890")
+        #expect(blocklist.blocks("1234567890", field: .phoneNumber))
+        #expect(!blocklist.blocks("+1234567890", field: .phoneNumber))
+    }
+
+    @Test("a regex must match the whole value")
+    func regexMatchesWholeValue() throws {
+        let blocklist = try parse("phoneNumber /0+/")
+        #expect(blocklist.blocks("0000000", field: .phoneNumber))
+        #expect(blocklist.blocks("0", field: .phoneNumber))
+        #expect(!blocklist.blocks("10000", field: .phoneNumber))
+        #expect(!blocklist.blocks("00001", field: .phoneNumber))
+    }
+
+    @Test("an email regex is matched against the lowercased value")
+    func emailRegex() throws {
+        let blocklist = try parse(#"email /.*@example\.com/"#)
+        #expect(blocklist.blocks("alice@example.com", field: .email))
+        #expect(!blocklist.blocks("alice@example.com.evil", field: .email))
+        #expect(!blocklist.blocks("alice@example.org", field: .email))
+    }
+
+    @Test("comments and blank lines are ignored")
+    func commentsAndBlankLinesAreIgnored() throws {
+        let blocklist = try parse("""
+            # junk that strangers share
+
+              \t
+               # an indented comment
+            email test@test.com
+            """)
+        #expect(blocklist.ruleCount == 1)
+        #expect(blocklist.blocks("test@test.com", field: .email))
+    }
+
+    @Test("an unknown field is an error naming its line")
+    func unknownFieldNamesTheLine() throws {
+        let error = try #require(parseError("# rules\n\nmail test@test.com"))
+        #expect(error.line == 3)
+        #expect(error.reason.contains("mail"))
+        #expect(error.description.hasPrefix("blocklist.txt line 3: "))
+    }
+
+    @Test("a field with no value is an error naming its line")
+    func missingValueNamesTheLine() throws {
+        let error = try #require(parseError("email a@b.c\nphoneNumber   "))
+        #expect(error.line == 2)
+        #expect(error.reason.contains("phoneNumber"))
+    }
+
+    @Test("an invalid regex is an error naming its line")
+    func invalidRegexNamesTheLine() throws {
+        let error = try #require(parseError("email a@b.c\n\nemail /[/"))
+        #expect(error.line == 3)
+        #expect(error.description.hasPrefix("blocklist.txt line 3: invalid regex /[/"))
+    }
+
+    @Test("a value that fails normalization is an error naming its line")
+    func invalidValueNamesTheLine() throws {
+        let error = try #require(parseError("phoneNumber 000\nemail not-an-email"))
+        #expect(error.line == 2)
+        #expect(error.reason.contains("not-an-email"))
+        #expect(try #require(parseError("phoneNumber 12ab")).line == 1)
+    }
+
+    @Test("an empty regex is an error naming its line")
+    func emptyRegexNamesTheLine() throws {
+        let error = try #require(parseError("# none\nphoneNumber //"))
+        #expect(error.line == 2)
+        #expect(error.reason.contains("empty regex"))
+    }
+
+    @Test("lines are counted across CRLF line endings")
+    func crlfLineNumbers() throws {
+        #expect(try #require(parseError("email a@b.c\r\n\r\nfax 123")).line == 3)
+    }
+
+    @Test("a file that cannot be read is an error naming the file, with no line")
+    func unreadableFile() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.subdirectory("missing.txt")
+        let error = try #require(#expect(throws: BlocklistError.self) { try Blocklist(contentsOfFile: path) })
+        #expect(error.source == path)
+        #expect(error.line == nil)
+        #expect(error.description.hasPrefix(path + ": "))
+    }
+
+    @Test("a file's rules are read, and its errors name the file and line")
+    func fileIsRead() throws {
+        let directory = TemporaryDirectory()
+        let good = directory.subdirectory("good.txt")
+        try "email test@test.com\nphoneNumber /0+/\n".write(toFile: good, atomically: true, encoding: .utf8)
+        #expect(try Blocklist(contentsOfFile: good).ruleCount == 2)
+
+        let bad = directory.subdirectory("bad.txt")
+        try "email test@test.com\nphone 0000\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let error = try #require(#expect(throws: BlocklistError.self) { try Blocklist(contentsOfFile: bad) })
+        #expect(error.source == bad)
+        #expect(error.line == 2)
+    }
+
+    @Test("the matcher gives the verdicts of the blocklist, past its cache limit")
+    func matcherAgreesWithBlocklist() throws {
+        let blocklist = try parse("""
+            email test@test.com
+            email /.*@example\\.com/
+            phoneNumber /0+/
+            phoneNumber 1234567890
+            """)
+        var matcher = BlocklistMatcher(blocklist, cacheLimit: 4)
+        // More distinct values than the cache holds, some of them repeated after it has been cleared.
+        let cases: [(String, GuardField, Bool)] = [
+            ("test@test.com", .email, true), ("a@example.com", .email, true), ("b@example.org", .email, false),
+            ("c@example.com", .email, true), ("d@x.y", .email, false), ("e@example.com", .email, true),
+            ("f@g.h", .email, false), ("0", .phoneNumber, true), ("10", .phoneNumber, false),
+            ("000", .phoneNumber, true), ("1234567890", .phoneNumber, true), ("0001", .phoneNumber, false),
+            ("00000", .phoneNumber, true), ("555", .phoneNumber, false),
+        ]
+        for _ in 0..<3 {
+            for (value, field, expected) in cases {
+                #expect(blocklist.blocks(value, field: field) == expected, "\(field): \(value)")
+                let verdict = matcher.isBlocked(value, field: field)
+                #expect(verdict == expected, "\(field): \(value)")
+            }
+        }
+    }
+
+    @Test("a field with no rules is never blocked")
+    func fieldWithoutRulesIsNeverBlocked() throws {
+        let blocklist = try parse("email /.*/")
+        var matcher = BlocklistMatcher(blocklist)
+        #expect(!blocklist.blocks("0000000000", field: .phoneNumber))
+        let phoneVerdict = matcher.isBlocked("0000000000", field: .phoneNumber)
+        #expect(!phoneVerdict)
+        let emailVerdict = matcher.isBlocked("a@b.c", field: .email)
+        #expect(emailVerdict)
+
+        var empty = BlocklistMatcher(.empty)
+        #expect(empty.isEmpty)
+        let verdicts = [
+            empty.isBlocked("test@test.com", field: .email), empty.isBlocked("0000000000", field: .phoneNumber),
+        ]
+        #expect(verdicts == [false, false])
+    }
+
+    @Test("ruleCount counts distinct values and regexes of both fields")
+    func ruleCount() throws {
+        #expect(Blocklist.empty.ruleCount == 0)
+        #expect(Blocklist.empty.isEmpty)
+        let blocklist = try parse("""
+            email test@test.com
+            email TEST@test.com
+            email /.*@example\\.com/
+            phoneNumber 000-0000
+            phoneNumber 0000000
+            phoneNumber /0+/
+            phoneNumber /0+/
+            phoneNumber /9+/
+            """)
+        #expect(blocklist.ruleCount == 5)
+        #expect(!blocklist.isEmpty)
+    }
+
+    // MARK: - Helpers
+
+    private func parse(_ text: String) throws -> Blocklist {
+        try Blocklist(parsing: text, source: "blocklist.txt")
+    }
+
+    /// The error parsing `text` throws, or `nil` when it parses.
+    private func parseError(_ text: String) -> BlocklistError? {
+        do {
+            _ = try Blocklist(parsing: text, source: "blocklist.txt")
+            return nil
+        } catch {
+            return error
+        }
+    }
+}
