@@ -86,6 +86,18 @@ echo "== (a) engine in-process" >&2
 memory=$("$bin/engine-throughput" --mode memory --workload "$workload" --json) || failed=1
 row "engine identify, in memory, responses built" "$(echo "$memory" | json_field "['perSecond']") /s" ">= 1,000,000 /s" \
     "$(echo "$memory" | python3 -c "import json,sys; print(f\"{json.load(sys.stdin)['perSecond']/1e6:.2f}\")")"
+# The blocklist's cost: runs with and without the 100-rule sample list (20 regexes), alternated, so
+# both see the same machine; the row is the median of the per-pair ratios.
+ratios=()
+for round in 1 2 3; do
+    plain=$("$bin/engine-throughput" --mode memory --workload "$workload" --json | json_field "['perSecond']") || failed=1
+    guarded=$("$bin/engine-throughput" --mode memory --workload "$workload" --blocklist data/blocklist-100.txt --json \
+        | json_field "['perSecond']") || failed=1
+    ratios+=("$(python3 -c "print(f'{$guarded/$plain:.3f}')")")
+done
+blocklist_ratio=$(printf '%s\n' "${ratios[@]}" | sort -n | sed -n 2p)
+row "engine identify, in memory, 100-rule blocklist (20 regexes)" "${blocklist_ratio} x without (runs: ${ratios[*]})" \
+    ">= 0.95 x without" "$(python3 -c "print(f'{$blocklist_ratio/0.95:.2f}')")"
 durable=$("$bin/engine-throughput" --mode durable --workload "$workload" --requests $((requests / 5)) --in-flight 512 --json) || failed=1
 row "engine identify, durable (group commit)" "$(echo "$durable" | json_field "['perSecond']") /s" ">= 300,000 /s" \
     "$(echo "$durable" | python3 -c "import json,sys; print(f\"{json.load(sys.stdin)['perSecond']/3e5:.2f}\")")"

@@ -85,6 +85,13 @@ import Testing
         #expect(error.reason.contains("empty regex"))
     }
 
+    @Test("a regex that is not closed is an error naming its line")
+    func unclosedRegexNamesTheLine() throws {
+        let error = try #require(parseError("email a@b.io\nemail /.*@example\\.com"))
+        #expect(error.line == 2)
+        #expect(error.reason.contains("must end with /"))
+    }
+
     @Test("lines are counted across CRLF line endings")
     func crlfLineNumbers() throws {
         #expect(try #require(parseError("email a@b.c\r\n\r\nfax 123")).line == 3)

@@ -211,6 +211,11 @@ public struct Blocklist: Sendable {
             }
         }
 
+        // A value that opens a regex but never closes it is a typo, not an address to match exactly.
+        if value.first == "/" {
+            throw failure("a regex must end with /: \(value)")
+        }
+
         let normalized: String?
         do throws(RequestError) {
             switch field {
@@ -267,10 +272,11 @@ public struct BlocklistMatcher {
             // Most deployments have no rules for a field, or only exact ones: neither should pay for
             // hashing the value into the cache.
             if rules.isEmpty { return false }
-            if rules.values.contains(value) { return true }
-            if rules.patterns.isEmpty { return false }
+            if rules.patterns.isEmpty { return rules.values.contains(value) }
+            // With regexes, the cache holds the whole verdict (exact or regex), so a value seen
+            // before costs one hash, not two: this is on every identify's path.
             if let verdict = verdicts[value] { return verdict }
-            let verdict = rules.matchesPattern(value)
+            let verdict = rules.values.contains(value) || rules.matchesPattern(value)
             if cacheLimit > 0 {
                 // Clearing costs nothing per lookup, unlike tracking recency; values that repeat (the junk
                 // a blocklist exists for) are back in the cache within a few requests.

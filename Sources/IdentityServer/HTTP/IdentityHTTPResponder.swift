@@ -4,9 +4,9 @@ import IdentityGraph
 import Logging
 import NIOCore
 
-/// The HTTP API of SPEC.md section 6. A hand-written responder rather than a router: there are
-/// five paths, and owning the dispatch lets an unknown path answer 404 and a known path with the
-/// wrong method answer 405 with `Allow`, both as problem documents like every other error.
+/// The HTTP API of SPEC.md sections 6 and 9 to 13. A hand-written responder rather than a router:
+/// owning the dispatch lets an unknown path answer 404 and a known path with the wrong method answer
+/// 405 with `Allow`, both as problem documents like every other error.
 public struct IdentityHTTPResponder: HTTPResponder {
     public typealias Context = BasicRequestContext
 

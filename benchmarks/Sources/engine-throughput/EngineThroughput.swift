@@ -15,6 +15,7 @@ struct EngineThroughput: ParsableCommand {
     @Option(help: "NDJSON workload file.") var workload = "data/generated/workload.ndjson"
     @Option(help: "Requests to run (the file cycles; default: its line count).") var requests: Int?
     @Option(help: "Requests outstanding at once (durable mode).") var inFlight = 256
+    @Option(help: "A blocklist file to configure, as `serve --blocklist` does.") var blocklist: String?
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func run() throws {
@@ -26,7 +27,9 @@ struct EngineThroughput: ParsableCommand {
         let sink = ResponseSink()
         switch mode {
         case "memory":
-            let engine = IdentityEngine()
+            var guards = Guards.none
+            if let blocklist { guards.blocklist = try Blocklist(contentsOfFile: blocklist) }
+            let engine = IdentityEngine(options: .init(guards: guards))
             let started = DispatchTime.now().uptimeNanoseconds
             for index in 0..<total {
                 let request = try IdentifyRequest(json: bodies[index % bodies.count])
