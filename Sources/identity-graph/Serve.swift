@@ -64,6 +64,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "How many change events to keep, the newest (IDENTITY_GRAPH_CHANGES_RETAIN; default 10000000).")
     var changesRetain: Int?
 
+    @Option(help: """
+        Seconds a change stream (GET /changes as text/event-stream) may stay silent before a comment \
+        line, 1 to 15 (IDENTITY_GRAPH_CHANGES_HEARTBEAT; default 15).
+        """)
+    var changesHeartbeat: Int?
+
     func run() async throws {
         let dataDirectory = try Setting.dataDirectory(dataDir, required: false)
         let host = Setting.value(host, "IDENTITY_GRAPH_HOST") ?? "127.0.0.1"
@@ -92,6 +98,9 @@ struct Serve: AsyncParsableCommand {
         let retain = try Setting.integer(
             changesRetain, "IDENTITY_GRAPH_CHANGES_RETAIN", default: 10_000_000, range: 1...Int(Int64.max),
             flag: "--changes-retain"
+        )
+        let heartbeatSeconds = try Setting.integer(
+            changesHeartbeat, "IDENTITY_GRAPH_CHANGES_HEARTBEAT", default: 15, range: 1...15, flag: "--changes-heartbeat"
         )
         var rules = Blocklist.empty
         if let blocklistPath {
@@ -173,7 +182,8 @@ struct Serve: AsyncParsableCommand {
         defer { reloader.cancel() }
 
         let configuration = ServerConfiguration(
-            host: host, httpPort: httpPort, tcpPort: tcpPort, maxBodyBytes: maxBody, idleTimeout: .seconds(Int64(idle))
+            host: host, httpPort: httpPort, tcpPort: tcpPort, maxBodyBytes: maxBody, idleTimeout: .seconds(Int64(idle)),
+            changesHeartbeat: .seconds(heartbeatSeconds)
         )
         let services = IdentityServer.services(engine: engine, configuration: configuration, logger: logger) { bound in
             let lines = "http listening on \(Self.describe(bound.http, host: host))\n"

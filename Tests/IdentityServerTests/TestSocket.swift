@@ -87,6 +87,17 @@ final class TestSocket: @unchecked Sendable {
         }
     }
 
+    /// Reads exactly `count` bytes; `nil` when the server closed the connection first.
+    func read(count: Int) throws -> [UInt8]? {
+        while pending.count < count {
+            let chunk = try receive()
+            if chunk.isEmpty { return nil }
+            pending += chunk
+        }
+        defer { pending.removeFirst(count) }
+        return Array(pending[..<count])
+    }
+
     /// Reads until the server closes the connection.
     func readToEnd() throws -> [UInt8] {
         var all = pending

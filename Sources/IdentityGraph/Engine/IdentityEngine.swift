@@ -88,6 +88,7 @@ public final class IdentityEngine: Sendable {
     private let state: Protected<State>
     private let store: ContactStore?
     private let options: Options
+    private let notifier: ChangeNotifier
     private let writerWakeup = DispatchSemaphore(value: 0)
     private let writerFinished = DispatchSemaphore(value: 0)
 
@@ -98,6 +99,7 @@ public final class IdentityEngine: Sendable {
         core.retainedChanges = max(options.changesRetained, 1)
         state = Protected(State(core: core))
         store = nil
+        notifier = ChangeNotifier(latest: 0)
         self.options = options
     }
 
@@ -125,6 +127,7 @@ public final class IdentityEngine: Sendable {
             try store.completeUpgrade(batch)
             options.onStorageEvent?(.upgraded(from: "v1", to: "v2", links: added))
         }
+        self.notifier = ChangeNotifier(latest: core.durableSeq)
         self.state = Protected(State(core: core))
         self.store = store
         self.options = options
@@ -360,6 +363,17 @@ public final class IdentityEngine: Sendable {
         }
     }
 
+    /// Returns once an event newer than `seq` is durable, after `timeout`, or when
+    /// ``wakeChangeWaiters()`` is called; for streams of the feed, which wait here between pages.
+    public func waitForChanges(after seq: UInt64, timeout: Duration) async {
+        await notifier.wait(after: seq, timeout: timeout)
+    }
+
+    /// Wakes everything waiting in ``waitForChanges(after:timeout:)`` (a server shutting down).
+    public func wakeChangeWaiters() {
+        notifier.wakeAll()
+    }
+
     /// The newest durable seq.
     public var latestSeq: UInt64 {
         state.withLock { $0.core.durableSeq }
@@ -438,6 +452,7 @@ public final class IdentityEngine: Sendable {
         writerFinished.wait()
         writerFinished.signal()  // later calls return at once
         try? store.sync()
+        notifier.wakeAll()
     }
 
     /// Makes the next `count` commits fail as a full disk would (for tests of the failure path).
@@ -550,5 +565,6 @@ public final class IdentityEngine: Sendable {
         }
         if recovered { options.onStorageEvent?(.recovered) }
         for waiter in ready { waiter.resume(.success(())) }
+        notifier.publish(seq)
     }
 }

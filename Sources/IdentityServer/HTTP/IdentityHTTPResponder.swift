@@ -1,8 +1,11 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import IdentityGraph
 import Logging
 import NIOCore
+import NIOConcurrencyHelpers
+import ServiceLifecycle
 
 /// The HTTP API of SPEC.md sections 6 and 9 to 13. A hand-written responder rather than a router:
 /// owning the dispatch lets an unknown path answer 404 and a known path with the wrong method answer
@@ -12,10 +15,13 @@ public struct IdentityHTTPResponder: HTTPResponder {
 
     let engine: IdentityEngine
     let maxBodyBytes: Int
+    /// The longest a change stream stays silent: a comment line goes out at least this often.
+    let heartbeat: Duration
 
-    public init(engine: IdentityEngine, maxBodyBytes: Int) {
+    public init(engine: IdentityEngine, maxBodyBytes: Int, heartbeat: Duration = .seconds(15)) {
         self.engine = engine
         self.maxBodyBytes = maxBodyBytes
+        self.heartbeat = heartbeat
     }
 
     public func respond(to request: Request, context: Context) async throws -> Response {
@@ -138,11 +144,19 @@ public struct IdentityHTTPResponder: HTTPResponder {
         return Self.json(try await engineCall { try await engine.identifyResponseBody(identifyRequest, dryRun: dryRun) })
     }
 
-    /// `GET /changes?after=S&limit=N` (SPEC.md section 13).
+    /// `GET /changes?after=S&limit=N` (SPEC.md section 13), or with `Accept: text/event-stream` a
+    /// stream of Server-Sent Events.
     private func changes(_ request: Request) throws -> Response {
         let query = try Self.query(request)
-        let (after, limit) = try Self.parameter { () throws(RequestError) in
+        var (after, limit) = try Self.parameter { () throws(RequestError) in
             (try query.integer("after", in: 0...Int.max) ?? 0, try query.integer("limit", in: 1...10_000) ?? 1000)
+        }
+        let wantsStream = request.headers[.accept]?.lowercased().contains("text/event-stream") == true
+        if wantsStream, let lastEventID = request.headers[values: HTTPField.Name("Last-Event-ID")!].first {
+            guard let seq = Int(lastEventID), seq >= 0, lastEventID.first != "+" else {
+                throw Problem(RequestError(field: "Last-Event-ID", reason: "must be a seq, not \"\(lastEventID)\""))
+            }
+            after = seq
         }
         let page: IdentityEngine.ChangesPage
         do {
@@ -156,6 +170,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
                 detail: "events before seq \(page.oldestSeq) are no longer kept; the oldest available is \(page.oldestSeq)"
             )
         }
+        if wantsStream { return stream(after: UInt64(after)) }
         var writer = JSONWriter()
         writer.raw("{\"changes\":[")
         for (index, event) in page.events.enumerated() {
@@ -166,6 +181,70 @@ public struct IdentityHTTPResponder: HTTPResponder {
         writer.integer(page.latestSeq)
         writer.raw("}")
         return Self.json(writer.bytes)
+    }
+
+    /// The change feed as Server-Sent Events: the stored events after `after`, then each new one once
+    /// durable, and a comment at least every `heartbeat`. Events are read from the store a page at a
+    /// time and written only when the client has taken the previous page (the writer applies the
+    /// connection's backpressure), so a slow client costs at most one page of memory; it simply falls
+    /// behind. One that falls so far behind that its next event was pruned is ended with a comment
+    /// saying so, and can resume with `Last-Event-ID` (a `410` then says what is still kept). On
+    /// graceful shutdown each stream ends after the durable events, with a last comment.
+    private func stream(after start: UInt64) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        let engine = self.engine
+        let heartbeat = self.heartbeat
+        let body = ResponseBody { writer in
+            let stopping = NIOLockedValueBox(false)
+            try await withGracefulShutdownHandler {
+                var last = start
+                var allocator = ByteBufferAllocator()
+                try await writer.write(allocator.buffer(string: ": identity-graph change feed\n\n"))
+                while true {
+                    let page = try engine.changes(after: last, limit: 1000)
+                    if let first = page.events.first, first.seq > last + 1, last > 0 {
+                        try await writer.write(allocator.buffer(
+                            string: ": events after \(last) are no longer kept; the oldest is \(first.seq)\n\n"
+                        ))
+                        break
+                    }
+                    if !page.events.isEmpty {
+                        var text = JSONWriter(capacity: page.events.count * 160)
+                        for event in page.events {
+                            text.raw("id: ")
+                            text.integer(event.seq)
+                            text.raw("\nevent: ")
+                            text.raw(event.kind.name.utf8)
+                            text.raw("\ndata: ")
+                            event.writeJSON(into: &text)
+                            text.raw("\n\n")
+                        }
+                        try await writer.write(allocator.buffer(bytes: text.bytes))
+                        last = page.events.last!.seq
+                        if page.events.count == 1000 { continue }
+                    }
+                    if stopping.withLockedValue({ $0 }) {
+                        try await writer.write(allocator.buffer(string: ": the server is shutting down\n\n"))
+                        break
+                    }
+                    let before = engine.latestSeq
+                    if before <= last {
+                        await engine.waitForChanges(after: last, timeout: heartbeat)
+                        if engine.latestSeq <= last && !stopping.withLockedValue({ $0 }) {
+                            try await writer.write(allocator.buffer(string: ": heartbeat\n\n"))
+                        }
+                    }
+                }
+                allocator = ByteBufferAllocator()
+            } onGracefulShutdown: {
+                stopping.withLockedValue { $0 = true }
+                engine.wakeChangeWaiters()
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: headers, body: body)
     }
 
     /// Reads a JSON body (415, 413 and 400 as SPEC.md section 6 says) as an identify-shaped request:

@@ -20,7 +20,9 @@ public enum IdentityServer {
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
-            responder: IdentityHTTPResponder(engine: engine, maxBodyBytes: configuration.maxBodyBytes),
+            responder: IdentityHTTPResponder(
+                engine: engine, maxBodyBytes: configuration.maxBodyBytes, heartbeat: configuration.changesHeartbeat
+            ),
             server: .http1(configuration: .init(idleTimeout: configuration.idleTimeout)),
             configuration: .init(address: .hostname(configuration.host, port: configuration.httpPort)),
             onServerRunning: { channel in

@@ -20,6 +20,8 @@ public struct ServerConfiguration: Sendable {
     public var maxInFlightPerConnection: Int
     /// How long a graceful shutdown waits for line-protocol clients to collect their answers.
     public var shutdownGracePeriod: TimeAmount
+    /// The longest a change stream (Server-Sent Events) stays silent before a comment line.
+    public var changesHeartbeat: Duration
 
     public init(
         host: String = "127.0.0.1",
@@ -29,7 +31,8 @@ public struct ServerConfiguration: Sendable {
         maxLineBytes: Int = 65_536,
         idleTimeout: TimeAmount = .seconds(60),
         maxInFlightPerConnection: Int = 4096,
-        shutdownGracePeriod: TimeAmount = .seconds(10)
+        shutdownGracePeriod: TimeAmount = .seconds(10),
+        changesHeartbeat: Duration = .seconds(15)
     ) {
         self.host = host
         self.httpPort = httpPort
@@ -39,5 +42,6 @@ public struct ServerConfiguration: Sendable {
         self.idleTimeout = idleTimeout
         self.maxInFlightPerConnection = maxInFlightPerConnection
         self.shutdownGracePeriod = shutdownGracePeriod
+        self.changesHeartbeat = changesHeartbeat
     }
 }
