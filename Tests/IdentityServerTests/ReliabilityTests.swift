@@ -171,3 +171,94 @@ import Testing
         #expect(live.output.contains("3 contacts, 2 profiles, largest profile 2 contacts, 0 violations"))
     }
 }
+
+/// kill -9 while identify and erasures run together: the store and its change feed agree.
+@Suite struct FeedCrashTests {
+    @Test("kill -9 under identify and erasures: every acknowledged change has its event, every event its rows, no seq gap")
+    func crashWithErasures() throws {
+        let directory = TemporaryDirectory()
+        var random = SystemRandomNumberGenerator()
+        var erasedAcknowledged = Set<Int>()
+        var identifyAcknowledged = 0
+        for round in 0..<4 {
+            let server = try ServerProcess(dataDirectory: directory.store)
+            let erased = Protected<[Int]>([])
+            let identified = Protected(0)
+            let clients = (0..<3).map { client in
+                TestSocket.async {
+                    var local = SystemRandomNumberGenerator()
+                    for index in 0..<100_000 {
+                        if client == 2 {
+                            // The eraser: a random contact, often one that exists.
+                            let id = Int.random(in: 1...(50 + index * 2), using: &local)
+                            guard let answer = try? HTTPExchange.send(port: server.httpPort, method: "DELETE",
+                                                                       path: "/contacts/\(id)") else { return }
+                            if answer.status == 200 {
+                                let ids = answer.json["erasedContactIds"] as? [Int] ?? []
+                                erased.withLock { $0 += ids }
+                            } else if answer.status != 404 {
+                                return
+                            }
+                        } else {
+                            let body = #"{"email":"r\#(round)-\#(client)-\#(index % 97)@x.io","phoneNumber":"\#(Int.random(in: 0..<150, using: &local))"}"#
+                            guard let answer = try? HTTPExchange.post(port: server.httpPort, json: body),
+                                answer.status == 200
+                            else { return }
+                            identified.withLock { $0 += 1 }
+                        }
+                    }
+                }
+            }
+            Thread.sleep(forTimeInterval: Double.random(in: 0.5...1.2, using: &random))
+            server.stop(signal: SIGKILL)
+            for client in clients { _ = try? client.get() }
+            erasedAcknowledged.formUnion(erased.withLock { $0 })
+            identifyAcknowledged += identified.withLock { $0 }
+
+            // Read the store and its whole feed through a restarted server.
+            let restarted = try ServerProcess(dataDirectory: directory.store)
+            var events: [[String: Any]] = []
+            while true {
+                let page = try HTTPExchange.get(
+                    port: restarted.httpPort, path: "/changes?after=\(events.count)&limit=10000"
+                )
+                let changes = page.json["changes"] as? [[String: Any]] ?? []
+                events += changes
+                if changes.isEmpty { break }
+            }
+            #expect(restarted.stop() == 0)
+            let rows = try StoredContacts.read(dataDirectory: directory.store)
+            let seqs = events.compactMap { $0["seq"] as? Int }
+            #expect(seqs == Array(stride(from: 1, through: seqs.count, by: 1)), "round \(round): a seq gap")
+            var lastWrite: [Int: [String: Any]] = [:]
+            var created = Set<Int>()
+            var tombstoned = Set<Int>()
+            for event in events {
+                let ids = event["contactIds"] as? [Int] ?? []
+                for id in ids {
+                    #expect(id >= 1 && id <= rows.count, "event \(event["seq"] ?? "?") names contact \(id), not in the store")
+                    lastWrite[id] = event
+                }
+                if event["type"] as? String == "created" { created.formUnion(ids) }
+                tombstoned.formUnion(event["erasedContactIds"] as? [Int] ?? [])
+            }
+            for row in rows {
+                #expect(created.contains(row.id), "round \(round): contact \(row.id) has no created event")
+                if row.deletedAt != nil {
+                    #expect(tombstoned.contains(row.id), "round \(round): erased contact \(row.id) has no erased event")
+                } else if let event = lastWrite[row.id] {
+                    // The newest event that wrote the row names the profile it is in now.
+                    let primaries = event["primaryContactIds"] as? [Int] ?? []
+                    #expect(primaries.contains(row.linkedId ?? row.id), "round \(round): contact \(row.id)")
+                }
+            }
+            for id in erasedAcknowledged {
+                #expect(rows.first { $0.id == id }?.deletedAt != nil, "acknowledged erasure of \(id) lost")
+                #expect(tombstoned.contains(id), "acknowledged erasure of \(id) has no event")
+            }
+            let check = try runIdentityGraph(["check", "--data-dir", directory.store])
+            #expect(check.status == 0, "round \(round): \(check.output)")
+        }
+        #expect(identifyAcknowledged > 100 && erasedAcknowledged.count > 10, "too few acknowledged changes to test anything")
+    }
+}
