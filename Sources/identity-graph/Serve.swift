@@ -65,6 +65,16 @@ struct Serve: AsyncParsableCommand {
     var changesRetain: Int?
 
     @Option(help: """
+        A file of bearer tokens, one 'ROLE TOKEN' a line, ROLE read, write or admin; re-read on SIGHUP \
+        (IDENTITY_GRAPH_AUTH_TOKENS). Without it every request is allowed, and serve binds only loopback \
+        addresses unless --allow-unauthenticated is given.
+        """)
+    var authTokens: String?
+
+    @Flag(help: "Serve without tokens on an address other than loopback (IDENTITY_GRAPH_ALLOW_UNAUTHENTICATED=1).")
+    var allowUnauthenticated = false
+
+    @Option(help: """
         Seconds a change stream (GET /changes as text/event-stream) may stay silent before a comment \
         line, 1 to 15 (IDENTITY_GRAPH_CHANGES_HEARTBEAT; default 15).
         """)
@@ -111,6 +121,25 @@ struct Serve: AsyncParsableCommand {
             }
         }
         let limits = ProfileLimits(maxEmails: maxEmails, maxPhones: maxPhones)
+        let tokensPath = Setting.value(authTokens, "IDENTITY_GRAPH_AUTH_TOKENS")
+        var tokens: TokenTable?
+        if let tokensPath {
+            do {
+                tokens = try TokenTable(contentsOfFile: tokensPath)
+            } catch {
+                throw ValidationError("--auth-tokens: \(error)")
+            }
+        }
+        let allowOpen = allowUnauthenticated
+            || ["1", "true", "yes"].contains(Setting.value(nil, "IDENTITY_GRAPH_ALLOW_UNAUTHENTICATED") ?? "")
+        if tokens == nil, !allowOpen, !Self.isLoopback(host) {
+            throw ValidationError("""
+                refusing to serve \(host) without access control: anyone who can reach it could read and \
+                change every profile. Give --auth-tokens FILE (one 'ROLE TOKEN' a line), or \
+                --allow-unauthenticated if the network itself is trusted.
+                """)
+        }
+        let access = AccessControl(tokens: tokens)
         let levelName = Setting.value(logLevel, "IDENTITY_GRAPH_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw ValidationError("log level must be one of trace, debug, info, notice, warning, error, critical")
@@ -164,18 +193,32 @@ struct Serve: AsyncParsableCommand {
         if let blocklistPath {
             logger.info("blocklist loaded", metadata: ["rules": "\(rules.ruleCount)", "file": "\(blocklistPath)"])
         }
+        if let tokens {
+            logger.info("access control on", metadata: ["tokens": "\(tokens.count)"])
+        }
         let reloader = Task { [logger] in
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                guard let blocklistPath else {
-                    logger.info("SIGHUP: no blocklist file configured; nothing to reload")
-                    continue
+                if let blocklistPath {
+                    do {
+                        let reloaded = try Blocklist(contentsOfFile: blocklistPath)
+                        engine.updateGuards(Guards(blocklist: reloaded, limits: limits))
+                        logger.notice("blocklist reloaded", metadata: ["rules": "\(reloaded.ruleCount)"])
+                    } catch {
+                        logger.error("blocklist reload failed; the previous rules stay in force: \(error)")
+                    }
                 }
-                do {
-                    let reloaded = try Blocklist(contentsOfFile: blocklistPath)
-                    engine.updateGuards(Guards(blocklist: reloaded, limits: limits))
-                    logger.notice("blocklist reloaded", metadata: ["rules": "\(reloaded.ruleCount)"])
-                } catch {
-                    logger.error("blocklist reload failed; the previous rules stay in force: \(error)")
+                if let tokensPath {
+                    do {
+                        let reloaded = try TokenTable(contentsOfFile: tokensPath)
+                        let closed = access.reload(reloaded)
+                        logger.notice(
+                            "tokens reloaded",
+                            metadata: ["tokens": "\(reloaded.count)", "closedConnections": "\(closed)"]
+                        )
+                    } catch {
+                        // The error names the file and line, never the line's text, which may hold a token.
+                        logger.error("token reload failed; the previous tokens stay in force: \(error)")
+                    }
                 }
             }
         }
@@ -185,7 +228,9 @@ struct Serve: AsyncParsableCommand {
             host: host, httpPort: httpPort, tcpPort: tcpPort, maxBodyBytes: maxBody, idleTimeout: .seconds(Int64(idle)),
             changesHeartbeat: .seconds(heartbeatSeconds)
         )
-        let services = IdentityServer.services(engine: engine, configuration: configuration, logger: logger) { bound in
+        let services = IdentityServer.services(
+            engine: engine, configuration: configuration, access: access, logger: logger
+        ) { bound in
             let lines = "http listening on \(Self.describe(bound.http, host: host))\n"
                 + "tcp listening on \(Self.describe(bound.tcp, host: host))\n"
             FileHandle.standardOutput.write(Data(lines.utf8))
@@ -201,6 +246,13 @@ struct Serve: AsyncParsableCommand {
         }
         engine.close()
         logger.info("stopped; store flushed")
+    }
+
+    /// Whether `host` names only this machine: `localhost`, 127.0.0.0/8 or ::1.
+    static func isLoopback(_ host: String) -> Bool {
+        if host == "localhost" || host == "::1" || host == "[::1]" { return true }
+        let parts = host.split(separator: ".")
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
     }
 
     private static func describe(_ address: SocketAddress, host: String) -> String {

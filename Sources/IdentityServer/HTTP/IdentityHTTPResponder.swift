@@ -17,18 +17,26 @@ public struct IdentityHTTPResponder: HTTPResponder {
     let maxBodyBytes: Int
     /// The longest a change stream stays silent: a comment line goes out at least this often.
     let heartbeat: Duration
+    let access: AccessControl
 
-    public init(engine: IdentityEngine, maxBodyBytes: Int, heartbeat: Duration = .seconds(15)) {
+    public init(
+        engine: IdentityEngine, maxBodyBytes: Int, heartbeat: Duration = .seconds(15),
+        access: AccessControl = AccessControl(tokens: nil)
+    ) {
         self.engine = engine
         self.maxBodyBytes = maxBodyBytes
         self.heartbeat = heartbeat
+        self.access = access
     }
 
     public func respond(to request: Request, context: Context) async throws -> Response {
         do {
+            try authorize(request)
             return try await route(request)
         } catch let problem as Problem {
-            return Self.response(problem)
+            var headers = HTTPFields()
+            if problem.status == 401 { headers[.wwwAuthenticate] = "Bearer" }
+            return Self.response(problem, headers: headers)
         } catch let error as MethodNotAllowed {
             var headers = HTTPFields()
             headers[.allow] = error.allowed.map(\.rawValue).joined(separator: ", ")
@@ -41,6 +49,56 @@ public struct IdentityHTTPResponder: HTTPResponder {
             // Anything else is our fault, never the client's: say so without leaking internals.
             context.logger.error("unexpected error answering \(request.method) \(request.uri.path): \(error)")
             return Self.response(Problem(status: 500, title: "Internal error", detail: "the server failed; see its log"))
+        }
+    }
+
+    /// Authentication comes first (SPEC.md section 14): a request without the role it needs is
+    /// answered 401 or 403 before its body is read or checked. Unknown paths and methods need no
+    /// role; routing answers them 404 and 405.
+    private func authorize(_ request: Request) throws {
+        guard let needed = Self.requiredRole(request) else { return }
+        var token: [UInt8]?
+        if let header = request.headers[.authorization] {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" {
+                token = Array(parts[1].trimmingCharacters(in: .whitespaces).utf8)
+            }
+        }
+        switch access.check(token: token, needs: needed) {
+        case .allowed:
+            return
+        case .unauthenticated:
+            throw Problem(
+                status: 401, title: "Unauthorized",
+                detail: "this request needs a bearer token with the \(needed) role (Authorization: Bearer TOKEN)"
+            )
+        case .forbidden(let role):
+            throw Problem(
+                status: 403, title: "Forbidden", detail: "this request needs the \(needed) role; the token has \(role)"
+            )
+        }
+    }
+
+    /// The role a request needs, `nil` when it is open to all or not a route (SPEC.md section 14).
+    static func requiredRole(_ request: Request) -> Role? {
+        let path = request.uri.path
+        let method = request.method
+        switch path {
+        case "/identify", "/api/identify":
+            guard method == .post else { return nil }
+            // A dry run only reads; anything else that is not exactly `dryRun=true` may write.
+            let query = try? QueryParameters(request.uri.query ?? "")
+            return query?["dryRun"] == "true" ? .read : .write
+        case "/profiles", "/explain", "/changes":
+            return method == .get ? .read : nil
+        case "/keep-apart":
+            return method == .get ? .read : method == .delete ? .admin : nil
+        case "/erase", "/unmerge":
+            return method == .post ? .admin : nil
+        case _ where path.hasPrefix("/contacts/") || path.hasPrefix("/profiles/"):
+            return method == .get ? .read : method == .delete ? .admin : nil
+        default:
+            return nil
         }
     }
 

@@ -17,6 +17,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private let engine: IdentityEngine
+    private let access: AccessControl
     private let maxInFlight: Int
     private let maxLineBytes: Int
     private let logger: Logger
@@ -37,8 +38,16 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     private var closeAfter: UInt64?
     private var draining = false
 
-    init(engine: IdentityEngine, maxInFlight: Int, maxLineBytes: Int, logger: Logger) {
+    /// The role this connection authenticated with; without tokens every connection may do all.
+    private var role: Role?
+    private var failedAuths = 0
+    /// After this many failed `auth` lines the connection is closed.
+    static let maxFailedAuths = 5
+
+    init(engine: IdentityEngine, access: AccessControl, maxInFlight: Int, maxLineBytes: Int, logger: Logger) {
         self.engine = engine
+        self.access = access
+        if !access.isEnabled { role = .admin }
         self.maxInFlight = maxInFlight
         self.maxLineBytes = maxLineBytes
         self.logger = logger
@@ -51,6 +60,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        access.unregister(context.channel)
         self.context = nil
     }
 
@@ -86,9 +96,33 @@ final class LineProtocolHandler: ChannelDuplexHandler {
 
     private func dispatch(_ request: LineRequest, sequence: UInt64) {
         let id = request.id
+        if case .success(.auth(let token)) = request.operation {
+            authenticate(token, id: id, sequence: sequence)
+            return
+        }
+        // Authentication comes first: an unauthenticated connection learns nothing else, not even
+        // whether its line was well formed.
+        guard let role else {
+            let problem = Problem(
+                status: 401, title: "Unauthorized",
+                detail: "send {\"op\":\"auth\",\"token\":\"...\"} first: this server needs a token"
+            )
+            complete(sequence, LineRequest.errorLine(id: id, problem))
+            return
+        }
+        if case .success(let operation) = request.operation, operation.requiredRole > role {
+            let problem = Problem(
+                status: 403, title: "Forbidden",
+                detail: "this operation needs the \(operation.requiredRole) role; the token has \(role)"
+            )
+            complete(sequence, LineRequest.errorLine(id: id, problem))
+            return
+        }
         switch request.operation {
         case .failure(let problem):
             complete(sequence, LineRequest.errorLine(id: id, problem))
+        case .success(.auth):
+            break
         case .success(.ping):
             complete(sequence, LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") })
         case .success(.identify(let identify, let dryRun)):
@@ -128,6 +162,28 @@ final class LineProtocolHandler: ChannelDuplexHandler {
                 }
             }
         }
+    }
+
+    /// `{"op":"auth"}`: takes the token's role, or counts a failure; the fifth closes the connection.
+    private func authenticate(_ token: [UInt8], id: JSONValue?, sequence: UInt64) {
+        guard access.isEnabled else {
+            complete(sequence, LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") })
+            return
+        }
+        if let granted = access.role(of: token), let context {
+            role = granted
+            access.register(context.channel, token: token, role: granted)
+            complete(sequence, LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") })
+            return
+        }
+        failedAuths += 1
+        let closing = failedAuths >= Self.maxFailedAuths
+        if closing { closeAfter = sequence }
+        let problem = Problem(
+            status: 401, title: "Unauthorized",
+            detail: closing ? "unknown token; too many failed attempts, closing the connection" : "unknown token"
+        )
+        complete(sequence, LineRequest.errorLine(id: id, problem))
     }
 
     /// A callback that hands an answer back to this handler on its event loop, from any thread.

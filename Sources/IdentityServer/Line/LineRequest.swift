@@ -8,6 +8,15 @@ struct LineRequest {
         case lookup(email: String?, phoneNumber: String?)
         case ping
         case get(contactId: Int)
+        case auth(token: [UInt8])
+
+        /// The role the operation needs (SPEC.md section 14).
+        var requiredRole: Role {
+            switch self {
+            case .identify(_, let dryRun): dryRun ? .read : .write
+            case .lookup, .ping, .get, .auth: .read
+            }
+        }
     }
 
     /// The `id` to echo: a string or a number, `nil` when absent or unreadable.
@@ -20,6 +29,7 @@ struct LineRequest {
         var contactId: JSONValue?
         var echo: JSONValue?
         var dryRun: JSONValue?
+        var token: JSONValue?
         do throws(RequestError) {
             let identify = try IdentifyRequest.decode(json: line) { (key, value) throws(RequestError) in
                 switch key {
@@ -35,6 +45,9 @@ struct LineRequest {
                 case "dryRun":
                     guard dryRun == nil else { throw RequestError.duplicate(key) }
                     dryRun = value
+                case "token":
+                    guard token == nil else { throw RequestError.duplicate(key) }
+                    token = value
                 default:
                     break
                 }
@@ -43,7 +56,14 @@ struct LineRequest {
             if let echo, id == nil {
                 throw RequestError(field: "id", reason: "must be a string or a number, not \(echo.kindDescription)")
             }
-            operation = .success(try Self.operation(op, identify: identify, contactId: contactId, dryRun: dryRun))
+            if case .string("auth")? = op {
+                guard case .string(let text)? = token, !text.isEmpty else {
+                    throw RequestError(field: "token", reason: "must be a non-empty string for op \"auth\"")
+                }
+                operation = .success(.auth(token: Array(text.utf8)))
+            } else {
+                operation = .success(try Self.operation(op, identify: identify, contactId: contactId, dryRun: dryRun))
+            }
         } catch {
             id = echo.flatMap(Self.echoable)
             operation = .failure(Problem(error))
@@ -81,7 +101,7 @@ struct LineRequest {
             }
             return .get(contactId: id)
         case .string(let name)?:
-            throw RequestError(field: "op", reason: "unknown operation \"\(name)\"; use identify, lookup, ping or get")
+            throw RequestError(field: "op", reason: "unknown operation \"\(name)\"; use identify, lookup, ping, get or auth")
         case let other?:
             throw RequestError(field: "op", reason: "must be a string, not \(other.kindDescription)")
         }

@@ -11,6 +11,7 @@ import ServiceLifecycle
 public final class LineServer: Service, Sendable {
     private let engine: IdentityEngine
     private let configuration: ServerConfiguration
+    private let access: AccessControl
     private let logger: Logger
     private let onListening: @Sendable (SocketAddress) async -> Void
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
@@ -18,11 +19,13 @@ public final class LineServer: Service, Sendable {
     public init(
         engine: IdentityEngine,
         configuration: ServerConfiguration,
+        access: AccessControl = AccessControl(tokens: nil),
         logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) {
         self.engine = engine
         self.configuration = configuration
+        self.access = access
         self.logger = logger
         self.onListening = onListening
     }
@@ -31,6 +34,7 @@ public final class LineServer: Service, Sendable {
         let engine = self.engine
         let configuration = self.configuration
         let logger = self.logger
+        let access = self.access
         let connections = self.connections
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
@@ -50,6 +54,7 @@ public final class LineServer: Service, Sendable {
                         ByteToMessageHandler(LineFrameDecoder(maxLength: configuration.maxLineBytes)),
                         LineProtocolHandler(
                             engine: engine,
+                            access: access,
                             maxInFlight: configuration.maxInFlightPerConnection,
                             maxLineBytes: configuration.maxLineBytes,
                             logger: logger

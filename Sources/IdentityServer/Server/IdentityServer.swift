@@ -16,12 +16,14 @@ public enum IdentityServer {
     public static func buildHTTPApplication(
         engine: IdentityEngine,
         configuration: ServerConfiguration,
+        access: AccessControl = AccessControl(tokens: nil),
         logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
             responder: IdentityHTTPResponder(
-                engine: engine, maxBodyBytes: configuration.maxBodyBytes, heartbeat: configuration.changesHeartbeat
+                engine: engine, maxBodyBytes: configuration.maxBodyBytes, heartbeat: configuration.changesHeartbeat,
+                access: access
             ),
             server: .http1(configuration: .init(idleTimeout: configuration.idleTimeout)),
             configuration: .init(address: .hostname(configuration.host, port: configuration.httpPort)),
@@ -36,14 +38,15 @@ public enum IdentityServer {
     public static func services(
         engine: IdentityEngine,
         configuration: ServerConfiguration,
+        access: AccessControl = AccessControl(tokens: nil),
         logger: Logger,
         onListening: @escaping @Sendable (Listening) async -> Void
     ) -> [any Service] {
         let startup = StartupReport(onListening)
-        let http = buildHTTPApplication(engine: engine, configuration: configuration, logger: logger) {
+        let http = buildHTTPApplication(engine: engine, configuration: configuration, access: access, logger: logger) {
             await startup.bound(http: $0)
         }
-        let tcp = LineServer(engine: engine, configuration: configuration, logger: logger) {
+        let tcp = LineServer(engine: engine, configuration: configuration, access: access, logger: logger) {
             await startup.bound(tcp: $0)
         }
         return [http, tcp]
