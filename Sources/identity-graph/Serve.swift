@@ -140,6 +140,8 @@ struct Serve: AsyncParsableCommand {
                 """)
         }
         let access = AccessControl(tokens: tokens)
+        // Fail at start, not at the first request, if the OpenAPI document did not ship with the binary.
+        _ = OpenAPIDocument.bytes
         let levelName = Setting.value(logLevel, "IDENTITY_GRAPH_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else {
             throw ValidationError("log level must be one of trace, debug, info, notice, warning, error, critical")
@@ -154,26 +156,29 @@ struct Serve: AsyncParsableCommand {
         logger.logLevel = level
 
         let storeLogger = logger
+        let metrics = ServerMetrics()
         let engine: IdentityEngine
         do {
             engine = try IdentityEngine(
                 dataDirectory: dataDirectory,
                 options: .init(
                     initialMapSize: initialMap, durable: durabilityName == "durable",
-                    guards: Guards(blocklist: rules, limits: limits), changesRetained: retain
-                ) { event in
-                    switch event {
-                    case .upgraded(let from, let to, let links):
-                        storeLogger.notice(
-                            "upgraded the store's format in place",
-                            metadata: ["from": "\(from)", "to": "\(to)", "linksDerived": "\(links)"]
-                        )
-                    case .writeFailed(let error):
-                        storeLogger.error("store write failed; refusing changes until a retry succeeds: \(error)")
-                    case .recovered:
-                        storeLogger.notice("store writes succeed again; accepting changes")
-                    }
-                }
+                    guards: Guards(blocklist: rules, limits: limits), changesRetained: retain,
+                    onStorageEvent: { event in
+                        switch event {
+                        case .upgraded(let from, let to, let links):
+                            storeLogger.notice(
+                                "upgraded the store's format in place",
+                                metadata: ["from": "\(from)", "to": "\(to)", "linksDerived": "\(links)"]
+                            )
+                        case .writeFailed(let error):
+                            storeLogger.error("store write failed; refusing changes until a retry succeeds: \(error)")
+                        case .recovered:
+                            storeLogger.notice("store writes succeed again; accepting changes")
+                        }
+                    },
+                    onCommit: { rows, seconds in metrics.recordCommit(rows: rows, seconds: seconds) }
+                )
             )
         } catch {
             throw CommandFailure(message: error.message)
@@ -229,7 +234,7 @@ struct Serve: AsyncParsableCommand {
             changesHeartbeat: .seconds(heartbeatSeconds)
         )
         let services = IdentityServer.services(
-            engine: engine, configuration: configuration, access: access, logger: logger
+            engine: engine, configuration: configuration, access: access, metrics: metrics, logger: logger
         ) { bound in
             let lines = "http listening on \(Self.describe(bound.http, host: host))\n"
                 + "tcp listening on \(Self.describe(bound.tcp, host: host))\n"

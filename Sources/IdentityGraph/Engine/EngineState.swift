@@ -27,13 +27,15 @@ struct EngineState {
     var pendingProfiles: [UInt32: UInt64] = [:]
     var durableBatch: UInt64 = 0
 
+    /// Values identify held back, by field and reason (for metrics); dry runs do not count.
+    var ignoredCounts: [String: [String: Int]] = [:]
+
     /// The seq the next change event gets.
     var nextSeq: UInt64 = 1
     /// The newest seq whose event is durable.
     var durableSeq: UInt64 = 0
-    /// Events of an in-memory engine, the newest `retainedChanges` of them.
-    var memoryFeed: [ChangeEvent] = []
-    var retainedChanges = 10_000_000
+    /// The feed of an in-memory engine; a store keeps its own.
+    var memoryFeed = EventLog(retained: 10_000_000)
 
     /// Scratch for one operation's changes, kept to reuse its capacity.
     private var changes = GraphChanges()
@@ -42,10 +44,14 @@ struct EngineState {
         self.persistent = persistent
     }
 
+    /// Whether a blocklist is configured, kept apart so that identify without one pays one test.
+    private var screens = false
+
     var guards: Guards {
         get { Guards(blocklist: blocklist.blocklist, limits: limits) }
         set {
             blocklist = BlocklistMatcher(newValue.blocklist)
+            screens = !newValue.blocklist.isEmpty
             limits = newValue.limits
         }
     }
@@ -95,8 +101,9 @@ struct EngineState {
         -> (primary: UInt32, ignored: [IgnoredValue], wait: UInt64)
     {
         var ignored: [IgnoredValue] = []
-        let (email, phone) = try screen(request, ignored: &ignored)
+        let (email, phone) = screens ? try screen(request, ignored: &ignored) : (request.email, request.phoneNumber)
         let plan = graph.plan(email: email, phone: phone, limits: limits, ignored: &ignored)
+        for value in ignored { ignoredCounts[value.field.rawValue, default: [:]][value.reason.rawValue, default: 0] += 1 }
         if plan.changes && !canWrite {
             throw .storage(StorageError(.unavailable, "the store is not accepting changes"))
         }
@@ -106,8 +113,10 @@ struct EngineState {
         if case .merge(_, let loser, _, _) = plan {
             recordChanges(.merged, primaries: [Int(primary)], merged: [Int(loser)])
         } else {
-            recordChanges(.created, primaries: [Int(primary)])
+            recordCreated(primary: primary)
         }
+        // Only a store has batches to wait for; an in-memory engine answers at once.
+        guard persistent else { return (primary, ignored, 0) }
         pendingProfiles[primary] = openBatchNumber
         return (primary, ignored, openBatchNumber)
     }
@@ -273,7 +282,7 @@ struct EngineState {
         changes.removeAll()
         graph.removeRule(rule, changes: &changes)
         recordChanges(nil, primaries: [])
-        return openBatchNumber
+        return persistent ? openBatchNumber : 0
     }
 
     /// Records an erasure's or an unmerge's changes and marks every profile it touched as pending.
@@ -287,6 +296,7 @@ struct EngineState {
             rows.isEmpty ? nil : kind, primaries: primaries.map { Int($0) }.sorted(),
             erased: outcome.erased.map { Int($0) }, previous: outcome.previousPrimaries.map { Int($0) }
         )
+        guard persistent else { return 0 }
         for primary in outcome.pieces { pendingProfiles[primary] = openBatchNumber }
         for primary in outcome.previousPrimaries { pendingProfiles[primary] = openBatchNumber }
         return openBatchNumber
@@ -300,6 +310,21 @@ struct EngineState {
         result.reserveCapacity(ids.count)
         for id in ids.sorted() where result.last != Int(id) { result.append(Int(id)) }
         return result
+    }
+
+    /// ``recordChanges(_:primaries:merged:erased:previous:)`` for the commonest change, identify creating
+    /// one contact, without building the event's arrays: it runs for most requests that write.
+    private mutating func recordCreated(primary: UInt32) {
+        let (seq, at, contact) = (nextSeq, clock, changes.rows[0])
+        nextSeq += 1
+        if persistent {
+            graph.encodeRow(contact, into: &openBatch)
+            openBatch.put(.changes, key: seq) { ChangeEvent.encodeCreated(at: at, contact: contact, primary: Int(primary), into: &$0) }
+        } else {
+            memoryFeed.append(seq: seq) { ChangeEvent.encodeCreated(at: at, contact: contact, primary: Int(primary), into: &$0) }
+            durableSeq = seq
+        }
+        lastChangedBatch = openBatchNumber
     }
 
     /// Encodes what `changes` holds into the open batch, with one change event of `kind` when rows
@@ -321,19 +346,19 @@ struct EngineState {
             for number in changes.rulesRemoved { openBatch.delete(.rules, key: number) }
         }
         if let kind, !changes.rows.isEmpty {
+            let seq = nextSeq
+            nextSeq += 1
             let event = ChangeEvent(
-                seq: nextSeq, at: Timestamp(millisecondsSince1970: clock), kind: kind,
+                seq: seq, at: Timestamp(millisecondsSince1970: clock), kind: kind,
                 contactIds: Self.sortedUnique(changes.rows), primaryContactIds: primaries,
                 mergedPrimaryIds: merged, erasedContactIds: erased, previousPrimaryContactIds: previous
             )
-            nextSeq += 1
             if persistent {
-                openBatch.put(.changes, key: event.seq) { event.encode(into: &$0) }
+                openBatch.put(.changes, key: seq) { event.encode(into: &$0) }
             } else {
-                memoryFeed.append(event)
-                if memoryFeed.count > retainedChanges { memoryFeed.removeFirst(memoryFeed.count - retainedChanges) }
-                durableSeq = event.seq
+                memoryFeed.append(seq: seq) { event.encode(into: &$0) }
             }
+            if !persistent { durableSeq = seq }
         }
         lastChangedBatch = openBatchNumber
     }

@@ -32,18 +32,23 @@ public final class IdentityEngine: Sendable {
         public var guards: Guards
         /// How many change events to keep, the newest (SPEC.md section 13, `--changes-retain`).
         public var changesRetained: Int
+        /// Called on the writer thread after each commit with the rows it wrote and the seconds it
+        /// took, fsync included (for metrics).
+        public var onCommit: (@Sendable (_ rows: Int, _ seconds: Double) -> Void)?
 
         public init(
             initialMapSize: Int = 64 << 20,
             durable: Bool = true,
             guards: Guards = .none,
             changesRetained: Int = 10_000_000,
-            onStorageEvent: (@Sendable (StorageEvent) -> Void)? = nil
+            onStorageEvent: (@Sendable (StorageEvent) -> Void)? = nil,
+            onCommit: (@Sendable (_ rows: Int, _ seconds: Double) -> Void)? = nil
         ) {
             self.initialMapSize = initialMapSize
             self.durable = durable
             self.guards = guards
             self.changesRetained = changesRetained
+            self.onCommit = onCommit
             self.onStorageEvent = onStorageEvent
         }
     }
@@ -66,6 +71,8 @@ public final class IdentityEngine: Sendable {
         public var rowsCommitted: Int
         /// The newest durable change event.
         public var latestSeq: UInt64
+        /// Values identify held back since the engine opened, by field and then reason.
+        public var ignored: [String: [String: Int]]
     }
 
     private struct Waiter {
@@ -96,7 +103,7 @@ public final class IdentityEngine: Sendable {
     public init(options: Options = Options()) {
         var core = EngineState(persistent: false)
         core.guards = options.guards
-        core.retainedChanges = max(options.changesRetained, 1)
+        core.memoryFeed = EventLog(retained: options.changesRetained)
         state = Protected(State(core: core))
         store = nil
         notifier = ChangeNotifier(latest: 0)
@@ -350,8 +357,7 @@ public final class IdentityEngine: Sendable {
             (state.core.durableSeq, state.core.persistent ? nil : state.core.memoryFeed)
         }
         if let memory {
-            let events = memory.filter { $0.seq > after }.prefix(limit)
-            return ChangesPage(events: Array(events), latestSeq: durable, oldestSeq: memory.first?.seq ?? 0)
+            return ChangesPage(events: memory.events(after: after, limit: limit), latestSeq: durable, oldestSeq: memory.oldestSeq)
         }
         guard let store else { return ChangesPage(events: [], latestSeq: durable, oldestSeq: 0) }
         do {
@@ -392,7 +398,7 @@ public final class IdentityEngine: Sendable {
         state.withLock {
             Statistics(
                 contacts: $0.core.graph.contactCount, profiles: $0.core.graph.profileCount, commits: $0.commits,
-                rowsCommitted: $0.rowsCommitted, latestSeq: $0.core.durableSeq
+                rowsCommitted: $0.rowsCommitted, latestSeq: $0.core.durableSeq, ignored: $0.core.ignoredCounts
             )
         }
     }
@@ -530,9 +536,11 @@ public final class IdentityEngine: Sendable {
 
     private func commit(_ rows: RowBatch, batch: UInt64, seq: UInt64, to store: ContactStore) {
         var backoff = 0.05
+        let started = DispatchTime.now().uptimeNanoseconds
         while true {
             do {
                 try store.write(rows)
+                options.onCommit?(rows.count, Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
                 break
             } catch {
                 let (failed, closed) = state.withLock { state in

@@ -30,12 +30,14 @@ struct GraphChanges {
         rows.isEmpty && linksAdded.isEmpty && linksRemoved.isEmpty && rulesAdded.isEmpty && rulesRemoved.isEmpty
     }
 
+    /// Empties every list, keeping its capacity; on every identify's path, so it touches only what
+    /// holds something.
     mutating func removeAll() {
-        rows.removeAll(keepingCapacity: true)
-        linksAdded.removeAll(keepingCapacity: true)
-        linksRemoved.removeAll(keepingCapacity: true)
-        rulesAdded.removeAll(keepingCapacity: true)
-        rulesRemoved.removeAll(keepingCapacity: true)
+        if !rows.isEmpty { rows.removeAll(keepingCapacity: true) }
+        if !linksAdded.isEmpty { linksAdded.removeAll(keepingCapacity: true) }
+        if !linksRemoved.isEmpty { linksRemoved.removeAll(keepingCapacity: true) }
+        if !rulesAdded.isEmpty { rulesAdded.removeAll(keepingCapacity: true) }
+        if !rulesRemoved.isEmpty { rulesRemoved.removeAll(keepingCapacity: true) }
     }
 }
 

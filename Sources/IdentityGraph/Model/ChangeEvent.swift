@@ -93,6 +93,17 @@ public struct ChangeEvent: Sendable, Hashable {
         }
     }
 
+    /// The stored form of a `created` event of one contact, written without building the event.
+    static func encodeCreated(at: Int64, contact: UInt32, primary: Int, into bytes: inout [UInt8]) {
+        bytes.append(Kind.created.rawValue)
+        withUnsafeBytes(of: at.littleEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(1)
+        appendVarint(UInt64(contact), to: &bytes)
+        bytes.append(1)
+        appendVarint(UInt64(primary), to: &bytes)
+        bytes.append(contentsOf: [0, 0, 0])
+    }
+
     /// Reads an event stored under `seq`; `nil` when the bytes are malformed.
     init?(seq: UInt64, stored bytes: UnsafeRawBufferPointer) {
         guard bytes.count >= 9, let kind = Kind(rawValue: bytes[0]) else { return nil }

@@ -230,7 +230,8 @@ final class ContactStore: @unchecked Sendable {
             case .changes: changeTable
             }
             if let value {
-                try transaction.put(value, forKey: key, in: database)
+                // Events arrive in seq order, after every stored one: LMDB can append them.
+                try transaction.put(value, forKey: key, in: database, flags: table == .changes ? .append : [])
                 if table == .changes {
                     newest = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
                     if oldest == 0 { oldest = newest }
@@ -275,8 +276,9 @@ final class ContactStore: @unchecked Sendable {
                         return false
                     }
                     var events: [ChangeEvent] = []
-                    guard limit > 0 else { return (events, oldest) }
-                    try transaction.forEach(in: changeTable, from: ContactRecord.key(Int(after + 1))) { key, value in
+                    guard limit > 0, after < UInt64(Int64.max) else { return (events, oldest) }
+                    let start = withUnsafeBytes(of: (after + 1).bigEndian) { Array($0) }
+                    try transaction.forEach(in: changeTable, from: start) { key, value in
                         let seq = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
                         guard let event = ChangeEvent(seq: seq, stored: value) else {
                             throw StorageError(.corrupt, "an unreadable change event (seq \(seq)) in the store")

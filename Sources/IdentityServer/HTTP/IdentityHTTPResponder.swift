@@ -18,18 +18,45 @@ public struct IdentityHTTPResponder: HTTPResponder {
     /// The longest a change stream stays silent: a comment line goes out at least this often.
     let heartbeat: Duration
     let access: AccessControl
+    let metrics: ServerMetrics
 
     public init(
         engine: IdentityEngine, maxBodyBytes: Int, heartbeat: Duration = .seconds(15),
-        access: AccessControl = AccessControl(tokens: nil)
+        access: AccessControl = AccessControl(tokens: nil), metrics: ServerMetrics = ServerMetrics()
     ) {
         self.engine = engine
         self.maxBodyBytes = maxBodyBytes
         self.heartbeat = heartbeat
         self.access = access
+        self.metrics = metrics
     }
 
     public func respond(to request: Request, context: Context) async throws -> Response {
+        let started = ContinuousClock.now
+        let response = await answer(request, context: context)
+        metrics.recordRequest(
+            .http, op: Self.operationName(request), status: response.status.code, duration: ContinuousClock.now - started
+        )
+        return response
+    }
+
+    /// The operation a request names, for metrics: one label per route (never a path with ids in it).
+    static func operationName(_ request: Request) -> String {
+        let path = request.uri.path
+        switch path {
+        case "/identify", "/api/identify":
+            return (try? QueryParameters(request.uri.query ?? ""))?["dryRun"] == "true" ? "dryRun" : "identify"
+        case "/profiles": return "lookup"
+        case "/explain", "/erase", "/unmerge", "/changes", "/healthz", "/metrics", "/keep-apart": return String(path.dropFirst())
+        case "/openapi.json": return "openapi"
+        case "/": return "page"
+        case _ where path.hasPrefix("/contacts/"): return request.method == .delete ? "eraseContact" : "contact"
+        case _ where path.hasPrefix("/profiles/"): return request.method == .delete ? "eraseProfile" : "profile"
+        default: return "unknown"
+        }
+    }
+
+    private func answer(_ request: Request, context: Context) async -> Response {
         do {
             try authorize(request)
             return try await route(request)
@@ -111,6 +138,14 @@ public struct IdentityHTTPResponder: HTTPResponder {
         case "/healthz":
             try Self.allow(request, .get)
             return Self.json(Array(#"{"status":"ok"}"#.utf8))
+        case "/openapi.json":
+            try Self.allow(request, .get)
+            return Self.json(OpenAPIDocument.bytes)
+        case "/metrics":
+            try Self.allow(request, .get)
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: metrics.render(engine))))
         case "/":
             try Self.allow(request, .get)
             var headers = HTTPFields()

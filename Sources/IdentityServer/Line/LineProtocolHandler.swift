@@ -18,6 +18,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
 
     private let engine: IdentityEngine
     private let access: AccessControl
+    private let metrics: ServerMetrics
     private let maxInFlight: Int
     private let maxLineBytes: Int
     private let logger: Logger
@@ -44,9 +45,13 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     /// After this many failed `auth` lines the connection is closed.
     static let maxFailedAuths = 5
 
-    init(engine: IdentityEngine, access: AccessControl, maxInFlight: Int, maxLineBytes: Int, logger: Logger) {
+    init(
+        engine: IdentityEngine, access: AccessControl, metrics: ServerMetrics, maxInFlight: Int, maxLineBytes: Int,
+        logger: Logger
+    ) {
         self.engine = engine
         self.access = access
+        self.metrics = metrics
         if !access.isEnabled { role = .admin }
         self.maxInFlight = maxInFlight
         self.maxLineBytes = maxLineBytes
@@ -96,8 +101,17 @@ final class LineProtocolHandler: ChannelDuplexHandler {
 
     private func dispatch(_ request: LineRequest, sequence: UInt64) {
         let id = request.id
+        let op = request.operationName
+        let started = ContinuousClock.now
+        let metrics = self.metrics
+        // Every answer goes through here or through `deliver`, so each request is counted once.
+        func finish(_ bytes: [UInt8], status: Int) {
+            metrics.recordRequest(.line, op: op, status: status, duration: ContinuousClock.now - started)
+            complete(sequence, bytes)
+        }
         if case .success(.auth(let token)) = request.operation {
-            authenticate(token, id: id, sequence: sequence)
+            let (bytes, status) = authenticate(token, id: id, sequence: sequence)
+            finish(bytes, status: status)
             return
         }
         // Authentication comes first: an unauthenticated connection learns nothing else, not even
@@ -107,7 +121,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
                 status: 401, title: "Unauthorized",
                 detail: "send {\"op\":\"auth\",\"token\":\"...\"} first: this server needs a token"
             )
-            complete(sequence, LineRequest.errorLine(id: id, problem))
+            finish(LineRequest.errorLine(id: id, problem), status: problem.status)
             return
         }
         if case .success(let operation) = request.operation, operation.requiredRole > role {
@@ -115,66 +129,66 @@ final class LineProtocolHandler: ChannelDuplexHandler {
                 status: 403, title: "Forbidden",
                 detail: "this operation needs the \(operation.requiredRole) role; the token has \(role)"
             )
-            complete(sequence, LineRequest.errorLine(id: id, problem))
+            finish(LineRequest.errorLine(id: id, problem), status: problem.status)
             return
         }
         switch request.operation {
         case .failure(let problem):
-            complete(sequence, LineRequest.errorLine(id: id, problem))
+            finish(LineRequest.errorLine(id: id, problem), status: problem.status)
         case .success(.auth):
             break
         case .success(.ping):
-            complete(sequence, LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") })
+            finish(LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") }, status: 200)
         case .success(.identify(let identify, let dryRun)):
-            let deliver = deliverer(sequence)
+            let deliver = deliverer(sequence, op: op, started: started)
             let head = LineRequest.answerHead(id: id, member: "contact")
             engine.identify(identify, dryRun: dryRun, appendingProfileTo: head) { result in
                 switch result {
                 case .success(var writer):
                     writer.raw("}\n")
-                    deliver(writer.bytes)
+                    deliver(writer.bytes, 200)
                 case .failure(let error):
-                    deliver(LineRequest.errorLine(id: id, Problem(error)))
+                    let problem = Problem(error)
+                    deliver(LineRequest.errorLine(id: id, problem), problem.status)
                 }
             }
         case .success(.lookup(let email, let phoneNumber)):
-            let deliver = deliverer(sequence)
+            let deliver = deliverer(sequence, op: op, started: started)
             let head = LineRequest.answerHead(id: id, member: "profiles")
             engine.lookup(email: email, phoneNumber: phoneNumber, appendingTo: head) { result in
                 switch result {
                 case .success(var writer):
                     writer.raw("}\n")
-                    deliver(writer.bytes)
+                    deliver(writer.bytes, 200)
                 case .failure(let error):
-                    deliver(LineRequest.errorLine(id: id, Problem(error)))
+                    let problem = Problem(error)
+                    deliver(LineRequest.errorLine(id: id, problem), problem.status)
                 }
             }
         case .success(.get(let contactId)):
-            let deliver = deliverer(sequence)
+            let deliver = deliverer(sequence, op: op, started: started)
             engine.contact(id: contactId) { result in
                 switch result {
                 case .success(let contact?):
-                    deliver(LineRequest.answerLine(id: id, member: "record") { contact.writeJSON(into: &$0) })
+                    deliver(LineRequest.answerLine(id: id, member: "record") { contact.writeJSON(into: &$0) }, 200)
                 case .success(nil):
-                    deliver(LineRequest.errorLine(id: id, .notFound("no contact with id \(contactId)")))
+                    deliver(LineRequest.errorLine(id: id, .notFound("no contact with id \(contactId)")), 404)
                 case .failure(let error):
-                    deliver(LineRequest.errorLine(id: id, Problem(error)))
+                    let problem = Problem(error)
+                    deliver(LineRequest.errorLine(id: id, problem), problem.status)
                 }
             }
         }
     }
 
     /// `{"op":"auth"}`: takes the token's role, or counts a failure; the fifth closes the connection.
-    private func authenticate(_ token: [UInt8], id: JSONValue?, sequence: UInt64) {
-        guard access.isEnabled else {
-            complete(sequence, LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") })
-            return
-        }
+    private func authenticate(_ token: [UInt8], id: JSONValue?, sequence: UInt64) -> ([UInt8], Int) {
+        let ok = LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") }
+        guard access.isEnabled else { return (ok, 200) }
         if let granted = access.role(of: token), let context {
             role = granted
             access.register(context.channel, token: token, role: granted)
-            complete(sequence, LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") })
-            return
+            return (ok, 200)
         }
         failedAuths += 1
         let closing = failedAuths >= Self.maxFailedAuths
@@ -183,14 +197,18 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             status: 401, title: "Unauthorized",
             detail: closing ? "unknown token; too many failed attempts, closing the connection" : "unknown token"
         )
-        complete(sequence, LineRequest.errorLine(id: id, problem))
+        return (LineRequest.errorLine(id: id, problem), 401)
     }
 
     /// A callback that hands an answer back to this handler on its event loop, from any thread.
-    private func deliverer(_ sequence: UInt64) -> @Sendable ([UInt8]) -> Void {
+    private func deliverer(
+        _ sequence: UInt64, op: String, started: ContinuousClock.Instant
+    ) -> @Sendable ([UInt8], Int) -> Void {
         let eventLoop = context!.eventLoop
         let handler = NIOLoopBound(self, eventLoop: eventLoop)
-        return { bytes in
+        let metrics = self.metrics
+        return { bytes, status in
+            metrics.recordRequest(.line, op: op, status: status, duration: ContinuousClock.now - started)
             if eventLoop.inEventLoop {
                 handler.value.complete(sequence, bytes)
             } else {

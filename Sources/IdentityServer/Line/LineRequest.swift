@@ -19,6 +19,18 @@ struct LineRequest {
         }
     }
 
+    /// The operation's name for metrics; `invalid` for a line that names none.
+    var operationName: String {
+        switch operation {
+        case .success(.identify(_, let dryRun)): dryRun ? "dryRun" : "identify"
+        case .success(.lookup): "lookup"
+        case .success(.ping): "ping"
+        case .success(.get): "get"
+        case .success(.auth): "auth"
+        case .failure: "invalid"
+        }
+    }
+
     /// The `id` to echo: a string or a number, `nil` when absent or unreadable.
     var id: JSONValue?
     /// The operation, or the problem that rejects the line.

@@ -12,6 +12,7 @@ public final class LineServer: Service, Sendable {
     private let engine: IdentityEngine
     private let configuration: ServerConfiguration
     private let access: AccessControl
+    private let metrics: ServerMetrics
     private let logger: Logger
     private let onListening: @Sendable (SocketAddress) async -> Void
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
@@ -20,12 +21,14 @@ public final class LineServer: Service, Sendable {
         engine: IdentityEngine,
         configuration: ServerConfiguration,
         access: AccessControl = AccessControl(tokens: nil),
+        metrics: ServerMetrics = ServerMetrics(),
         logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) {
         self.engine = engine
         self.configuration = configuration
         self.access = access
+        self.metrics = metrics
         self.logger = logger
         self.onListening = onListening
     }
@@ -35,6 +38,7 @@ public final class LineServer: Service, Sendable {
         let configuration = self.configuration
         let logger = self.logger
         let access = self.access
+        let metrics = self.metrics
         let connections = self.connections
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
@@ -50,11 +54,13 @@ public final class LineServer: Service, Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     let idle = configuration.idleTimeout
                     try channel.pipeline.syncOperations.addHandlers([
+                        ConnectionCounter(metrics: metrics, transport: .line),
                         IdleStateHandler(readTimeout: nil, writeTimeout: nil, allTimeout: idle),
                         ByteToMessageHandler(LineFrameDecoder(maxLength: configuration.maxLineBytes)),
                         LineProtocolHandler(
                             engine: engine,
                             access: access,
+                            metrics: metrics,
                             maxInFlight: configuration.maxInFlightPerConnection,
                             maxLineBytes: configuration.maxLineBytes,
                             logger: logger

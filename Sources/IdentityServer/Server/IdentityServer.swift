@@ -17,15 +17,21 @@ public enum IdentityServer {
         engine: IdentityEngine,
         configuration: ServerConfiguration,
         access: AccessControl = AccessControl(tokens: nil),
+        metrics: ServerMetrics = ServerMetrics(),
         logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
             responder: IdentityHTTPResponder(
                 engine: engine, maxBodyBytes: configuration.maxBodyBytes, heartbeat: configuration.changesHeartbeat,
-                access: access
+                access: access, metrics: metrics
             ),
-            server: .http1(configuration: .init(idleTimeout: configuration.idleTimeout)),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [ConnectionCounter(metrics: metrics, transport: .http)],
+                    idleTimeout: configuration.idleTimeout
+                )
+            ),
             configuration: .init(address: .hostname(configuration.host, port: configuration.httpPort)),
             onServerRunning: { channel in
                 if let address = channel.localAddress { await onListening(address) }
@@ -39,14 +45,19 @@ public enum IdentityServer {
         engine: IdentityEngine,
         configuration: ServerConfiguration,
         access: AccessControl = AccessControl(tokens: nil),
+        metrics: ServerMetrics = ServerMetrics(),
         logger: Logger,
         onListening: @escaping @Sendable (Listening) async -> Void
     ) -> [any Service] {
         let startup = StartupReport(onListening)
-        let http = buildHTTPApplication(engine: engine, configuration: configuration, access: access, logger: logger) {
+        let http = buildHTTPApplication(
+            engine: engine, configuration: configuration, access: access, metrics: metrics, logger: logger
+        ) {
             await startup.bound(http: $0)
         }
-        let tcp = LineServer(engine: engine, configuration: configuration, access: access, logger: logger) {
+        let tcp = LineServer(
+            engine: engine, configuration: configuration, access: access, metrics: metrics, logger: logger
+        ) {
             await startup.bound(tcp: $0)
         }
         return [http, tcp]

@@ -1,0 +1,182 @@
+import Foundation
+import Testing
+
+@testable import IdentityServer
+
+/// `openapi.json` (SPEC.md section 15) against the server: it documents exactly the routes of
+/// ``HTTPRoutes``, every route answers on a real server with a status and a media type the document
+/// lists for it, and `GET /openapi.json` serves the file byte for byte. `.ci/schemathesis` goes further
+/// and fuzzes every operation against the schemas.
+@Suite struct OpenAPITests {
+    /// Tests/IdentityServerTests/OpenAPITests.swift → Sources/IdentityServer/HTTP/openapi.json.
+    static let documentURL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Sources/IdentityServer/HTTP/openapi.json")
+
+    static let methods = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
+
+    /// The file's bytes, as the repository holds it.
+    private func documentBytes() throws -> [UInt8] {
+        Array(try Data(contentsOf: Self.documentURL))
+    }
+
+    private func document() throws -> [String: Any] {
+        let object = try JSONSerialization.jsonObject(with: Data(try documentBytes()))
+        return try #require(object as? [String: Any], "openapi.json is not a JSON object")
+    }
+
+    /// `"METHOD /path"` for every operation of the document.
+    private func documentedRoutes(_ document: [String: Any]) throws -> [String: [String: Any]] {
+        let paths = try #require(document["paths"] as? [String: [String: Any]], "the document has no paths")
+        var operations: [String: [String: Any]] = [:]
+        for (path, item) in paths {
+            for method in Self.methods {
+                guard let operation = item[method] else { continue }
+                operations["\(method.uppercased()) \(path)"] = try #require(operation as? [String: Any])
+            }
+        }
+        return operations
+    }
+
+    @Test("openapi.json parses as JSON and is an OpenAPI 3.1.0 document")
+    func parses() throws {
+        let document = try document()
+        #expect(document["openapi"] as? String == "3.1.0")
+        let info = document["info"] as? [String: Any]
+        #expect(info?["title"] as? String == "identity-graph")
+        #expect(info?["version"] is String)
+    }
+
+    @Test("every $ref in openapi.json points at something in the document")
+    func referencesResolve() throws {
+        let document = try document()
+        var unresolved: [String] = []
+        func visit(_ value: Any) {
+            if let object = value as? [String: Any] {
+                if let reference = object["$ref"] as? String, resolve(reference, in: document) == nil {
+                    unresolved.append(reference)
+                }
+                object.values.forEach(visit)
+            } else if let array = value as? [Any] {
+                array.forEach(visit)
+            }
+        }
+        visit(document)
+        #expect(unresolved.isEmpty, "unresolved: \(unresolved.sorted())")
+    }
+
+    private func resolve(_ reference: String, in document: [String: Any]) -> Any? {
+        guard reference.hasPrefix("#/") else { return nil }
+        var node: Any = document
+        for token in reference.dropFirst(2).split(separator: "/", omittingEmptySubsequences: false) {
+            let key = token.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
+            guard let next = (node as? [String: Any])?[key] else { return nil }
+            node = next
+        }
+        return node
+    }
+
+    @Test("openapi.json documents exactly the routes of HTTPRoutes.all")
+    func documentMatchesRoutes() throws {
+        let documented = Set(try documentedRoutes(try document()).keys)
+        let routes = HTTPRoutes.all.map { "\($0.method) \($0.path)" }
+        #expect(Set(routes).count == routes.count, "HTTPRoutes.all names a route twice")
+        let served = Set(routes)
+        #expect(served.subtracting(documented).isEmpty, "served, not documented: \(served.subtracting(documented).sorted())")
+        #expect(documented.subtracting(served).isEmpty, "documented, not served: \(documented.subtracting(served).sorted())")
+    }
+
+    @Test("the resource shipped with the server is openapi.json byte for byte")
+    func shippedResource() throws {
+        #expect(OpenAPIDocument.bytes == (try documentBytes()))
+    }
+
+    /// The request the live test sends for each route, in ``HTTPRoutes/all`` order on one new store:
+    /// identify creates contact 1, `DELETE /profiles/1` erases it, and what follows sees its tombstone;
+    /// unmerge and the keep-apart rule name nothing that exists (`404`, a status the document lists).
+    static let examples: [String: (target: String, body: String?)] = [
+        "POST /identify": ("/identify", #"{"email":"doc@hillvalley.edu","phoneNumber":"123456"}"#),
+        "POST /api/identify": ("/api/identify?dryRun=true", #"{"email":"marty@hillvalley.edu","phoneNumber":"123456"}"#),
+        "GET /healthz": ("/healthz", nil),
+        "GET /": ("/", nil),
+        "GET /profiles": ("/profiles?email=doc@hillvalley.edu&phoneNumber=%2B49%20123", nil),
+        "GET /profiles/{id}": ("/profiles/1", nil),
+        "DELETE /profiles/{id}": ("/profiles/1", nil),
+        "GET /contacts/{id}": ("/contacts/1", nil),
+        "DELETE /contacts/{id}": ("/contacts/1", nil),
+        "GET /explain": ("/explain?from=1&to=1", nil),
+        "POST /erase": ("/erase", #"{"email":"doc@hillvalley.edu"}"#),
+        "POST /unmerge": ("/unmerge", #"{"email":"doc@hillvalley.edu","phoneNumber":"123456","keepApart":true}"#),
+        "GET /keep-apart": ("/keep-apart", nil),
+        "DELETE /keep-apart": ("/keep-apart?email=doc@hillvalley.edu&phoneNumber=123456", nil),
+        "GET /changes": ("/changes?after=0&limit=10", nil),
+        "GET /metrics": ("/metrics", nil),
+        "GET /openapi.json": ("/openapi.json", nil),
+    ]
+
+    @Test("every route answers on a live server, with a status and a media type the document lists")
+    func everyRouteAnswers() throws {
+        let document = try document()
+        let operations = try documentedRoutes(document)
+        let directory = TemporaryDirectory()
+        let server = try ServerProcess(dataDirectory: directory.store)
+        for route in HTTPRoutes.all {
+            let name = "\(route.method) \(route.path)"
+            let example = try #require(Self.examples[name], "no example request for \(name)")
+            var headers: [String: String] = [:]
+            if example.body != nil { headers["Content-Type"] = "application/json" }
+            let answer = try HTTPExchange.send(
+                port: server.httpPort, method: route.method, path: example.target, headers: headers,
+                body: Array((example.body ?? "").utf8)
+            )
+            let unknownPath = answer.status == 404 && (answer.json["detail"] as? String)?.hasPrefix("no resource at") == true
+            #expect(!unknownPath, "\(name): the server does not know \(example.target)")
+            #expect(answer.status != 405, "\(name): \(answer.text)")
+            let responses = operations[name]?["responses"] as? [String: Any] ?? [:]
+            let documented = responses["\(answer.status)"] as? [String: Any]
+            #expect(documented != nil, "\(name) answered \(answer.status), which the document does not list: \(answer.text)")
+            if var response = documented, answer.status != 204 {
+                if let reference = response["$ref"] as? String {
+                    response = resolve(reference, in: document) as? [String: Any] ?? [:]
+                }
+                let mediaTypes = Set(((response["content"] as? [String: Any]) ?? [:]).keys.map(Self.mediaType))
+                let received = Self.mediaType(answer.headers["content-type"] ?? "")
+                #expect(mediaTypes.contains(received), "\(name) answered \(received), documented: \(mediaTypes.sorted())")
+            }
+        }
+        #expect(server.stop() == 0)
+    }
+
+    /// `text/plain; version=0.0.4` → `text/plain`.
+    private static func mediaType(_ contentType: String) -> String {
+        contentType.split(separator: ";", maxSplits: 1).first.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        } ?? ""
+    }
+
+    @Test("GET /openapi.json serves the document: 200, application/json, the file's bytes")
+    func servesDocument() throws {
+        let directory = TemporaryDirectory()
+        let server = try ServerProcess(dataDirectory: directory.store)
+        let answer = try HTTPExchange.get(port: server.httpPort, path: "/openapi.json")
+        #expect(answer.status == 200)
+        #expect(answer.headers["content-type"] == "application/json")
+        #expect(answer.body == (try documentBytes()))
+        #expect(server.stop() == 0)
+    }
+
+    @Test("openapi-spec-validator accepts openapi.json as OpenAPI 3.1")
+    func validatorAccepts() throws {
+        // openapi-spec-validator from PyPI, installed by `.ci/setup --tests`.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-m", "openapi_spec_validator", "--schema", "3.1", Self.documentURL.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(output) (run .ci/setup --tests to install openapi-spec-validator)")
+    }
+}
