@@ -4,6 +4,7 @@ import IdentityGraph
 import IdentityServer
 import Logging
 import NIOCore
+import NIOSSL
 import ServiceLifecycle
 import UnixSignals
 
@@ -70,6 +71,12 @@ struct Serve: AsyncParsableCommand {
         addresses unless --allow-unauthenticated is given.
         """)
     var authTokens: String?
+
+    @Option(help: "A PEM certificate (chain): both listeners speak TLS only (IDENTITY_GRAPH_TLS_CERT; needs --tls-key).")
+    var tlsCert: String?
+
+    @Option(help: "The PEM private key of --tls-cert (IDENTITY_GRAPH_TLS_KEY).")
+    var tlsKey: String?
 
     @Flag(help: "Serve without tokens on an address other than loopback (IDENTITY_GRAPH_ALLOW_UNAUTHENTICATED=1).")
     var allowUnauthenticated = false
@@ -140,6 +147,19 @@ struct Serve: AsyncParsableCommand {
                 """)
         }
         let access = AccessControl(tokens: tokens)
+        var tls: TLSConfiguration?
+        switch (Setting.value(tlsCert, "IDENTITY_GRAPH_TLS_CERT"), Setting.value(tlsKey, "IDENTITY_GRAPH_TLS_KEY")) {
+        case (nil, nil):
+            break
+        case (let cert?, let key?):
+            do {
+                tls = try ServerConfiguration.tls(certificateFile: cert, keyFile: key)
+            } catch {
+                throw ValidationError("TLS: \(error)")
+            }
+        default:
+            throw ValidationError("--tls-cert and --tls-key go together: give both PEM files, or neither")
+        }
         // Fail at start, not at the first request, if the OpenAPI document did not ship with the binary.
         _ = OpenAPIDocument.bytes
         let levelName = Setting.value(logLevel, "IDENTITY_GRAPH_LOG_LEVEL") ?? "info"
@@ -231,9 +251,9 @@ struct Serve: AsyncParsableCommand {
 
         let configuration = ServerConfiguration(
             host: host, httpPort: httpPort, tcpPort: tcpPort, maxBodyBytes: maxBody, idleTimeout: .seconds(Int64(idle)),
-            changesHeartbeat: .seconds(heartbeatSeconds)
+            changesHeartbeat: .seconds(heartbeatSeconds), tls: tls
         )
-        let services = IdentityServer.services(
+        let services = try IdentityServer.services(
             engine: engine, configuration: configuration, access: access, metrics: metrics, logger: logger
         ) { bound in
             let lines = "http listening on \(Self.describe(bound.http, host: host))\n"

@@ -34,12 +34,16 @@ import Testing
         ("DELETE", "/profiles/99", nil, "admin"),
     ]
 
-    @Test("every HTTP route answers 401, 403 or passes for no token, an unknown one and each role")
-    func httpMatrix() throws {
+    private static let tlsFlags = ["--tls-cert", TestCertificate.files.certificate, "--tls-key", TestCertificate.files.key]
+
+    @Test("every HTTP route answers 401, 403 or passes for no token, an unknown one and each role", arguments: [false, true])
+    func httpMatrix(tls: Bool) throws {
         let directory = TemporaryDirectory()
-        let server = try serverWithTokens(directory)
+        let server = try serverWithTokens(directory, extra: tls ? Self.tlsFlags : [])
+        let tunnel = tls ? try TLSTunnel(to: server.httpPort) : nil
+        let port = tunnel?.port ?? server.httpPort
         let seed = try HTTPExchange.send(
-            port: server.httpPort, method: "POST", path: "/identify",
+            port: port, method: "POST", path: "/identify",
             headers: ["Content-Type": "application/json", "Authorization": "Bearer \(Self.tokens["write"]!)"],
             body: Array(#"{"email":"a@x.io","phoneNumber":"1"}"#.utf8)
         )
@@ -50,10 +54,10 @@ import Testing
                 if who == "unknown" { headers["Authorization"] = "Bearer not-a-known-token" }
                 if let token = Self.tokens[who] { headers["Authorization"] = "Bearer \(token)" }
                 let answer = try HTTPExchange.send(
-                    port: server.httpPort, method: route.method, path: route.path, headers: headers,
+                    port: port, method: route.method, path: route.path, headers: headers,
                     body: Array((route.body ?? "").utf8)
                 )
-                let label = "\(route.method) \(route.path) as \(who): \(answer.status) \(answer.text.prefix(200))"
+                let label = "\(route.method) \(route.path) as \(who), TLS \(tls): \(answer.status) \(answer.text.prefix(200))"
                 guard let needed = route.role else {
                     #expect(answer.status == 200, "\(label)")
                     continue
@@ -90,13 +94,14 @@ import Testing
         (#"{"op":"ping"}"#, "read"),
     ]
 
-    @Test("every line op answers 401, 403 or passes for no token, an unknown one and each role")
-    func lineMatrix() throws {
+    @Test("every line op answers 401, 403 or passes for no token, an unknown one and each role", arguments: [false, true])
+    func lineMatrix(tls: Bool) throws {
         let directory = TemporaryDirectory()
-        let server = try serverWithTokens(directory)
+        let server = try serverWithTokens(directory, extra: tls ? Self.tlsFlags : [])
+        let tunnel = tls ? try TLSTunnel(to: server.tcpPort) : nil
         for op in Self.lineOps {
             for who in ["none", "unknown", "read", "write", "admin"] {
-                let socket = try TestSocket(port: server.tcpPort)
+                let socket = try TestSocket(port: tunnel?.port ?? server.tcpPort)
                 if who != "none" {
                     let token = Self.tokens[who] ?? "not-a-known-token"
                     try socket.send(#"{"op":"auth","token":"\#(token)","id":0}"# + "\n")
@@ -110,7 +115,7 @@ import Testing
                 try socket.send(op.line + "\n")
                 let answer = try #require(try lineJSON(socket.readLine()))
                 let status = (answer["error"] as? [String: Any])?["status"] as? Int
-                let label = "\(op.line) as \(who): \(answer)"
+                let label = "\(op.line) as \(who), TLS \(tls): \(answer)"
                 if who == "none" || who == "unknown" {
                     #expect(status == 401, "\(label)")
                 } else if Self.ranks[who]! < Self.ranks[op.role]! {

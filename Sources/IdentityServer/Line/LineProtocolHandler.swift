@@ -311,7 +311,9 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.info("line-protocol connection error; closing it", metadata: ["error": "\(error)"])
+        // One bad client is not news: a flood of failed TLS handshakes or resets must not flood
+        // the log (or fill the pipe of whoever reads it). Debug level shows them when asked.
+        logger.debug("line-protocol connection error; closing it", metadata: ["error": "\(error)"])
         context.close(promise: nil)
     }
 }

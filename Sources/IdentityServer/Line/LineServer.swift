@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 
 /// The line-protocol listener (SPEC.md section 7) as a service: binds, serves until a graceful
@@ -13,6 +14,7 @@ public final class LineServer: Service, Sendable {
     private let configuration: ServerConfiguration
     private let access: AccessControl
     private let metrics: ServerMetrics
+    private let sslContext: NIOSSLContext?
     private let logger: Logger
     private let onListening: @Sendable (SocketAddress) async -> Void
     private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
@@ -24,7 +26,8 @@ public final class LineServer: Service, Sendable {
         metrics: ServerMetrics = ServerMetrics(),
         logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
-    ) {
+    ) throws {
+        sslContext = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
         self.engine = engine
         self.configuration = configuration
         self.access = access
@@ -39,6 +42,7 @@ public final class LineServer: Service, Sendable {
         let logger = self.logger
         let access = self.access
         let metrics = self.metrics
+        let sslContext = self.sslContext
         let connections = self.connections
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
@@ -53,6 +57,11 @@ public final class LineServer: Service, Sendable {
                 channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
                 return channel.eventLoop.makeCompletedFuture {
                     let idle = configuration.idleTimeout
+                    if let sslContext {
+                        // First in the pipeline: everything after it sees plain text. A client that never
+                        // finishes its handshake is closed by the idle timeout like any silent one.
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
                     try channel.pipeline.syncOperations.addHandlers([
                         ConnectionCounter(metrics: metrics, transport: .line),
                         IdleStateHandler(readTimeout: nil, writeTimeout: nil, allTimeout: idle),

@@ -1,4 +1,6 @@
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import IdentityGraph
 import Logging
 import NIOCore
@@ -20,18 +22,19 @@ public enum IdentityServer {
         metrics: ServerMetrics = ServerMetrics(),
         logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
-        Application(
+    ) throws -> some ApplicationProtocol {
+        let http1 = HTTPServerBuilder.http1(
+            configuration: .init(
+                additionalChannelHandlers: [ConnectionCounter(metrics: metrics, transport: .http)],
+                idleTimeout: configuration.idleTimeout
+            )
+        )
+        return Application(
             responder: IdentityHTTPResponder(
                 engine: engine, maxBodyBytes: configuration.maxBodyBytes, heartbeat: configuration.changesHeartbeat,
                 access: access, metrics: metrics
             ),
-            server: .http1(
-                configuration: .init(
-                    additionalChannelHandlers: [ConnectionCounter(metrics: metrics, transport: .http)],
-                    idleTimeout: configuration.idleTimeout
-                )
-            ),
+            server: try configuration.tls.map { try .tls(http1, tlsConfiguration: $0) } ?? http1,
             configuration: .init(address: .hostname(configuration.host, port: configuration.httpPort)),
             onServerRunning: { channel in
                 if let address = channel.localAddress { await onListening(address) }
@@ -48,14 +51,14 @@ public enum IdentityServer {
         metrics: ServerMetrics = ServerMetrics(),
         logger: Logger,
         onListening: @escaping @Sendable (Listening) async -> Void
-    ) -> [any Service] {
+    ) throws -> [any Service] {
         let startup = StartupReport(onListening)
-        let http = buildHTTPApplication(
+        let http = try buildHTTPApplication(
             engine: engine, configuration: configuration, access: access, metrics: metrics, logger: logger
         ) {
             await startup.bound(http: $0)
         }
-        let tcp = LineServer(
+        let tcp = try LineServer(
             engine: engine, configuration: configuration, access: access, metrics: metrics, logger: logger
         ) {
             await startup.bound(tcp: $0)

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOSSL
 
 /// Settings of the two listeners.
 public struct ServerConfiguration: Sendable {
@@ -22,6 +23,8 @@ public struct ServerConfiguration: Sendable {
     public var shutdownGracePeriod: TimeAmount
     /// The longest a change stream (Server-Sent Events) stays silent before a comment line.
     public var changesHeartbeat: Duration
+    /// When set, both listeners speak TLS only (SPEC.md section 14).
+    public var tls: TLSConfiguration?
 
     public init(
         host: String = "127.0.0.1",
@@ -32,7 +35,8 @@ public struct ServerConfiguration: Sendable {
         idleTimeout: TimeAmount = .seconds(60),
         maxInFlightPerConnection: Int = 4096,
         shutdownGracePeriod: TimeAmount = .seconds(10),
-        changesHeartbeat: Duration = .seconds(15)
+        changesHeartbeat: Duration = .seconds(15),
+        tls: TLSConfiguration? = nil
     ) {
         self.host = host
         self.httpPort = httpPort
@@ -43,5 +47,40 @@ public struct ServerConfiguration: Sendable {
         self.maxInFlightPerConnection = maxInFlightPerConnection
         self.shutdownGracePeriod = shutdownGracePeriod
         self.changesHeartbeat = changesHeartbeat
+        self.tls = tls
     }
+
+    /// A TLS 1.2+ server configuration from PEM files, checked now: an unreadable or malformed file,
+    /// or a key that does not belong to the certificate, throws a message naming the file.
+    public static func tls(certificateFile: String, keyFile: String) throws -> TLSConfiguration {
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
+        } catch {
+            throw TLSSetupError(message: "\(certificateFile): not a readable PEM certificate (\(error))")
+        }
+        guard !chain.isEmpty else { throw TLSSetupError(message: "\(certificateFile): holds no certificate") }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+        } catch {
+            throw TLSSetupError(message: "\(keyFile): not a readable PEM private key (\(error))")
+        }
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key)
+        )
+        configuration.minimumTLSVersion = .tlsv12
+        do {
+            _ = try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw TLSSetupError(message: "\(keyFile) does not match the certificate in \(certificateFile) (\(error))")
+        }
+        return configuration
+    }
+}
+
+/// TLS files that cannot be used, with a message naming the file.
+public struct TLSSetupError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }
