@@ -51,6 +51,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (IDENTITY_GRAPH_LOG_LEVEL; default info).")
     var logLevel: String?
 
+    @Option(help: "text, or json for one JSON object a line (IDENTITY_GRAPH_LOG_FORMAT; default text).")
+    var logFormat: String?
+
     @Option(help: """
         A file of values identify must never link anyone through, one rule a line: 'email VALUE',         'phoneNumber VALUE', 'email /REGEX/' or 'phoneNumber /REGEX/'; re-read on SIGHUP         (IDENTITY_GRAPH_BLOCKLIST).
         """)
@@ -167,7 +170,16 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("log level must be one of trace, debug, info, notice, warning, error, critical")
         }
 
+        let format = Setting.value(logFormat, "IDENTITY_GRAPH_LOG_FORMAT") ?? "text"
+        guard format == "text" || format == "json" else {
+            throw ValidationError("--log-format must be text or json, not '\(format)'")
+        }
         LoggingSystem.bootstrap { label in
+            if format == "json" {
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

@@ -62,3 +62,27 @@ import Testing
         #expect(NSDictionary(dictionary: again) == NSDictionary(dictionary: last))
     }
 }
+
+/// `--log-format json` (SPEC.md section 15).
+@Suite struct LogFormatTests {
+    @Test("--log-format json writes one JSON object a line, start and stop with structured fields")
+    func jsonLogs() throws {
+        let directory = TemporaryDirectory()
+        let server = try ServerProcess(dataDirectory: directory.store, arguments: ["--log-format", "json"])
+        _ = try HTTPExchange.post(port: server.httpPort, json: #"{"email":"log@x.io"}"#)
+        #expect(server.stop() == 0)
+        let lines = server.log.split(separator: "\n")
+        #expect(lines.count >= 2)
+        var messages: [String] = []
+        for line in lines {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
+            #expect(object["level"] is String && object["time"] is String)
+            messages.append(object["message"] as? String ?? "")
+            if object["message"] as? String == "opened store" { #expect(object["contacts"] as? String == "0") }
+        }
+        #expect(messages.contains("opened store") && messages.contains { $0.hasPrefix("stopped") })
+        #expect(!server.log.contains("log@x.io"), "personal data in the log")
+        let bad = try runIdentityGraph(["serve", "--data-dir", directory.store, "--log-format", "xml"])
+        #expect(bad.status == 2)
+    }
+}

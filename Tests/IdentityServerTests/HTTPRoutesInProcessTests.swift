@@ -282,7 +282,9 @@ import Testing
                 #expect(response.headers[.contentType]?.hasPrefix("text/html") == true)
                 let page = response.text
                 #expect(page.contains("<form"))
-                #expect(page.contains(#"fetch("/identify""#))
+                #expect(page.contains(#"api("/identify""#))
+                // It asks for a token, and sends one only when given.
+                #expect(page.contains(#"id="token""#) && page.contains(#"if (token !== "") headers["Authorization"]"#))
                 #expect(page.contains(#"id="email""#) && page.contains(#"id="phoneNumber""#))
                 #expect(page.contains(#"=== "" ? null"#))
                 #expect(

@@ -53,6 +53,10 @@ enum FormPage {
         <h1>identity-graph</h1>
         <p>Send an email and/or a phone number to <code>POST /identify</code> and see the unified profile.
         The admin view below looks into profiles and undoes merges that should not have happened.</p>
+        <p><label for="token">Access token</label>
+        <input id="token" name="token" type="password" autocomplete="off"
+          placeholder="only when the server asks for one (it was started with --auth-tokens)">
+        <span id="tokenHint" class="hint"></span></p>
         </header>
         <div class="layout">
         <main>
@@ -154,6 +158,17 @@ enum FormPage {
           const value = byId(id).value;
           return value.trim() === "" ? null : value;
         };
+        // Every request goes through `api`, which adds the token when one is given. The token stays in
+        // this tab (sessionStorage), never in the page's address.
+        const tokenInput = byId("token");
+        tokenInput.value = sessionStorage.getItem("identity-graph-token") ?? "";
+        tokenInput.addEventListener("change", () => sessionStorage.setItem("identity-graph-token", tokenInput.value.trim()));
+        const api = (path, init = {}) => {
+          const token = tokenInput.value.trim();
+          const headers = Object.assign({}, init.headers ?? {});
+          if (token !== "") headers["Authorization"] = "Bearer " + token;
+          return fetch(path, Object.assign({}, init, { headers }));
+        };
         const postJSON = (value) => ({
           method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(value)
         });
@@ -227,6 +242,9 @@ enum FormPage {
             if (number !== answers) return;
             byId("status").textContent = request + " → " + response.status + " " + response.statusText;
             byId("answer").textContent = body === null ? text : JSON.stringify(body, null, 2);
+            byId("tokenHint").textContent = response.status === 401
+              ? "This server needs a token: enter one above."
+              : response.status === 403 ? "This token's role does not allow that." : "";
             if (response.ok) {
               render(body);
             } else if (body !== null && typeof body === "object") {
@@ -286,7 +304,7 @@ enum FormPage {
         byId("identify").addEventListener("submit", (event) => {
           event.preventDefault();
           const body = { email: field("email"), phoneNumber: field("phoneNumber") };
-          present("POST /identify", () => fetch("/identify", postJSON(body)), (answer) => {
+          present("POST /identify", () => api("/identify", postJSON(body)), (answer) => {
             say("The unified profile:");
             showProfiles([answer.contact]);
             for (const ignored of answer.ignored ?? []) {
@@ -306,13 +324,13 @@ enum FormPage {
           }
           if (contactId !== null) {
             const path = "/profiles/" + encodeURIComponent(contactId.trim());
-            present("GET " + path, () => fetch(path), (answer) => {
+            present("GET " + path, () => api(path), (answer) => {
               say("The profile of contact " + contactId.trim() + ":");
               showProfiles([answer.contact]);
             });
           } else if (email !== null || phoneNumber !== null) {
             const path = withQuery("/profiles", { email, phoneNumber });
-            present("GET " + path, () => fetch(path), (answer) => {
+            present("GET " + path, () => api(path), (answer) => {
               say(answer.profiles.length === 0
                 ? "No profile holds this email or phone number."
                 : plural(answer.profiles.length, "profile holds", "profiles hold") + " these values:");
@@ -328,7 +346,7 @@ enum FormPage {
           const from = field("explainFrom");
           const to = field("explainTo");
           const path = withQuery("/explain", { from, to });
-          present("GET " + path, () => fetch(path), (answer) => {
+          present("GET " + path, () => api(path), (answer) => {
             const pair = "Contacts " + (from ?? "").trim() + " and " + (to ?? "").trim();
             if (!answer.linked) {
               say(pair + " are not linked: one of them is erased, or they are in different profiles.", "verdict");
@@ -351,7 +369,7 @@ enum FormPage {
             phoneNumber: field("unmergePhoneNumber"),
             keepApart: byId("unmergeKeepApart").checked
           };
-          present("POST /unmerge", () => fetch("/unmerge", postJSON(body)), (answer) => {
+          present("POST /unmerge", () => api("/unmerge", postJSON(body)), (answer) => {
             const pieces = answer.profiles.length;
             say(pieces === 1
               ? "The link is undone; its contacts are still one profile: other shared values join them."
@@ -362,7 +380,7 @@ enum FormPage {
         });
 
         byId("keepApartList").addEventListener("click", () => {
-          present("GET /keep-apart", () => fetch("/keep-apart"), (answer) => {
+          present("GET /keep-apart", () => api("/keep-apart"), (answer) => {
             if (answer.rules.length === 0) {
               say("No keep-apart rules.");
               return;
@@ -392,7 +410,7 @@ enum FormPage {
             return;
           }
           const path = "/contacts/" + encodeURIComponent(id);
-          present("DELETE " + path, () => fetch(path, { method: "DELETE" }), (answer) => {
+          present("DELETE " + path, () => api(path, { method: "DELETE" }), (answer) => {
             const erased = answer.erasedContactIds;
             say(erased.length === 0
               ? "Nothing was erased: contact " + id + " was erased already."

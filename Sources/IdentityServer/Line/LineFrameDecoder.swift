@@ -51,7 +51,12 @@ struct LineFrameDecoder: ByteToMessageDecoder {
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
         // A last line without a line break still counts as a request.
-        if !discarding, buffer.readableBytes > 0, let line = buffer.readSlice(length: buffer.readableBytes) {
+        guard !discarding, buffer.readableBytes > 0 else { return .needMoreData }
+        // `decode` lets one byte more than the limit wait, in case it is the `\r` of a `\r\n`; at the
+        // end of input no `\n` follows, so that byte is part of the line and the limit holds.
+        if buffer.readableBytes > maxLength {
+            tooLong(context, &buffer)
+        } else if let line = buffer.readSlice(length: buffer.readableBytes) {
             context.fireChannelRead(wrapInboundOut(.line(line)))
         }
         return .needMoreData

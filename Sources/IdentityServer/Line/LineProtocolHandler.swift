@@ -81,6 +81,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
                 status: 413, title: "Line too long",
                 detail: "a line must be at most \(maxLineBytes) bytes; closing the connection"
             )
+            metrics.recordRequest(.line, op: "invalid", status: 413, duration: .zero)
             complete(sequence, LineRequest.errorLine(id: nil, problem))
         case .line(let line):
             if line.readableBytesView.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }

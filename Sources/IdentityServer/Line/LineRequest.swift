@@ -69,10 +69,13 @@ struct LineRequest {
                 throw RequestError(field: "id", reason: "must be a string or a number, not \(echo.kindDescription)")
             }
             if case .string("auth")? = op {
-                guard case .string(let text)? = token, !text.isEmpty else {
-                    throw RequestError(field: "token", reason: "must be a non-empty string for op \"auth\"")
+                // A missing or malformed token is a failed attempt like a wrong one (it counts
+                // towards closing the connection), so it becomes an empty token nobody holds.
+                if case .string(let text)? = token {
+                    operation = .success(.auth(token: Array(text.utf8)))
+                } else {
+                    operation = .success(.auth(token: []))
                 }
-                operation = .success(.auth(token: Array(text.utf8)))
             } else {
                 operation = .success(try Self.operation(op, identify: identify, contactId: contactId, dryRun: dryRun))
             }
@@ -95,7 +98,7 @@ struct LineRequest {
         switch op {
         case nil, .string("identify")?:
             switch dryRun {
-            case nil, .bool(false)?, .null?:
+            case nil, .bool(false)?:
                 return .identify(try identify.get(), dryRun: false)
             case .bool(true)?:
                 return .identify(try identify.get(), dryRun: true)
