@@ -1,14 +1,20 @@
+import HTTPTypes
+import Hummingbird
 import IdentityGraph
+import NIOCore
 
 /// An error answer, rendered as an RFC 9457 problem document over HTTP and as the `error` object of
 /// a line-protocol response. Every failure a client can cause maps to one of these at the edge.
 public struct Problem: Error, Sendable, Hashable {
-    public var status: Int
+    /// The HTTP status, also the `status` member of the document.
+    public var statusCode: Int
     public var title: String
     public var detail: String
+    /// For a 405: the methods the path serves, sent as `Allow`.
+    public var allow: String?
 
     public init(status: Int, title: String, detail: String) {
-        self.status = status
+        self.statusCode = status
         self.title = title
         self.detail = detail
     }
@@ -59,10 +65,34 @@ public struct Problem: Error, Sendable, Hashable {
 
     private func writeMembers(into writer: inout JSONWriter) {
         writer.raw("\"status\":")
-        writer.integer(status)
+        writer.integer(statusCode)
         writer.raw(",\"title\":")
         writer.string(title)
         writer.raw(",\"detail\":")
         writer.string(detail)
     }
+}
+
+extension Problem: HTTPResponseError {
+    /// The status as Hummingbird's error protocol wants it.
+    public var status: HTTPResponse.Status { HTTPResponse.Status(code: statusCode) }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        render()
+    }
+
+    /// The problem document with its headers: `application/problem+json`, `WWW-Authenticate: Bearer`
+    /// on a 401, `Allow` on a 405.
+    func render() -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/problem+json"
+        if statusCode == 401 { headers[.wwwAuthenticate] = "Bearer" }
+        if let allow { headers[.allow] = allow }
+        return Response(
+            status: status, headers: headers,
+            body: .init(byteBuffer: ByteBuffer(bytes: problemDocument))
+        )
+    }
+
+    static let internalError = Problem(status: 500, title: "Internal error", detail: "the server failed; see its log")
 }

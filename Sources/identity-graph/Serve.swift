@@ -51,6 +51,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (IDENTITY_GRAPH_LOG_LEVEL; default info).")
     var logLevel: String?
 
+    @Flag(help: "Record no metrics; GET /metrics answers 404 (IDENTITY_GRAPH_NO_METRICS=1).")
+    var noMetrics = false
+
     @Option(help: "text, or json for one JSON object a line (IDENTITY_GRAPH_LOG_FORMAT; default text).")
     var logFormat: String?
 
@@ -188,7 +191,9 @@ struct Serve: AsyncParsableCommand {
         logger.logLevel = level
 
         let storeLogger = logger
-        let metrics = ServerMetrics()
+        let metrics = ServerMetrics(
+            enabled: !(noMetrics || ["1", "true", "yes"].contains(Setting.value(nil, "IDENTITY_GRAPH_NO_METRICS") ?? ""))
+        )
         let engine: IdentityEngine
         do {
             engine = try IdentityEngine(

@@ -60,22 +60,14 @@ public struct IdentityHTTPResponder: HTTPResponder {
         do {
             try authorize(request)
             return try await route(request)
-        } catch let problem as Problem {
-            var headers = HTTPFields()
-            if problem.status == 401 { headers[.wwwAuthenticate] = "Bearer" }
-            return Self.response(problem, headers: headers)
-        } catch let error as MethodNotAllowed {
-            var headers = HTTPFields()
-            headers[.allow] = error.allowed.map(\.rawValue).joined(separator: ", ")
-            let problem = Problem(
-                status: 405, title: "Method not allowed",
-                detail: "\(request.uri.path) accepts \(headers[.allow]!), not \(error.method.rawValue)"
-            )
-            return Self.response(problem, headers: headers)
+        } catch let error as any HTTPResponseError {
+            // A `Problem` renders itself, as Hummingbird's router does with its errors.
+            if let response = try? error.response(from: request, context: context) { return response }
+            return Problem.internalError.render()
         } catch {
             // Anything else is our fault, never the client's: say so without leaking internals.
             context.logger.error("unexpected error answering \(request.method) \(request.uri.path): \(error)")
-            return Self.response(Problem(status: 500, title: "Internal error", detail: "the server failed; see its log"))
+            return Problem.internalError.render()
         }
     }
 
@@ -141,7 +133,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
         case "/openapi.json":
             try Self.allow(request, .get)
             return Self.json(OpenAPIDocument.bytes)
-        case "/metrics":
+        case "/metrics" where metrics.isEnabled:
             try Self.allow(request, .get)
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
@@ -433,7 +425,13 @@ public struct IdentityHTTPResponder: HTTPResponder {
 
     private static func allow(_ request: Request, _ methods: HTTPRequest.Method...) throws {
         guard methods.contains(request.method) else {
-            throw MethodNotAllowed(method: request.method, allowed: methods)
+            let allowed = methods.map(\.rawValue).joined(separator: ", ")
+            var problem = Problem(
+                status: 405, title: "Method not allowed",
+                detail: "\(request.uri.path) accepts \(allowed), not \(request.method.rawValue)"
+            )
+            problem.allow = allowed
+            throw problem
         }
     }
 
@@ -442,20 +440,4 @@ public struct IdentityHTTPResponder: HTTPResponder {
         headers[.contentType] = "application/json"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
-
-    static func response(_ problem: Problem, headers extra: HTTPFields = [:]) -> Response {
-        var headers = extra
-        headers[.contentType] = "application/problem+json"
-        return Response(
-            status: HTTPResponse.Status(code: problem.status),
-            headers: headers,
-            body: .init(byteBuffer: ByteBuffer(bytes: problem.problemDocument))
-        )
-    }
-}
-
-/// A known path asked with a method it does not serve: 405 with the methods it does.
-struct MethodNotAllowed: Error {
-    var method: HTTPRequest.Method
-    var allowed: [HTTPRequest.Method]
 }

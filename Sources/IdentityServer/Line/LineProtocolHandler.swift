@@ -122,7 +122,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
                 status: 401, title: "Unauthorized",
                 detail: "send {\"op\":\"auth\",\"token\":\"...\"} first: this server needs a token"
             )
-            finish(LineRequest.errorLine(id: id, problem), status: problem.status)
+            finish(LineRequest.errorLine(id: id, problem), status: problem.statusCode)
             return
         }
         if case .success(let operation) = request.operation, operation.requiredRole > role {
@@ -130,12 +130,12 @@ final class LineProtocolHandler: ChannelDuplexHandler {
                 status: 403, title: "Forbidden",
                 detail: "this operation needs the \(operation.requiredRole) role; the token has \(role)"
             )
-            finish(LineRequest.errorLine(id: id, problem), status: problem.status)
+            finish(LineRequest.errorLine(id: id, problem), status: problem.statusCode)
             return
         }
         switch request.operation {
         case .failure(let problem):
-            finish(LineRequest.errorLine(id: id, problem), status: problem.status)
+            finish(LineRequest.errorLine(id: id, problem), status: problem.statusCode)
         case .success(.auth):
             break
         case .success(.ping):
@@ -150,7 +150,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
                     deliver(writer.bytes, 200)
                 case .failure(let error):
                     let problem = Problem(error)
-                    deliver(LineRequest.errorLine(id: id, problem), problem.status)
+                    deliver(LineRequest.errorLine(id: id, problem), problem.statusCode)
                 }
             }
         case .success(.lookup(let email, let phoneNumber)):
@@ -163,7 +163,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
                     deliver(writer.bytes, 200)
                 case .failure(let error):
                     let problem = Problem(error)
-                    deliver(LineRequest.errorLine(id: id, problem), problem.status)
+                    deliver(LineRequest.errorLine(id: id, problem), problem.statusCode)
                 }
             }
         case .success(.get(let contactId)):
@@ -176,7 +176,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
                     deliver(LineRequest.errorLine(id: id, .notFound("no contact with id \(contactId)")), 404)
                 case .failure(let error):
                     let problem = Problem(error)
-                    deliver(LineRequest.errorLine(id: id, problem), problem.status)
+                    deliver(LineRequest.errorLine(id: id, problem), problem.statusCode)
                 }
             }
         }

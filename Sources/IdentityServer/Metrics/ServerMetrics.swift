@@ -50,7 +50,12 @@ public final class ServerMetrics: Sendable {
 
     private let ignored = NIOLockedValueBox<[IgnoredKey: CoreMetrics.Counter]>([:])
 
-    public init() {
+    /// `false` (`serve --no-metrics`): nothing is recorded and `GET /metrics` answers 404, for
+    /// deployments that do not scrape, and to measure what the metrics cost.
+    public let isEnabled: Bool
+
+    public init(enabled: Bool = true) {
+        isEnabled = enabled
         var factory = PrometheusMetricsFactory(registry: registry)
         // Requests take microseconds, commits about a millisecond: the default buckets start at 5 ms.
         let fine: [Duration] = [
@@ -77,6 +82,7 @@ public final class ServerMetrics: Sendable {
 
     /// Counts one request and records how long it took.
     public func recordRequest(_ transport: Transport, op: String, status: Int, duration: Duration) {
+        guard isEnabled else { return }
         let requestKey = RequestKey(transport: transport, op: op, status: status)
         let counter = requests.withLockedValue { cache in
             if let counter = cache[requestKey] { return counter }
@@ -103,13 +109,18 @@ public final class ServerMetrics: Sendable {
             + Int64(duration.components.attoseconds / 1_000_000_000))
     }
 
-    public func connectionOpened(_ transport: Transport) { connections[transport]?.increment() }
+    public func connectionOpened(_ transport: Transport) {
+        if isEnabled { connections[transport]?.increment() }
+    }
 
-    public func connectionClosed(_ transport: Transport) { connections[transport]?.decrement() }
+    public func connectionClosed(_ transport: Transport) {
+        if isEnabled { connections[transport]?.decrement() }
+    }
 
     /// One durable commit of `rows` contact rows that took `seconds`, fsync included (the engine's
     /// writer calls this).
     public func recordCommit(rows: Int, seconds: Double) {
+        guard isEnabled else { return }
         rowsPerCommit.record(rows)
         commitLatency.recordNanoseconds(Int64(seconds * 1e9))
     }
