@@ -361,7 +361,7 @@ import Testing
     func drain() throws {
         let connection = try Connection()
         #expect(try connection.exchange(#"{"op":"ping","id":1}"#) == [#"{"id":1,"ok":true}"#])
-        connection.channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
+        connection.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         connection.channel.embeddedEventLoop.run()
         #expect(!connection.channel.isActive)
     }

@@ -2,8 +2,6 @@ import IdentityGraph
 import Logging
 import NIOCore
 
-/// Asks a line-protocol connection to finish: stop reading, deliver every answer owed, then close.
-struct DrainConnectionEvent: Sendable {}
 
 /// Serves one line-protocol connection.
 ///
@@ -21,6 +19,8 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     private let metrics: ServerMetrics
     private let maxInFlight: Int
     private let maxLineBytes: Int
+    /// How long a connection asked to finish may take to collect what it is owed.
+    private let shutdownGracePeriod: TimeAmount
     private let logger: Logger
 
     private var context: ChannelHandlerContext?
@@ -47,8 +47,9 @@ final class LineProtocolHandler: ChannelDuplexHandler {
 
     init(
         engine: IdentityEngine, access: AccessControl, metrics: ServerMetrics, maxInFlight: Int, maxLineBytes: Int,
-        logger: Logger
+        shutdownGracePeriod: TimeAmount = .seconds(10), logger: Logger
     ) {
+        self.shutdownGracePeriod = shutdownGracePeriod
         self.engine = engine
         self.access = access
         self.metrics = metrics
@@ -301,11 +302,17 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         if event is IdleStateHandler.IdleStateEvent {
             logger.debug("closing an idle line-protocol connection", metadata: ["peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")"])
             context.close(promise: nil)
-        } else if event is DrainConnectionEvent || event as? ChannelEvent == .inputClosed {
+        } else if event is ChannelShouldQuiesceEvent || event as? ChannelEvent == .inputClosed {
             // The client has sent its last request (`nc -q1` half-closes) or the server is stopping:
-            // deliver every answer owed, then close.
+            // deliver every answer owed, then close; a client that does not collect them in the grace
+            // period is closed anyway, so that shutdown cannot hang on it.
             draining = true
-            if owed == 0 { close(context) }
+            if owed == 0 {
+                close(context)
+            } else if event is ChannelShouldQuiesceEvent {
+                let channel = context.channel
+                context.eventLoop.scheduleTask(in: shutdownGracePeriod) { channel.close(promise: nil) }
+            }
         } else {
             context.fireUserInboundEventTriggered(event)
         }

@@ -1,7 +1,7 @@
 import IdentityGraph
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
+import NIOExtras
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
@@ -17,7 +17,6 @@ public final class LineServer: Service, Sendable {
     private let sslContext: NIOSSLContext?
     private let logger: Logger
     private let onListening: @Sendable (SocketAddress) async -> Void
-    private let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
 
     public init(
         engine: IdentityEngine,
@@ -43,8 +42,15 @@ public final class LineServer: Service, Sendable {
         let access = self.access
         let metrics = self.metrics
         let sslContext = self.sslContext
-        let connections = self.connections
+        // On shutdown it closes the listener, asks every connection to finish (ChannelShouldQuiesceEvent)
+        // and tells us once the last one has closed.
+        let quiescing = ServerQuiescingHelper(group: MultiThreadedEventLoopGroup.singleton)
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
+                }
+            }
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -52,10 +58,7 @@ public final class LineServer: Service, Sendable {
             // A client may half-close after its last request and still read the answers.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                let id = ObjectIdentifier(channel)
-                connections.withLockedValue { $0[id] = channel }
-                channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
-                return channel.eventLoop.makeCompletedFuture {
+                channel.eventLoop.makeCompletedFuture {
                     let idle = configuration.idleTimeout
                     if let sslContext {
                         // First in the pipeline: everything after it sees plain text. A client that never
@@ -72,6 +75,7 @@ public final class LineServer: Service, Sendable {
                             metrics: metrics,
                             maxInFlight: configuration.maxInFlightPerConnection,
                             maxLineBytes: configuration.maxLineBytes,
+                            shutdownGracePeriod: configuration.shutdownGracePeriod,
                             logger: logger
                         ),
                     ])
@@ -82,33 +86,13 @@ public final class LineServer: Service, Sendable {
         if let address = server.localAddress { await onListening(address) }
 
         // Cancellation too: when the other listener fails to start, the service group cancels this one.
+        let drained = server.eventLoop.makePromise(of: Void.self)
         await withTaskCancellationOrGracefulShutdownHandler {
             try? await server.closeFuture.get()
         } onCancelOrGracefulShutdown: {
-            server.close(promise: nil)
+            quiescing.initiateShutdown(promise: drained)
         }
-        try await drainConnections()
-    }
-
-    /// Asks every open connection to deliver what it owes and close; closes the rest after the
-    /// grace period.
-    private func drainConnections() async throws {
-        let open = connections.withLockedValue { Array($0.values) }
-        guard !open.isEmpty else { return }
-        for channel in open {
-            channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
-        }
-        let deadline = NIODeadline.now() + configuration.shutdownGracePeriod
-        for channel in open {
-            let remaining = deadline - .now()
-            if remaining > .zero {
-                let closed = channel.closeFuture
-                let timeout = channel.eventLoop.scheduleTask(in: remaining) { channel.close(promise: nil) }
-                try? await closed.get()
-                timeout.cancel()
-            } else {
-                try? await channel.close()
-            }
-        }
+        // Each connection closes itself once it has delivered what it owes, or after the grace period.
+        try? await drained.futureResult.get()
     }
 }
