@@ -7,6 +7,14 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+// The server tests call the C socket API directly. Which module "defines" `sockaddr_in` and its
+// members depends on which of Glibc and NIO's CNIOLinux the compiler reads the system header
+// through first, so member import visibility fails them at random; they are built without it.
+let serverTestSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
 let package = Package(
     name: "identity-graph",
     platforms: [.macOS(.v15)],
@@ -114,7 +122,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: serverTestSettings
         ),
     ]
 )

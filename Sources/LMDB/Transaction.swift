@@ -130,23 +130,7 @@ public final class Transaction {
         from start: [UInt8],
         _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
     ) throws {
-        var cursor: OpaquePointer?
-        try check(mdb_cursor_open(handle, database.dbi, &cursor), "mdb_cursor_open")
-        defer { mdb_cursor_close(cursor) }
-        try start.withUnsafeBytes { start in
-            var keyVal = MDB_val(mv_size: start.count, mv_data: UnsafeMutableRawPointer(mutating: start.baseAddress))
-            var dataVal = MDB_val()
-            var op = MDB_SET_RANGE
-            while true {
-                let code = mdb_cursor_get(cursor, &keyVal, &dataVal, op)
-                if code == MDB_NOTFOUND { return }
-                try check(code, "mdb_cursor_get")
-                let key = UnsafeRawBufferPointer(start: keyVal.mv_data, count: keyVal.mv_size)
-                let value = UnsafeRawBufferPointer(start: dataVal.mv_data, count: dataVal.mv_size)
-                if try !body(key, value) { return }
-                op = MDB_NEXT
-            }
-        }
+        try walk(in: database, first: MDB_SET_RANGE, next: MDB_NEXT, start: start, body)
     }
 
     /// The last key and value in key order, copied out, or `nil` for an empty database.
@@ -159,26 +143,30 @@ public final class Transaction {
         return result
     }
 
+    /// Walks a cursor: `first` positions it (at `start` for `MDB_SET_RANGE`), `next` moves it on.
     private func walk(
         in database: Database,
         first: MDB_cursor_op,
         next: MDB_cursor_op,
+        start: [UInt8] = [],
         _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool
     ) throws {
         var cursor: OpaquePointer?
         try check(mdb_cursor_open(handle, database.dbi, &cursor), "mdb_cursor_open")
         defer { mdb_cursor_close(cursor) }
-        var keyVal = MDB_val()
-        var dataVal = MDB_val()
-        var op = first
-        while true {
-            let code = mdb_cursor_get(cursor, &keyVal, &dataVal, op)
-            if code == MDB_NOTFOUND { return }
-            try check(code, "mdb_cursor_get")
-            let key = UnsafeRawBufferPointer(start: keyVal.mv_data, count: keyVal.mv_size)
-            let value = UnsafeRawBufferPointer(start: dataVal.mv_data, count: dataVal.mv_size)
-            if try !body(key, value) { return }
-            op = next
+        try start.withUnsafeBytes { start in
+            var keyVal = MDB_val(mv_size: start.count, mv_data: UnsafeMutableRawPointer(mutating: start.baseAddress))
+            var dataVal = MDB_val()
+            var op = first
+            while true {
+                let code = mdb_cursor_get(cursor, &keyVal, &dataVal, op)
+                if code == MDB_NOTFOUND { return }
+                try check(code, "mdb_cursor_get")
+                let key = UnsafeRawBufferPointer(start: keyVal.mv_data, count: keyVal.mv_size)
+                let value = UnsafeRawBufferPointer(start: dataVal.mv_data, count: dataVal.mv_size)
+                if try !body(key, value) { return }
+                op = next
+            }
         }
     }
 }

@@ -98,16 +98,7 @@ import Testing
                 return (200, try await engine.unmerge(email: email, phoneNumber: phone, keepApart: keepApart))
             case "changes":
                 let page = try engine.changes(after: UInt64(step.integer("after") ?? 0), limit: 1000)
-                var writer = JSONWriter()
-                writer.raw("{\"changes\":[")
-                for (index, event) in page.events.enumerated() {
-                    if index > 0 { writer.raw(",") }
-                    event.writeJSON(into: &writer)
-                }
-                writer.raw("],\"latestSeq\":")
-                writer.integer(page.latestSeq)
-                writer.raw("}")
-                return (200, writer.bytes)
+                return (200, page.json)
             default:
                 Issue.record("unknown op \(step.op)")
                 return (0, [])

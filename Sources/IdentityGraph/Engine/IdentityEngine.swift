@@ -349,6 +349,20 @@ public final class IdentityEngine: Sendable {
         public var latestSeq: UInt64
         /// The oldest seq still kept (0 when the feed is empty).
         public var oldestSeq: UInt64
+
+        /// `{"changes":[...],"latestSeq":L}`, the answer of `GET /changes`.
+        public var json: [UInt8] {
+            var writer = JSONWriter()
+            writer.raw("{\"changes\":[")
+            for (index, event) in events.enumerated() {
+                if index > 0 { writer.raw(",") }
+                event.writeJSON(into: &writer)
+            }
+            writer.raw("],\"latestSeq\":")
+            writer.integer(latestSeq)
+            writer.raw("}")
+            return writer.bytes
+        }
     }
 
     /// The durable change events with `seq` after `after`, at most `limit`, ascending.

@@ -131,19 +131,11 @@ extension ContactGraph {
             if phone != 0, firstPhoneCarrier[Int(phone - 1)] == nil { firstPhoneCarrier[Int(phone - 1)] = position }
         }
         for value in carried.emails.sorted() where firstEmailCarrier[value] == nil {
-            for number in links.numbers(email: value) {
-                links.remove(number)
-                changes.linksRemoved.append(number)
-            }
-            for number in rules.numbers(email: value) { removeRule(number, changes: &changes) }
+            forget(value, links.numbers(email: value), rules.numbers(email: value), &changes)
             emails.remove(value)
         }
         for value in carried.phones.sorted() where firstPhoneCarrier[value] == nil {
-            for number in links.numbers(phone: value) {
-                links.remove(number)
-                changes.linksRemoved.append(number)
-            }
-            for number in rules.numbers(phone: value) { removeRule(number, changes: &changes) }
+            forget(value, links.numbers(phone: value), rules.numbers(phone: value), &changes)
             phones.remove(value)
         }
         for (value, position) in firstEmailCarrier { emails.setOwner(value, live[position]) }
@@ -194,6 +186,17 @@ extension ContactGraph {
             changes.rows.append(member)
         }
         return SplitOutcome(pieces: pieces.sorted())
+    }
+}
+
+extension ContactGraph {
+    /// Deletes the links and rules that name a value no live contact carries any more.
+    fileprivate mutating func forget(_ value: Int, _ linkNumbers: [UInt64], _ ruleNumbers: [UInt64], _ changes: inout GraphChanges) {
+        for number in linkNumbers {
+            links.remove(number)
+            changes.linksRemoved.append(number)
+        }
+        for number in ruleNumbers { removeRule(number, changes: &changes) }
     }
 }
 

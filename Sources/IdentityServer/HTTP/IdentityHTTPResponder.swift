@@ -256,16 +256,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
             )
         }
         if wantsStream { return stream(after: UInt64(after)) }
-        var writer = JSONWriter()
-        writer.raw("{\"changes\":[")
-        for (index, event) in page.events.enumerated() {
-            if index > 0 { writer.raw(",") }
-            event.writeJSON(into: &writer)
-        }
-        writer.raw("],\"latestSeq\":")
-        writer.integer(page.latestSeq)
-        writer.raw("}")
-        return Self.json(writer.bytes)
+        return Self.json(page.json)
     }
 
     /// The change feed as Server-Sent Events: the stored events after `after`, then each new one once

@@ -145,27 +145,15 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             let deliver = deliverer(sequence, op: op, started: started)
             let head = LineRequest.answerHead(id: id, member: "contact")
             engine.identify(identify, dryRun: dryRun, appendingProfileTo: head) { result in
-                switch result {
-                case .success(var writer):
-                    writer.raw("}\n")
-                    deliver(writer.bytes, 200)
-                case .failure(let error):
-                    let problem = Problem(error)
-                    deliver(LineRequest.errorLine(id: id, problem), problem.statusCode)
-                }
+                let (bytes, status) = Self.answer(result, id: id)
+                deliver(bytes, status)
             }
         case .success(.lookup(let email, let phoneNumber)):
             let deliver = deliverer(sequence, op: op, started: started)
             let head = LineRequest.answerHead(id: id, member: "profiles")
             engine.lookup(email: email, phoneNumber: phoneNumber, appendingTo: head) { result in
-                switch result {
-                case .success(var writer):
-                    writer.raw("}\n")
-                    deliver(writer.bytes, 200)
-                case .failure(let error):
-                    let problem = Problem(error)
-                    deliver(LineRequest.errorLine(id: id, problem), problem.statusCode)
-                }
+                let (bytes, status) = Self.answer(result, id: id)
+                deliver(bytes, status)
             }
         case .success(.get(let contactId)):
             let deliver = deliverer(sequence, op: op, started: started)
@@ -180,6 +168,19 @@ final class LineProtocolHandler: ChannelDuplexHandler {
                     deliver(LineRequest.errorLine(id: id, problem), problem.statusCode)
                 }
             }
+        }
+    }
+
+    /// An answer line from an engine result whose writer holds the line up to its last member, and
+    /// its status.
+    private static func answer(_ result: Result<JSONWriter, EngineError>, id: JSONValue?) -> ([UInt8], Int) {
+        switch result {
+        case .success(var writer):
+            writer.raw("}\n")
+            return (writer.bytes, 200)
+        case .failure(let error):
+            let problem = Problem(error)
+            return (LineRequest.errorLine(id: id, problem), problem.statusCode)
         }
     }
 
