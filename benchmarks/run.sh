@@ -64,21 +64,47 @@ failed=0
 row() { rows+=("$1|$2|$3|$4"); }
 
 # Starts a server on store $1; sets http, tcp, pid, and ready_ms: milliseconds until healthz answered.
+# Each server writes its own ports file, so a previous server's lines can never be read; every wait
+# has a deadline (120 s: a 10M-contact store takes seconds to load) and fails with a message.
 start_server() {
     local started=$(date +%s%N)
-    "$server" serve --data-dir "$1" --http-port 0 --tcp-port 0 --log-level error > "$work/ports" 2> "$work/server.log" &
+    local ports="$work/ports.$RANDOM$RANDOM"
+    local deadline=$(( $(date +%s) + 120 ))
+    "$server" serve --data-dir "$1" --http-port 0 --tcp-port 0 --log-level error > "$ports" 2> "$work/server.log" &
     pid=$!
     pids+=("$pid")
-    until grep -q "tcp listening" "$work/ports" 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || { cat "$work/server.log" >&2; return 1; }
+    until grep -q "tcp listening" "$ports" 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || { echo "the server on $1 exited before listening:" >&2; cat "$work/server.log" >&2; return 1; }
+        [ "$(date +%s)" -lt "$deadline" ] || { echo "the server on $1 did not listen within 120 s" >&2; return 1; }
         sleep 0.005
     done
-    http=$(sed -n 's/^http listening on .*://p' "$work/ports")
-    tcp=$(sed -n 's/^tcp listening on .*://p' "$work/ports")
-    until curl -sf "http://127.0.0.1:$http/healthz" >/dev/null; do sleep 0.005; done
+    http=$(sed -n 's/^http listening on .*://p' "$ports")
+    tcp=$(sed -n 's/^tcp listening on .*://p' "$ports")
+    if [ -z "$http" ] || [ -z "$tcp" ]; then
+        echo "could not read the server's ports from: $(cat "$ports")" >&2
+        return 1
+    fi
+    until curl -sf --max-time 5 "http://127.0.0.1:$http/healthz" >/dev/null; do
+        [ "$(date +%s)" -lt "$deadline" ] || { echo "the server on $1 did not answer /healthz within 120 s" >&2; return 1; }
+        sleep 0.005
+    done
     ready_ms=$(( ($(date +%s%N) - started) / 1000000 ))
 }
-stop_server() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+# Stops the server with SIGTERM; one that has not exited after 60 s is killed, and the run fails.
+stop_server() {
+    kill "$pid" 2>/dev/null || true
+    local deadline=$(( $(date +%s) + 60 ))
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            echo "the server did not stop within 60 s of SIGTERM; killing it" >&2
+            kill -9 "$pid" 2>/dev/null || true
+            failed=1
+            break
+        fi
+        sleep 0.05
+    done
+    wait "$pid" 2>/dev/null || true
+}
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
