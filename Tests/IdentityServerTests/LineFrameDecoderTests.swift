@@ -146,6 +146,16 @@ import Testing
         #expect(try channel.finish().isClean)
     }
 
+    @Test("at end of input, a last line of the limit plus a lone \\r is tooLong: no \\n follows to make it a break")
+    func lastLineOverTheLimitByItsCarriageReturn() throws {
+        let channel = decoderChannel()
+        try channel.writeInbound(ByteBuffer(string: String(repeating: "x", count: Self.maxLength) + "\r"))
+        #expect(try frames(channel).isEmpty)
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        #expect(try frames(channel) == [.tooLong])
+        #expect(try channel.finish().isClean)
+    }
+
     @Test("at end of input right after a line break, there is no extra empty line")
     func endOfInputAfterLineBreak() throws {
         let channel = decoderChannel()
