@@ -61,6 +61,11 @@ struct EngineState {
         pendingProfiles.isEmpty ? 0 : pendingProfiles[primary] ?? 0
     }
 
+    /// The batch an answer about contact `id` waits for: its profile's; 0 for an unknown id.
+    func pendingBatch(about id: Int) -> UInt64 {
+        graph.exists(id) ? pendingBatch(of: graph.primary(of: UInt32(id))) : 0
+    }
+
     /// The clock for new and changed rows: wall time in milliseconds, never earlier than before.
     mutating func tick() -> Int64 {
         var now = timespec()
@@ -105,7 +110,7 @@ struct EngineState {
         let plan = graph.plan(email: email, phone: phone, limits: limits, ignored: &ignored)
         for value in ignored { ignoredCounts[value.field.rawValue, default: [:]][value.reason.rawValue, default: 0] += 1 }
         if plan.changes && !canWrite {
-            throw .storage(StorageError(.unavailable, "the store is not accepting changes"))
+            throw Self.notAcceptingChanges
         }
         changes.removeAll()
         let primary = graph.apply(plan, email: email, phone: phone, now: plan.changes ? tick() : clock, changes: &changes)
@@ -141,6 +146,11 @@ struct EngineState {
         case .merge(let winner, let loser, _, _): max(pendingBatch(of: winner), pendingBatch(of: loser))
         }
     }
+
+    /// What a change gets while the store fails its commits (reads go on).
+    private static let notAcceptingChanges = EngineError.storage(
+        StorageError(.unavailable, "the store is not accepting changes")
+    )
 
     private static func blocked(_ field: GuardField) -> IgnoredValue {
         IgnoredValue(field: field, reason: .blocked, detail: "the blocklist does not allow this value")
@@ -179,8 +189,7 @@ struct EngineState {
     func explain(from source: Int, to target: Int) throws(EngineError) -> (Explanation, UInt64) {
         for id in [source, target] where !graph.exists(id) { throw .notFound("no contact with id \(id)") }
         let explanation = graph.explain(from: UInt32(source), to: UInt32(target))
-        let wait = max(pendingBatch(of: graph.primary(of: UInt32(source))), pendingBatch(of: graph.primary(of: UInt32(target))))
-        return (explanation, wait)
+        return (explanation, max(pendingBatch(about: source), pendingBatch(about: target)))
     }
 
     /// The keep-apart rules, oldest first.
@@ -206,15 +215,9 @@ struct EngineState {
 
     // MARK: - Erasure and unmerge
 
-    /// What an erasure names.
-    enum ErasureTarget {
-        case contact(Int)
-        case profile(Int)
-        case values(email: String?, phone: String?)
-    }
-
     /// Erasure (SPEC.md section 12): `{"erasedContactIds":[...],"profiles":[...]}`.
-    mutating func erase(_ target: ErasureTarget, canWrite: Bool, into writer: inout JSONWriter) throws(EngineError)
+    mutating func erase(_ target: IdentityEngine.Erasure, canWrite: Bool, into writer: inout JSONWriter)
+        throws(EngineError)
         -> UInt64
     {
         var ids: [UInt32] = []
@@ -238,7 +241,7 @@ struct EngineState {
             writer.raw("{\"erasedContactIds\":[],\"profiles\":[]}")
             return 0
         }
-        guard canWrite else { throw .storage(StorageError(.unavailable, "the store is not accepting changes")) }
+        guard canWrite else { throw Self.notAcceptingChanges }
         changes.removeAll()
         let now = tick()
         let outcome = ids.isEmpty
@@ -262,7 +265,7 @@ struct EngineState {
         guard let emailValue = graph.emailValue(email), let phoneValue = graph.phoneValue(phone),
             let link = graph.links.find(email: emailValue, phone: phoneValue)
         else { throw .notFound("no link joins this email and this phone number") }
-        guard canWrite else { throw .storage(StorageError(.unavailable, "the store is not accepting changes")) }
+        guard canWrite else { throw Self.notAcceptingChanges }
         changes.removeAll()
         let now = tick()
         let outcome = graph.unmerge(link: link, now: now, changes: &changes)
@@ -278,7 +281,7 @@ struct EngineState {
         guard let emailValue = graph.emailValue(email), let phoneValue = graph.phoneValue(phone),
             let rule = graph.rules.find(email: emailValue, phone: phoneValue)
         else { throw .notFound("no keep-apart rule for this email and this phone number") }
-        guard canWrite else { throw .storage(StorageError(.unavailable, "the store is not accepting changes")) }
+        guard canWrite else { throw Self.notAcceptingChanges }
         changes.removeAll()
         graph.removeRule(rule, changes: &changes)
         recordChanges(nil, primaries: [])
@@ -332,19 +335,7 @@ struct EngineState {
     private mutating func recordChanges(
         _ kind: ChangeEvent.Kind?, primaries: [Int], merged: [Int] = [], erased: [Int] = [], previous: [Int] = []
     ) {
-        if persistent {
-            for id in changes.rows { graph.encodeRow(id, into: &openBatch) }
-            for number in changes.linksAdded where graph.links.pairs[number] != nil {
-                let bytes = graph.encodePair(number, rule: false)
-                openBatch.put(.links, key: number) { $0.append(contentsOf: bytes) }
-            }
-            for number in changes.linksRemoved { openBatch.delete(.links, key: number) }
-            for number in changes.rulesAdded where graph.rules.pairs[number] != nil {
-                let bytes = graph.encodePair(number, rule: true)
-                openBatch.put(.rules, key: number) { $0.append(contentsOf: bytes) }
-            }
-            for number in changes.rulesRemoved { openBatch.delete(.rules, key: number) }
-        }
+        if persistent { graph.encode(changes, into: &openBatch) }
         if let kind, !changes.rows.isEmpty {
             let seq = nextSeq
             nextSeq += 1
@@ -357,8 +348,8 @@ struct EngineState {
                 openBatch.put(.changes, key: seq) { event.encode(into: &$0) }
             } else {
                 memoryFeed.append(seq: seq) { event.encode(into: &$0) }
+                durableSeq = seq
             }
-            if !persistent { durableSeq = seq }
         }
         lastChangedBatch = openBatchNumber
     }

@@ -67,8 +67,6 @@ public final class IdentityEngine: Sendable {
         public var profiles: Int
         /// Write transactions committed since the engine opened (each one fsync when durable).
         public var commits: Int
-        /// Contact rows those commits wrote.
-        public var rowsCommitted: Int
         /// The newest durable change event.
         public var latestSeq: UInt64
         /// Values identify held back since the engine opened, by field and then reason.
@@ -88,8 +86,6 @@ public final class IdentityEngine: Sendable {
         var commits = 0
         var writerIdle = true
         var closed = false
-        /// Contact rows written by all commits, for the rows-per-commit statistic.
-        var rowsCommitted = 0
     }
 
     private let state: Protected<State>
@@ -127,10 +123,7 @@ public final class IdentityEngine: Sendable {
             var changes = GraphChanges()
             let added = core.graph.deriveMissingLinks(now: core.clock, changes: &changes)
             var batch = RowBatch()
-            for number in changes.linksAdded {
-                let bytes = core.graph.encodePair(number, rule: false)
-                batch.put(.links, key: number) { $0.append(contentsOf: bytes) }
-            }
+            core.graph.encode(changes, into: &batch)
             try store.completeUpgrade(batch)
             options.onStorageEvent?(.upgraded(from: "v1", to: "v2", links: added))
         }
@@ -216,18 +209,12 @@ public final class IdentityEngine: Sendable {
 
     /// ``contact(id:)`` with a completion, for event loops.
     public func contact(id: Int, completion: @escaping @Sendable (Result<Contact?, EngineError>) -> Void) {
-        perform(completion) { state, _ in
-            let wait = state.graph.exists(id) ? state.pendingBatch(of: state.graph.primary(of: UInt32(id))) : 0
-            return (state.graph.contact(id: id), wait)
-        }
+        perform(completion) { state, _ in (state.graph.contact(id: id), state.pendingBatch(about: id)) }
     }
 
     /// The profile holding live contact `id`, or `nil` when there is no such contact or it is erased.
     public func profile(containing id: Int) async throws(EngineError) -> Profile? {
-        try await run { state, _ in
-            let wait = state.graph.exists(id) ? state.pendingBatch(of: state.graph.primary(of: UInt32(id))) : 0
-            return (state.graph.profile(containing: id), wait)
-        }
+        try await run { state, _ in (state.graph.profile(containing: id), state.pendingBatch(about: id)) }
     }
 
     /// `{"contact":{...}}`: the profile holding live contact `id` (SPEC.md section 9); throws
@@ -289,9 +276,10 @@ public final class IdentityEngine: Sendable {
         }
     }
 
-    /// The keep-apart rules, oldest first.
+    /// The keep-apart rules, oldest first, once every pending change is durable (rules are not
+    /// tracked per profile, so this waits for the newest batch, as ``contents()`` does).
     public func keepApartRules() async throws(EngineError) -> [StoredPair] {
-        try await run { state, _ in (state.keepApartRules(), 0) }
+        try await run { state, _ in (state.keepApartRules(), state.lastChangedBatch) }
     }
 
     // MARK: - Erasure and unmerge
@@ -310,13 +298,8 @@ public final class IdentityEngine: Sendable {
     /// is on disk. Throws ``EngineError/notFound(_:)`` for an unknown contact.
     public func erase(_ erasure: Erasure) async throws(EngineError) -> [UInt8] {
         try await run { state, canWrite throws(EngineError) in
-            let target: EngineState.ErasureTarget = switch erasure {
-            case .contact(let id): .contact(id)
-            case .profile(let id): .profile(id)
-            case .values(let email, let phone): .values(email: email, phone: phone)
-            }
             var writer = JSONWriter()
-            let wait = try state.erase(target, canWrite: canWrite, into: &writer)
+            let wait = try state.erase(erasure, canWrite: canWrite, into: &writer)
             return (writer.bytes, wait)
         }
     }
@@ -367,12 +350,17 @@ public final class IdentityEngine: Sendable {
 
     /// The durable change events with `seq` after `after`, at most `limit`, ascending.
     public func changes(after: UInt64, limit: Int) throws(EngineError) -> ChangesPage {
-        let (durable, memory) = state.withLock { state in
-            (state.core.durableSeq, state.core.persistent ? nil : state.core.memoryFeed)
+        // An in-memory engine's feed is read in place, under the lock: copying it out would make the
+        // next write copy the whole log.
+        let (durable, memoryPage) = state.withLock { state -> (UInt64, ChangesPage?) in
+            let durable = state.core.durableSeq
+            guard !state.core.persistent else { return (durable, nil) }
+            let feed = state.core.memoryFeed
+            return (durable, ChangesPage(
+                events: feed.events(after: after, limit: limit), latestSeq: durable, oldestSeq: feed.oldestSeq
+            ))
         }
-        if let memory {
-            return ChangesPage(events: memory.events(after: after, limit: limit), latestSeq: durable, oldestSeq: memory.oldestSeq)
-        }
+        if let memoryPage { return memoryPage }
         guard let store else { return ChangesPage(events: [], latestSeq: durable, oldestSeq: 0) }
         do {
             let (events, oldest) = try store.changes(after: after, limit: limit)
@@ -412,7 +400,7 @@ public final class IdentityEngine: Sendable {
         state.withLock {
             Statistics(
                 contacts: $0.core.graph.contactCount, profiles: $0.core.graph.profileCount, commits: $0.commits,
-                rowsCommitted: $0.rowsCommitted, latestSeq: $0.core.durableSeq, ignored: $0.core.ignoredCounts
+                latestSeq: $0.core.durableSeq, ignored: $0.core.ignoredCounts
             )
         }
     }
@@ -578,7 +566,6 @@ public final class IdentityEngine: Sendable {
             state.core.durableBatch = batch
             state.core.durableSeq = max(state.core.durableSeq, seq)
             state.commits += 1
-            state.rowsCommitted += rows.count
             state.core.pendingProfiles = state.core.pendingProfiles.filter { $0.value > batch }
             let count = state.waiters.prefix { $0.batch <= batch }.count
             let ready = Array(state.waiters.prefix(count))

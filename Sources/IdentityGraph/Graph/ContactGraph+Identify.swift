@@ -188,34 +188,8 @@ extension ContactGraph {
         let members = mergedMembers(primary == newId ? 0 : primary, other)
         ProfileJSON.write(
             primaryContactId: Int(primary), into: &writer,
-            emails: { writer in
-                var first = true
-                for member in members {
-                    let value = emailOf[Int(member)]
-                    guard value != 0, emails.owners[Int(value - 1)] == member else { continue }
-                    if !first { writer.raw(",") }
-                    first = false
-                    emails.withBytes(Int(value - 1)) { writer.string(utf8: $0) }
-                }
-                if let newEmail {
-                    if !first { writer.raw(",") }
-                    writer.string(newEmail)
-                }
-            },
-            phoneNumbers: { writer in
-                var first = true
-                for member in members {
-                    let value = phoneOf[Int(member)]
-                    guard value != 0, phones.owners[Int(value - 1)] == member else { continue }
-                    if !first { writer.raw(",") }
-                    first = false
-                    phones.withBytes(Int(value - 1)) { writer.string(utf8: $0) }
-                }
-                if let newPhone {
-                    if !first { writer.raw(",") }
-                    writer.string(newPhone)
-                }
-            },
+            emails: { writeOwned(by: members, values: emailOf, table: emails, then: newEmail, into: &$0) },
+            phoneNumbers: { writeOwned(by: members, values: phoneOf, table: phones, then: newPhone, into: &$0) },
             secondaryContactIds: { writer in
                 var first = true
                 for member in members where member != primary {
@@ -229,6 +203,25 @@ extension ContactGraph {
                 }
             }
         )
+    }
+
+    /// The values `members` own (each distinct value once, by first carrier), in their order, then
+    /// `extra` (a value no contact carries yet), comma-separated.
+    private func writeOwned(
+        by members: [UInt32], values: [UInt32], table: ValueTable, then extra: String?, into writer: inout JSONWriter
+    ) {
+        var first = true
+        for member in members {
+            let value = values[Int(member)]
+            guard value != 0, table.owners[Int(value - 1)] == member else { continue }
+            if !first { writer.raw(",") }
+            first = false
+            table.withBytes(Int(value - 1)) { writer.string(utf8: $0) }
+        }
+        if let extra {
+            if !first { writer.raw(",") }
+            writer.string(extra)
+        }
     }
 
     /// The members of the profiles of `first` and `second` (either may be 0: none), in id order.

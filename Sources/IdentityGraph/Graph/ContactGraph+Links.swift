@@ -24,6 +24,22 @@ extension ContactGraph {
         return bytes
     }
 
+    /// Appends to `batch` the stored form of everything `changes` holds: changed rows, and links and
+    /// rules added or deleted. A pair added and deleted again within the batch is only deleted.
+    func encode(_ changes: GraphChanges, into batch: inout RowBatch) {
+        for id in changes.rows { encodeRow(id, into: &batch) }
+        for (added, removed, isRule) in [
+            (changes.linksAdded, changes.linksRemoved, false), (changes.rulesAdded, changes.rulesRemoved, true),
+        ] {
+            let table: RowBatch.Table = isRule ? .rules : .links
+            for number in added where (isRule ? rules : links).pairs[number] != nil {
+                let bytes = encodePair(number, rule: isRule)
+                batch.put(table, key: number) { $0.append(contentsOf: bytes) }
+            }
+            for number in removed { batch.delete(table, key: number) }
+        }
+    }
+
     /// Every link (`rules` false) or keep-apart rule, oldest first.
     func storedPairs(rules wantRules: Bool) -> [StoredPair] {
         (wantRules ? rules : links).ordered.map { storedPair($0.pair) }
@@ -46,41 +62,15 @@ extension ContactGraph {
 
     private mutating func connect(profile primary: UInt32, changes: inout GraphChanges) -> Int {
         let members = members(of: primary)
-        var emailPart: [UInt32: Int] = [:]  // value number + 1 → part (first carrier's position)
-        var phonePart: [UInt32: Int] = [:]
-        var parent = Array(0..<members.count)
-        func find(_ position: Int) -> Int {
-            var root = position
-            while parent[root] != root { root = parent[root] }
-            return root
-        }
-        func union(_ first: Int, _ second: Int) {
-            let (a, b) = (find(first), find(second))
-            if a != b { parent[max(a, b)] = min(a, b) }
-        }
-        for (position, member) in members.enumerated() {
-            let email = emailOf[Int(member)]
-            if email != 0 {
-                if let other = emailPart[email] { union(position, other) } else { emailPart[email] = position }
-            }
-            let phone = phoneOf[Int(member)]
-            if phone != 0 {
-                if let other = phonePart[phone] { union(position, other) } else { phonePart[phone] = position }
-            }
-        }
-        for (email, position) in emailPart {
-            for number in links.numbers(email: Int(email - 1)) {
-                if let other = phonePart[UInt32(links.pairs[number]!.phone + 1)] { union(position, other) }
-            }
-        }
+        var grouping = groups(of: members)
         // Each part: its oldest member, and the first email and phone it carries.
-        var parts: [(root: Int, oldest: UInt32, email: Int?, phone: Int?)] = []
+        var parts: [(oldest: UInt32, email: Int?, phone: Int?)] = []
         var partIndex: [Int: Int] = [:]
         for (position, member) in members.enumerated() {
-            let root = find(position)
+            let root = grouping.parts.find(position)
             if partIndex[root] == nil {
                 partIndex[root] = parts.count
-                parts.append((root, member, nil, nil))
+                parts.append((member, nil, nil))
             }
             let index = partIndex[root]!
             if parts[index].email == nil, emailOf[Int(member)] != 0 { parts[index].email = Int(emailOf[Int(member)] - 1) }

@@ -112,8 +112,8 @@ extension ContactGraph {
         return result
     }
 
-    /// Groups the live ones of `before` (every member of the `profiles` touched profiles, in id order) again by
-    /// the rule of SPEC.md section 2: chains of shared values and links. Values no live contact
+    /// Groups the live ones of `before` (every member of the `profiles` touched profiles, in id order)
+    /// again by the rule of SPEC.md section 2: chains of shared values and links. Values no live contact
     /// carries any more leave the tables, with their links and rules; every value's owner becomes its
     /// first live carrier; each group's oldest contact becomes its primary. Rows in `touched` and rows
     /// whose link changes get `now` as `updatedAt` and are recorded in `changes`.
@@ -122,37 +122,17 @@ extension ContactGraph {
         changes: inout GraphChanges
     ) -> SplitOutcome {
         let live = before.filter { !isErased($0) }
-        var firstEmailCarrier: [Int: Int] = [:]  // value → position in `live`
-        var firstPhoneCarrier: [Int: Int] = [:]
-        for (position, member) in live.enumerated() {
-            let email = emailOf[Int(member)]
-            if email != 0, firstEmailCarrier[Int(email - 1)] == nil { firstEmailCarrier[Int(email - 1)] = position }
-            let phone = phoneOf[Int(member)]
-            if phone != 0, firstPhoneCarrier[Int(phone - 1)] == nil { firstPhoneCarrier[Int(phone - 1)] = position }
-        }
-        for value in carried.emails.sorted() where firstEmailCarrier[value] == nil {
-            forget(value, links.numbers(email: value), rules.numbers(email: value), &changes)
+        var grouping = groups(of: live)
+        for value in carried.emails.sorted() where grouping.firstEmailCarrier[value] == nil {
+            forget(links.numbers(email: value), rules.numbers(email: value), &changes)
             emails.remove(value)
         }
-        for value in carried.phones.sorted() where firstPhoneCarrier[value] == nil {
-            forget(value, links.numbers(phone: value), rules.numbers(phone: value), &changes)
+        for value in carried.phones.sorted() where grouping.firstPhoneCarrier[value] == nil {
+            forget(links.numbers(phone: value), rules.numbers(phone: value), &changes)
             phones.remove(value)
         }
-        for (value, position) in firstEmailCarrier { emails.setOwner(value, live[position]) }
-        for (value, position) in firstPhoneCarrier { phones.setOwner(value, live[position]) }
-
-        var groups = LocalUnionFind(count: live.count)
-        for (position, member) in live.enumerated() {
-            let email = emailOf[Int(member)]
-            if email != 0 { groups.union(position, firstEmailCarrier[Int(email - 1)]!) }
-            let phone = phoneOf[Int(member)]
-            if phone != 0 { groups.union(position, firstPhoneCarrier[Int(phone - 1)]!) }
-        }
-        for (value, position) in firstEmailCarrier {
-            for number in links.numbers(email: value) {
-                if let other = firstPhoneCarrier[links.pairs[number]!.phone] { groups.union(position, other) }
-            }
-        }
+        for (value, position) in grouping.firstEmailCarrier { emails.setOwner(value, live[position]) }
+        for (value, position) in grouping.firstPhoneCarrier { phones.setOwner(value, live[position]) }
 
         // Positions ascend with ids, so the first member met of each group is its oldest contact.
         var touched = touched
@@ -160,7 +140,7 @@ extension ContactGraph {
         var tailOfGroup: [Int: UInt32] = [:]
         var pieces: [UInt32] = []
         for (position, member) in live.enumerated() {
-            let root = groups.find(position)
+            let root = grouping.parts.find(position)
             let index = Int(member)
             nextMember[index] = 0
             let newLink: UInt32
@@ -189,9 +169,47 @@ extension ContactGraph {
     }
 }
 
+/// Contacts grouped by the rule of SPEC.md section 2 (shared values, and links between their values),
+/// with the position of each value's first carrier.
+struct ValueGroups {
+    /// Email value → position of its first carrier among the grouped contacts.
+    var firstEmailCarrier: [Int: Int] = [:]
+    var firstPhoneCarrier: [Int: Int] = [:]
+    /// The groups, over positions.
+    var parts: LocalUnionFind
+}
+
 extension ContactGraph {
+    /// Groups `members` (in id order) by shared values and by the links whose two values they carry.
+    /// Its cost is bounded by the members and their links: it never looks beyond them.
+    func groups(of members: [UInt32]) -> ValueGroups {
+        var grouping = ValueGroups(parts: LocalUnionFind(count: members.count))
+        for (position, member) in members.enumerated() {
+            let email = emailOf[Int(member)]
+            if email != 0 {
+                let first = grouping.firstEmailCarrier[Int(email - 1), default: position]
+                grouping.firstEmailCarrier[Int(email - 1)] = first
+                grouping.parts.union(position, first)
+            }
+            let phone = phoneOf[Int(member)]
+            if phone != 0 {
+                let first = grouping.firstPhoneCarrier[Int(phone - 1), default: position]
+                grouping.firstPhoneCarrier[Int(phone - 1)] = first
+                grouping.parts.union(position, first)
+            }
+        }
+        for (value, position) in grouping.firstEmailCarrier {
+            for number in links.numbers(email: value) {
+                if let other = grouping.firstPhoneCarrier[links.pairs[number]!.phone] {
+                    grouping.parts.union(position, other)
+                }
+            }
+        }
+        return grouping
+    }
+
     /// Deletes the links and rules that name a value no live contact carries any more.
-    fileprivate mutating func forget(_ value: Int, _ linkNumbers: [UInt64], _ ruleNumbers: [UInt64], _ changes: inout GraphChanges) {
+    fileprivate mutating func forget(_ linkNumbers: [UInt64], _ ruleNumbers: [UInt64], _ changes: inout GraphChanges) {
         for number in linkNumbers {
             links.remove(number)
             changes.linksRemoved.append(number)
@@ -201,7 +219,7 @@ extension ContactGraph {
 }
 
 /// A union-find over positions 0..<count, for regrouping one profile.
-private struct LocalUnionFind {
+struct LocalUnionFind {
     private var parent: [Int]
 
     init(count: Int) {
