@@ -52,6 +52,11 @@ enum Setting {
         flag ?? ProcessInfo.processInfo.environment[variable].flatMap { $0.isEmpty ? nil : $0 }
     }
 
+    /// A flag given on the command line, or its variable set to `1`, `true` or `yes`.
+    static func flag(_ flag: Bool, _ variable: String) -> Bool {
+        flag || ["1", "true", "yes"].contains(value(nil, variable) ?? "")
+    }
+
     static func integer(
         _ flag: Int?, _ variable: String, default fallback: Int, range: ClosedRange<Int>, flag name: String? = nil
     ) throws -> Int {

@@ -143,8 +143,7 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("--auth-tokens: \(error)")
             }
         }
-        let allowOpen = allowUnauthenticated
-            || ["1", "true", "yes"].contains(Setting.value(nil, "IDENTITY_GRAPH_ALLOW_UNAUTHENTICATED") ?? "")
+        let allowOpen = Setting.flag(allowUnauthenticated, "IDENTITY_GRAPH_ALLOW_UNAUTHENTICATED")
         if tokens == nil, !allowOpen, !Self.isLoopback(host) {
             throw ValidationError("""
                 refusing to serve \(host) without access control: anyone who can reach it could read and \
@@ -191,9 +190,7 @@ struct Serve: AsyncParsableCommand {
         logger.logLevel = level
 
         let storeLogger = logger
-        let metrics = ServerMetrics(
-            enabled: !(noMetrics || ["1", "true", "yes"].contains(Setting.value(nil, "IDENTITY_GRAPH_NO_METRICS") ?? ""))
-        )
+        let metrics = ServerMetrics(enabled: !Setting.flag(noMetrics, "IDENTITY_GRAPH_NO_METRICS"))
         let engine: IdentityEngine
         do {
             engine = try IdentityEngine(

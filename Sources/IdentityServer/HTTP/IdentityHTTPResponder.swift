@@ -45,7 +45,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
         let path = request.uri.path
         switch path {
         case "/identify", "/api/identify":
-            return (try? QueryParameters(request.uri.query ?? ""))?["dryRun"] == "true" ? "dryRun" : "identify"
+            return isDryRun(request) ? "dryRun" : "identify"
         case "/profiles": return "lookup"
         case "/explain", "/erase", "/unmerge", "/changes", "/healthz", "/metrics", "/keep-apart": return String(path.dropFirst())
         case "/openapi.json": return "openapi"
@@ -98,6 +98,13 @@ public struct IdentityHTTPResponder: HTTPResponder {
         }
     }
 
+    /// Whether an identify request asks for exactly `dryRun=true`, for auth and metrics before the
+    /// query is validated (the route answers 400 for any other value). Most requests have no query.
+    static func isDryRun(_ request: Request) -> Bool {
+        guard let query = request.uri.query, !query.isEmpty else { return false }
+        return (try? QueryParameters(query))?["dryRun"] == "true"
+    }
+
     /// The role a request needs, `nil` when it is open to all or not a route (SPEC.md section 14).
     static func requiredRole(_ request: Request) -> Role? {
         let path = request.uri.path
@@ -106,8 +113,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
         case "/identify", "/api/identify":
             guard method == .post else { return nil }
             // A dry run only reads; anything else that is not exactly `dryRun=true` may write.
-            let query = try? QueryParameters(request.uri.query ?? "")
-            return query?["dryRun"] == "true" ? .read : .write
+            return isDryRun(request) ? .read : .write
         case "/profiles", "/explain", "/changes":
             return method == .get ? .read : nil
         case "/keep-apart":
@@ -245,7 +251,8 @@ public struct IdentityHTTPResponder: HTTPResponder {
         }
         let page: IdentityEngine.ChangesPage
         do {
-            page = try engine.changes(after: UInt64(after), limit: limit)
+            // A stream reads its own pages; here it needs only to know whether `after` is still kept.
+            page = try engine.changes(after: UInt64(after), limit: wantsStream ? 1 : limit)
         } catch {
             throw Problem(error)
         }

@@ -24,15 +24,13 @@ public final class ServerMetrics: Sendable {
         var status: Int
     }
 
-    private struct LatencyKey: Hashable {
-        var transport: Transport
-        var op: String
-    }
 
     private let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
-    private let requests = NIOLockedValueBox<[RequestKey: CoreMetrics.Counter]>([:])
-    private let latencies = NIOLockedValueBox<[LatencyKey: CoreMetrics.Timer]>([:])
+    /// The series one request touches, found with one lock and one lookup: its counter and its
+    /// operation's latency histogram (the histogram is shared by every status of the operation, and
+    /// swift-prometheus hands out the same one for the same label and dimensions).
+    private let requests = NIOLockedValueBox<[RequestKey: (count: CoreMetrics.Counter, latency: CoreMetrics.Timer)]>([:])
     private let connections: [Transport: CoreMetrics.Meter]
     private let commitLatency: CoreMetrics.Timer
     private let rowsPerCommit: CoreMetrics.Recorder
@@ -83,28 +81,24 @@ public final class ServerMetrics: Sendable {
     /// Counts one request and records how long it took.
     public func recordRequest(_ transport: Transport, op: String, status: Int, duration: Duration) {
         guard isEnabled else { return }
-        let requestKey = RequestKey(transport: transport, op: op, status: status)
-        let counter = requests.withLockedValue { cache in
-            if let counter = cache[requestKey] { return counter }
-            let counter = CoreMetrics.Counter(
-                label: "identity_graph_requests_total",
-                dimensions: [("transport", transport.rawValue), ("op", op), ("status", String(status))],
-                factory: factory
+        let key = RequestKey(transport: transport, op: op, status: status)
+        let (counter, timer) = requests.withLockedValue { cache in
+            if let series = cache[key] { return series }
+            let series = (
+                count: CoreMetrics.Counter(
+                    label: "identity_graph_requests_total",
+                    dimensions: [("transport", transport.rawValue), ("op", op), ("status", String(status))],
+                    factory: factory
+                ),
+                latency: CoreMetrics.Timer(
+                    label: "identity_graph_request_duration_seconds",
+                    dimensions: [("transport", transport.rawValue), ("op", op)], factory: factory
+                )
             )
-            cache[requestKey] = counter
-            return counter
+            cache[key] = series
+            return series
         }
         counter.increment()
-        let latencyKey = LatencyKey(transport: transport, op: op)
-        let timer = latencies.withLockedValue { cache in
-            if let timer = cache[latencyKey] { return timer }
-            let timer = CoreMetrics.Timer(
-                label: "identity_graph_request_duration_seconds",
-                dimensions: [("transport", transport.rawValue), ("op", op)], factory: factory
-            )
-            cache[latencyKey] = timer
-            return timer
-        }
         timer.recordNanoseconds(Int64(duration.components.seconds) * 1_000_000_000
             + Int64(duration.components.attoseconds / 1_000_000_000))
     }
