@@ -217,7 +217,7 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw CommandFailure(message: error.message)
         }
-        let statistics = engine.statistics
+        let statistics = await engine.statistics
         logger.info(
             "opened store",
             metadata: [
@@ -240,7 +240,7 @@ struct Serve: AsyncParsableCommand {
                 if let blocklistPath {
                     do {
                         let reloaded = try Blocklist(contentsOfFile: blocklistPath)
-                        engine.updateGuards(Guards(blocklist: reloaded, limits: limits))
+                        await engine.updateGuards(Guards(blocklist: reloaded, limits: limits))
                         logger.notice("blocklist reloaded", metadata: ["rules": "\(reloaded.ruleCount)"])
                     } catch {
                         logger.error("blocklist reload failed; the previous rules stay in force: \(error)")

@@ -31,7 +31,7 @@ import Testing
         #expect(!contents.contacts.contains { $0.email == secretEmail || $0.phoneNumber == secretPhone })
         #expect(contents.links.isEmpty && contents.keepApart.isEmpty)
         #expect(try await engine.lookupResponseBody(email: secretEmail, phoneNumber: secretPhone) == Array(#"{"profiles":[]}"#.utf8))
-        let feed = try engine.changes(after: 0, limit: 1000)
+        let feed = try await engine.changes(after: 0, limit: 1000)
         let feedText = String(decoding: feed.events.flatMap(\.json), as: UTF8.self)
         #expect(!feedText.contains(secretEmail) && !feedText.contains(secretPhone) && !feedText.contains("@"))
 

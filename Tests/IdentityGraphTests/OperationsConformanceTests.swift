@@ -41,7 +41,7 @@ import Testing
         for (index, step) in scenario.steps.enumerated() {
             let engine = try next()
             let before = try await engine.contents()
-            let seqBefore = engine.latestSeq
+            let seqBefore = (await engine.latestSeq)
             let (status, body) = await Self.perform(step, on: engine)
             #expect(status == step.status, "step \(index) (\(step.op)): \(String(decoding: body, as: UTF8.self))")
             if let expected = step.response, status == 200 {
@@ -49,7 +49,7 @@ import Testing
             }
             if step.status != 200 || ["dryRun", "lookup", "profile", "explain", "changes"].contains(step.op) {
                 #expect(try await engine.contents() == before, "step \(index) (\(step.op)) changed the store")
-                #expect(engine.latestSeq == seqBefore, "step \(index) (\(step.op)) recorded a change")
+                #expect((await engine.latestSeq) == seqBefore, "step \(index) (\(step.op)) recorded a change")
             }
         }
     }
@@ -97,7 +97,7 @@ import Testing
                 guard let email = request.email, let phone = request.phoneNumber else { return (400, []) }
                 return (200, try await engine.unmerge(email: email, phoneNumber: phone, keepApart: keepApart))
             case "changes":
-                let page = try engine.changes(after: UInt64(step.integer("after") ?? 0), limit: 1000)
+                let page = try await engine.changes(after: UInt64(step.integer("after") ?? 0), limit: 1000)
                 return (200, page.json)
             default:
                 Issue.record("unknown op \(step.op)")

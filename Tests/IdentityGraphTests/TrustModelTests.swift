@@ -49,12 +49,12 @@ import Testing
             let (email, phone) = trial.someRequest()
             let request = try IdentifyRequest(email: email, phoneNumber: phone)
             let context = "seed \(seed), step \(step): identify(\(email ?? "-"), \(phone ?? "-"))"
-            let seqBefore = engine.latestSeq
+            let seqBefore = (await engine.latestSeq)
             let predicted = try await Engines.outcome {
                 try await engine.identifyResponseBody(request, dryRun: true)
             }.decoded { try AnswerJSON.identify($0, dryRun: true) }
             #expect(try await engine.contents() == contents, "a dry run changed the store; \(context)")
-            #expect(engine.latestSeq == seqBefore, "a dry run recorded a change; \(context)")
+            #expect((await engine.latestSeq) == seqBefore, "a dry run recorded a change; \(context)")
             let real = try await Engines.outcome {
                 try await engine.identifyResponseBody(request)
             }.decoded { try AnswerJSON.identify($0, dryRun: false) }
@@ -74,7 +74,7 @@ import Testing
                 #expect(created == prediction.dryRun?.created, "created ids; \(context)")
                 #expect(merged == prediction.dryRun?.mergedPrimaryIds, "merged primaries; \(context)")
                 #expect(changed || after == contents, "a request predicted to change nothing wrote; \(context)")
-                #expect(engine.latestSeq == seqBefore + (changed ? 1 : 0), "change events; \(context)")
+                #expect((await engine.latestSeq) == seqBefore + (changed ? 1 : 0), "change events; \(context)")
                 agreed = answer.contact == prediction.contact && answer.ignored == prediction.ignored
                     && created == prediction.dryRun?.created && merged == prediction.dryRun?.mergedPrimaryIds
             default:
@@ -317,7 +317,7 @@ private struct Trial {
             previousRows = contents.contacts
         }
         if feed {
-            let page = try engine.changes(after: 0, limit: 10_000)
+            let page = try await engine.changes(after: 0, limit: 10_000)
             let events = page.events.map { Model.Event($0) }
             #expect(events == model.events, context)
             #expect(page.latestSeq == UInt64(model.events.count), context)

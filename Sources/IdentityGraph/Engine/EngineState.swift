@@ -2,8 +2,9 @@ import Foundation
 
 /// Everything the engine owns, and every operation on it, as plain synchronous code: the graph, the
 /// guards, the clock, the change feed's numbering, and the bookkeeping of which batch of writes an
-/// answer must wait for. It knows nothing of threads or locks; ``IdentityEngine`` runs each call
-/// inside its critical section and a writer thread commits the batches it fills.
+/// answer must wait for and which answers a commit releases. It knows nothing of threads; the
+/// ``IdentityEngine`` actor owns one and runs every call on it, and a ``GroupCommitWriter`` commits
+/// the batches it fills. Its tests drive it directly, with no threads.
 ///
 /// Every operation that changes anything encodes the changed rows, links, rules and its one change
 /// event into the open batch, and marks the profiles it touched as pending on that batch. An answer
@@ -26,6 +27,14 @@ struct EngineState {
     /// For each profile changed by a batch not yet durable, by primary: the newest such batch.
     var pendingProfiles: [UInt32: UInt64] = [:]
     var durableBatch: UInt64 = 0
+    /// Answers waiting for their batch to be durable, ordered by batch.
+    var waiting: [Waiter] = []
+    /// Why the last commit failed, until a retry succeeds; changes are refused meanwhile.
+    var failure: StorageError?
+    /// Whether the writer holds a batch that has not reported back.
+    var writerBusy = false
+    /// Batches committed since the engine opened.
+    var commits = 0
 
     /// Values identify held back, by field and reason (for metrics); dry runs do not count.
     var ignoredCounts: [String: [String: Int]] = [:]

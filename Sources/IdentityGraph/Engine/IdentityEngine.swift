@@ -4,19 +4,25 @@ import LMDB
 /// The one owner of the contact graph: answers identify and look-ups, and makes every answer
 /// durable before it is given.
 ///
-/// All graph work runs inside one short critical section, so requests are linearizable in the
-/// order they take the lock. Changed rows go into the *open batch*; a dedicated writer thread
-/// commits each batch in one LMDB transaction (one fsync) and only then releases the answers
-/// that depend on it. While one batch commits, the next gathers: a burst of N requests costs
-/// about one fsync, not N (group commit). A request that changes nothing waits only for the
-/// newest batch that changed the profile it reports, if that batch has not reached the disk yet.
+/// An actor on a thread of its own (``EngineExecutor``): all graph work runs there, one call at a
+/// time, so requests are linearizable in the order they reach it. The work itself is the
+/// synchronous ``EngineState``; this type is the thin layer that owns it. HTTP makes one call per
+/// request; the line protocol hands over every request of one channel read in one call
+/// (``submit(_:completion:)``) and gets all their answers back at once.
+///
+/// Changed rows go into the *open batch*; a ``GroupCommitWriter`` thread commits each batch in one
+/// LMDB transaction (one fsync), then reports once, and that one report releases every answer that
+/// depended on the batch. While one batch commits, the next gathers: a burst of N requests costs
+/// about one fsync, not N (group commit). Nothing awaits inside a write transaction: the writer
+/// never awaits at all. A request that changes nothing waits only for the newest batch that
+/// changed the profile it reports, if that batch has not reached the disk yet.
 ///
 /// When a commit fails (a full disk, an I/O error) the engine stops accepting changes, fails
 /// the requests waiting on it with ``StorageError/Kind-swift.enum/unavailable``, and retries the
 /// batch with a back-off; once a retry succeeds it accepts changes again. It never answers for
 /// data that is not on disk. Changes it made in memory but never acknowledged are committed by
 /// the retry, or are gone after a restart; either way no client was told they were kept.
-public final class IdentityEngine: Sendable {
+public actor IdentityEngine {
     /// Settings of an engine with a store.
     public struct Options: Sendable {
         /// The first size of the memory map; it doubles whenever it fills.
@@ -25,14 +31,14 @@ public final class IdentityEngine: Sendable {
         /// answers go out after the commit but before the fsync, so a crash of the machine (not
         /// just of the process) may lose the last moments of acknowledged changes.
         public var durable: Bool
-        /// Called when the store is upgraded, on the writer thread when a commit fails, and when the
-        /// store recovers.
+        /// Called when the store is upgraded, and on the engine's thread when a commit fails and when
+        /// the store recovers.
         public var onStorageEvent: (@Sendable (StorageEvent) -> Void)?
         /// The guards against over-merging; ``IdentityEngine/updateGuards(_:)`` replaces them.
         public var guards: Guards
         /// How many change events to keep, the newest (SPEC.md section 13, `--changes-retain`).
         public var changesRetained: Int
-        /// Called on the writer thread after each commit with the rows it wrote and the seconds it
+        /// Called on the engine's thread after each commit with the rows it wrote and the seconds it
         /// took, fsync included (for metrics).
         public var onCommit: (@Sendable (_ rows: Int, _ seconds: Double) -> Void)?
 
@@ -73,36 +79,33 @@ public final class IdentityEngine: Sendable {
         public var ignored: [String: [String: Int]]
     }
 
-    private struct Waiter {
-        var batch: UInt64
-        var resume: @Sendable (Result<Void, EngineError>) -> Void
-    }
+    /// The graph and its bookkeeping; every operation on it runs on the engine's thread.
+    private var state: EngineState
+    private var closed = false
+    /// Entries into the engine (one per HTTP request, one per line-protocol channel read), for tests.
+    private(set) var calls = 0
 
-    private struct State {
-        var core: EngineState
-        /// Ordered by batch: each is registered in the same critical section that picks its batch.
-        var waiters: [Waiter] = []
-        var failure: StorageError?
-        var commits = 0
-        var writerIdle = true
-        var closed = false
-    }
+    private nonisolated let executor: EngineExecutor
+    private nonisolated let store: ContactStore?
+    private nonisolated let writer: GroupCommitWriter?
+    private nonisolated let options: Options
+    private nonisolated let notifier: ChangeNotifier
 
-    private let state: Protected<State>
-    private let store: ContactStore?
-    private let options: Options
-    private let notifier: ChangeNotifier
-    private let writerWakeup = DispatchSemaphore(value: 0)
-    private let writerFinished = DispatchSemaphore(value: 0)
+    /// The engine runs on a thread of its own (see ``EngineExecutor``).
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        executor.asUnownedSerialExecutor()
+    }
 
     /// An engine that keeps everything in memory only: for tests and benchmarks of the algorithm.
     public init(options: Options = Options()) {
         var core = EngineState(persistent: false)
         core.guards = options.guards
         core.memoryFeed = EventLog(retained: options.changesRetained)
-        state = Protected(State(core: core))
+        state = core
         store = nil
+        writer = nil
         notifier = ChangeNotifier(latest: 0)
+        executor = EngineExecutor(name: "identity-graph engine")
         self.options = options
     }
 
@@ -127,13 +130,24 @@ public final class IdentityEngine: Sendable {
             try store.completeUpgrade(batch)
             options.onStorageEvent?(.upgraded(from: "v1", to: "v2", links: added))
         }
+        let writer = GroupCommitWriter(store: store)
         self.notifier = ChangeNotifier(latest: core.durableSeq)
-        self.state = Protected(State(core: core))
+        self.state = core
         self.store = store
+        self.writer = writer
         self.options = options
-        let thread = Thread { [self] in runWriter(store) }
-        thread.name = "identity-graph writer"
-        thread.start()
+        let executor = EngineExecutor(name: "identity-graph engine")
+        self.executor = executor
+        // The writer reports on its thread; one hop per commit brings the report to the engine.
+        writer.start { [weak self] report in
+            guard let self else { return }
+            executor.execute { self.assumeIsolated { $0.handle(report) } }
+        }
+    }
+
+    deinit {
+        writer?.stop()
+        executor.stop()
     }
 
     // MARK: - Identify
@@ -141,43 +155,9 @@ public final class IdentityEngine: Sendable {
     /// Identifies the person behind `request` (SPEC.md sections 4 and 10) and returns their profile
     /// once every change it reports is on disk.
     public func identify(_ request: IdentifyRequest) async throws(EngineError) -> Profile {
-        let result = await withCheckedContinuation { continuation in
-            identify(request) { continuation.resume(returning: $0) }
-        }
-        return try result.get()
-    }
-
-    /// ``identify(_:)`` for callers that are not async (event loops): `completion` runs once, on the
-    /// caller's thread when nothing has to be waited for, else on the writer thread.
-    public func identify(
-        _ request: IdentifyRequest, completion: @escaping @Sendable (Result<Profile, EngineError>) -> Void
-    ) {
-        perform(completion) { state, canWrite throws(EngineError) in
-            let (primary, _, wait) = try state.identify(request, canWrite: canWrite)
+        try await run { state throws(EngineError) in
+            let (primary, _, wait) = try state.identify(request, canWrite: state.canWrite)
             return (state.graph.profile(primary: primary), wait)
-        }
-    }
-
-    /// Identify, or with `dryRun` a dry run of it (SPEC.md section 9), for the transports: appends
-    /// `PROFILE`, then `,"dryRun":{...}` for a dry run and `,"ignored":[...]` when values were held
-    /// back, to `writer` (which holds whatever the answer starts with), straight from the index, and
-    /// completes with it once what it reports is on disk. The caller closes the answer.
-    public func identify(
-        _ request: IdentifyRequest,
-        dryRun: Bool = false,
-        appendingProfileTo writer: JSONWriter,
-        completion: @escaping @Sendable (Result<JSONWriter, EngineError>) -> Void
-    ) {
-        perform(completion) { state, canWrite throws(EngineError) in
-            var writer = writer
-            if dryRun {
-                let wait = try state.dryRun(request, into: &writer)
-                return (writer, wait)
-            }
-            let (primary, ignored, wait) = try state.identify(request, canWrite: canWrite)
-            state.graph.writeProfileJSON(primary: primary, into: &writer)
-            EngineState.write(ignored, into: &writer)
-            return (writer, wait)
         }
     }
 
@@ -188,12 +168,107 @@ public final class IdentityEngine: Sendable {
     {
         var head = JSONWriter()
         head.raw("{\"contact\":")
-        let result = await withCheckedContinuation { continuation in
-            identify(request, dryRun: dryRun, appendingProfileTo: head) { continuation.resume(returning: $0) }
+        return try await run { state throws(EngineError) in
+            let (writer, wait) = try Self.identify(request, dryRun: dryRun, appendingTo: head, &state)
+            var body = writer
+            body.raw("}")
+            return (body.bytes, wait)
         }
-        var writer = try result.get()
-        writer.raw("}")
-        return writer.bytes
+    }
+
+    /// Appends `PROFILE`, then `,"dryRun":{...}` for a dry run and `,"ignored":[...]` when values were
+    /// held back, to `writer` (which holds whatever the answer starts with).
+    private static func identify(
+        _ request: IdentifyRequest, dryRun: Bool, appendingTo writer: JSONWriter, _ state: inout EngineState
+    ) throws(EngineError) -> (JSONWriter, UInt64) {
+        var writer = writer
+        if dryRun {
+            let wait = try state.dryRun(request, into: &writer)
+            return (writer, wait)
+        }
+        let (primary, ignored, wait) = try state.identify(request, canWrite: state.canWrite)
+        state.graph.writeProfileJSON(primary: primary, into: &writer)
+        EngineState.write(ignored, into: &writer)
+        return (writer, wait)
+    }
+
+    // MARK: - Many requests in one call
+
+    /// One request of a batch handed over with ``submit(_:completion:)``.
+    public enum BatchedRequest: Sendable {
+        /// Identify, or a dry run of it: appends the profile and what follows it (as
+        /// ``identifyResponseBody(_:dryRun:)`` writes after `{"contact":`) to `head`.
+        case identify(IdentifyRequest, dryRun: Bool, head: JSONWriter)
+        /// Appends `[PROFILE,...]`, the profiles holding `email` or `phoneNumber`, to `head`.
+        case lookup(email: String?, phoneNumber: String?, head: JSONWriter)
+        /// The record of a contact (a tombstone for an erased one); ``EngineError/notFound(_:)`` when
+        /// there is none.
+        case contact(id: Int)
+    }
+
+    /// The answer to one ``BatchedRequest``.
+    public enum BatchedAnswer: Sendable {
+        /// The request's `head` with the answer appended; the caller closes it.
+        case written(JSONWriter)
+        case contact(Contact)
+        case failed(EngineError)
+    }
+
+    /// Answers `requests` in order, in one hop to the engine's thread and without creating a task:
+    /// for an event loop handing over all the requests of one channel read. `completion` runs once,
+    /// on the engine's thread, with every answer, when every change they report is on disk.
+    public nonisolated func submit(
+        _ requests: [BatchedRequest], completion: @escaping @Sendable ([BatchedAnswer]) -> Void
+    ) {
+        executor.execute { self.assumeIsolated { $0.answer(requests, completion: completion) } }
+    }
+
+    private func answer(_ requests: [BatchedRequest], completion: @escaping @Sendable ([BatchedAnswer]) -> Void) {
+        calls += 1
+        var answers: [BatchedAnswer] = []
+        answers.reserveCapacity(requests.count)
+        var waits: [UInt64] = []
+        waits.reserveCapacity(requests.count)
+        for request in requests {
+            if closed {
+                answers.append(.failed(.storage(Self.closedError)))
+                waits.append(0)
+                continue
+            }
+            do throws(EngineError) {
+                let (answer, wait) = try answer(request)
+                answers.append(answer)
+                waits.append(wait)
+            } catch {
+                answers.append(.failed(error))
+                waits.append(0)
+            }
+        }
+        // One wait for the whole read: its answers go out in order anyway, so none is held back by
+        // more than the others' commit. If the commit fails, the answers that needed it fail and
+        // those about durable data stand.
+        let durable = state.durableBatch
+        let respond = { (result: Result<Void, EngineError>) in
+            guard case .failure(let error) = result else { return completion(answers) }
+            completion(zip(answers, waits).map { $1 <= durable ? $0 : .failed(error) })
+        }
+        let outcome = state.wait(for: waits.max() ?? 0, respond)
+        startCommit()
+        if let outcome { respond(outcome) }
+    }
+
+    private func answer(_ request: BatchedRequest) throws(EngineError) -> (BatchedAnswer, UInt64) {
+        switch request {
+        case .identify(let request, let dryRun, let head):
+            let (writer, wait) = try Self.identify(request, dryRun: dryRun, appendingTo: head, &state)
+            return (.written(writer), wait)
+        case .lookup(let email, let phoneNumber, var writer):
+            let wait = state.lookup(email: email, phone: phoneNumber, into: &writer)
+            return (.written(writer), wait)
+        case .contact(let id):
+            guard let contact = state.graph.contact(id: id) else { throw .notFound("no contact with id \(id)") }
+            return (.contact(contact), state.pendingBatch(about: id))
+        }
     }
 
     // MARK: - Look-ups
@@ -201,26 +276,18 @@ public final class IdentityEngine: Sendable {
     /// The record of contact `id` (a tombstone for an erased one), or `nil` when there is none.
     /// Waits, like identify, until what it reports is on disk.
     public func contact(id: Int) async throws(EngineError) -> Contact? {
-        let result = await withCheckedContinuation { continuation in
-            contact(id: id) { continuation.resume(returning: $0) }
-        }
-        return try result.get()
-    }
-
-    /// ``contact(id:)`` with a completion, for event loops.
-    public func contact(id: Int, completion: @escaping @Sendable (Result<Contact?, EngineError>) -> Void) {
-        perform(completion) { state, _ in (state.graph.contact(id: id), state.pendingBatch(about: id)) }
+        try await run { state in (state.graph.contact(id: id), state.pendingBatch(about: id)) }
     }
 
     /// The profile holding live contact `id`, or `nil` when there is no such contact or it is erased.
     public func profile(containing id: Int) async throws(EngineError) -> Profile? {
-        try await run { state, _ in (state.graph.profile(containing: id), state.pendingBatch(about: id)) }
+        try await run { state in (state.graph.profile(containing: id), state.pendingBatch(about: id)) }
     }
 
     /// `{"contact":{...}}`: the profile holding live contact `id` (SPEC.md section 9); throws
     /// ``EngineError/notFound(_:)`` or ``EngineError/erased(_:)``.
     public func profileResponseBody(containing id: Int) async throws(EngineError) -> [UInt8] {
-        try await run { state, _ throws(EngineError) in
+        try await run { state throws(EngineError) in
             var writer = JSONWriter()
             let wait = try state.profile(containing: id, into: &writer)
             return (writer.bytes, wait)
@@ -229,33 +296,19 @@ public final class IdentityEngine: Sendable {
 
     /// `{"profiles":[...]}`: the profiles holding `email` or `phoneNumber` (normalized values).
     public func lookupResponseBody(email: String?, phoneNumber: String?) async throws(EngineError) -> [UInt8] {
-        var head = JSONWriter()
-        head.raw("{\"profiles\":")
-        let result = await withCheckedContinuation { continuation in
-            lookup(email: email, phoneNumber: phoneNumber, appendingTo: head) { continuation.resume(returning: $0) }
-        }
-        var writer = try result.get()
-        writer.raw("}")
-        return writer.bytes
-    }
-
-    /// Appends `[PROFILE,...]`, the profiles holding `email` or `phoneNumber`, to `writer`; for the
-    /// line protocol.
-    public func lookup(
-        email: String?, phoneNumber: String?, appendingTo writer: JSONWriter,
-        completion: @escaping @Sendable (Result<JSONWriter, EngineError>) -> Void
-    ) {
-        perform(completion) { state, _ in
-            var writer = writer
+        try await run { state in
+            var writer = JSONWriter()
+            writer.raw("{\"profiles\":")
             let wait = state.lookup(email: email, phone: phoneNumber, into: &writer)
-            return (writer, wait)
+            writer.raw("}")
+            return (writer.bytes, wait)
         }
     }
 
     /// Why contacts `from` and `to` are one person (SPEC.md section 11); throws
     /// ``EngineError/notFound(_:)`` when either does not exist.
     public func explain(from source: Int, to target: Int) async throws(EngineError) -> Explanation {
-        try await run { state, _ throws(EngineError) in try state.explain(from: source, to: target) }
+        try await run { state throws(EngineError) in try state.explain(from: source, to: target) }
     }
 
     /// Every contact, in id order, once all of them are durable (for checks and tests: it copies
@@ -266,7 +319,7 @@ public final class IdentityEngine: Sendable {
 
     /// Every contact, link and keep-apart rule, once all are durable (for checks and tests).
     public func contents() async throws(EngineError) -> StoreContents {
-        try await run { state, _ in
+        try await run { state in
             let graph = state.graph
             let contents = StoreContents(
                 contacts: (0..<graph.contactCount).map { graph.contact(id: $0 + 1)! },
@@ -279,7 +332,7 @@ public final class IdentityEngine: Sendable {
     /// The keep-apart rules, oldest first, once every pending change is durable (rules are not
     /// tracked per profile, so this waits for the newest batch, as ``contents()`` does).
     public func keepApartRules() async throws(EngineError) -> [StoredPair] {
-        try await run { state, _ in (state.keepApartRules(), state.lastChangedBatch) }
+        try await run { state in (state.keepApartRules(), state.lastChangedBatch) }
     }
 
     // MARK: - Erasure and unmerge
@@ -297,9 +350,9 @@ public final class IdentityEngine: Sendable {
     /// Erases what `erasure` names and answers `{"erasedContactIds":[...],"profiles":[...]}` once it
     /// is on disk. Throws ``EngineError/notFound(_:)`` for an unknown contact.
     public func erase(_ erasure: Erasure) async throws(EngineError) -> [UInt8] {
-        try await run { state, canWrite throws(EngineError) in
+        try await run { state throws(EngineError) in
             var writer = JSONWriter()
-            let wait = try state.erase(erasure, canWrite: canWrite, into: &writer)
+            let wait = try state.erase(erasure, canWrite: state.canWrite, into: &writer)
             return (writer.bytes, wait)
         }
     }
@@ -307,10 +360,10 @@ public final class IdentityEngine: Sendable {
     /// Undoes the merge that the link (`email`, `phoneNumber`) records and answers
     /// `{"profiles":[...]}`; with `keepApart`, also records a keep-apart rule for the pair.
     public func unmerge(email: String, phoneNumber: String, keepApart: Bool) async throws(EngineError) -> [UInt8] {
-        try await run { state, canWrite throws(EngineError) in
+        try await run { state throws(EngineError) in
             var writer = JSONWriter()
             let wait = try state.unmerge(
-                email: email, phone: phoneNumber, keepApart: keepApart, canWrite: canWrite, into: &writer
+                email: email, phone: phoneNumber, keepApart: keepApart, canWrite: state.canWrite, into: &writer
             )
             return (writer.bytes, wait)
         }
@@ -318,8 +371,8 @@ public final class IdentityEngine: Sendable {
 
     /// Deletes the keep-apart rule (`email`, `phoneNumber`); throws ``EngineError/notFound(_:)``.
     public func removeKeepApart(email: String, phoneNumber: String) async throws(EngineError) {
-        try await run { state, canWrite throws(EngineError) in
-            ((), try state.removeKeepApart(email: email, phone: phoneNumber, canWrite: canWrite))
+        try await run { state throws(EngineError) in
+            ((), try state.removeKeepApart(email: email, phone: phoneNumber, canWrite: state.canWrite))
         }
     }
 
@@ -348,18 +401,10 @@ public final class IdentityEngine: Sendable {
         }
     }
 
-    /// The durable change events with `seq` after `after`, at most `limit`, ascending.
-    public func changes(after: UInt64, limit: Int) throws(EngineError) -> ChangesPage {
-        // An in-memory engine's feed is read in place, under the lock: copying it out would make the
-        // next write copy the whole log.
-        let (durable, memoryPage) = state.withLock { state -> (UInt64, ChangesPage?) in
-            let durable = state.core.durableSeq
-            guard !state.core.persistent else { return (durable, nil) }
-            let feed = state.core.memoryFeed
-            return (durable, ChangesPage(
-                events: feed.events(after: after, limit: limit), latestSeq: durable, oldestSeq: feed.oldestSeq
-            ))
-        }
+    /// The durable change events with `seq` after `after`, at most `limit`, ascending. A store's
+    /// feed is read off the engine's thread, in a read transaction of its own.
+    public nonisolated func changes(after: UInt64, limit: Int) async throws(EngineError) -> ChangesPage {
+        let (durable, memoryPage) = await memoryChanges(after: after, limit: limit)
         if let memoryPage { return memoryPage }
         guard let store else { return ChangesPage(events: [], latestSeq: durable, oldestSeq: 0) }
         do {
@@ -371,20 +416,32 @@ public final class IdentityEngine: Sendable {
         }
     }
 
+    /// The newest durable seq, and for an in-memory engine the page itself, read in place: copying
+    /// the feed out would make the next write copy the whole log.
+    private func memoryChanges(after: UInt64, limit: Int) -> (UInt64, ChangesPage?) {
+        calls += 1
+        let durable = state.durableSeq
+        guard !state.persistent else { return (durable, nil) }
+        let feed = state.memoryFeed
+        return (durable, ChangesPage(
+            events: feed.events(after: after, limit: limit), latestSeq: durable, oldestSeq: feed.oldestSeq
+        ))
+    }
+
     /// Returns once an event newer than `seq` is durable, after `timeout`, or when
     /// ``wakeChangeWaiters()`` is called; for streams of the feed, which wait here between pages.
-    public func waitForChanges(after seq: UInt64, timeout: Duration) async {
+    public nonisolated func waitForChanges(after seq: UInt64, timeout: Duration) async {
         await notifier.wait(after: seq, timeout: timeout)
     }
 
     /// Wakes everything waiting in ``waitForChanges(after:timeout:)`` (a server shutting down).
-    public func wakeChangeWaiters() {
+    public nonisolated func wakeChangeWaiters() {
         notifier.wakeAll()
     }
 
     /// The newest durable seq.
     public var latestSeq: UInt64 {
-        state.withLock { $0.core.durableSeq }
+        state.durableSeq
     }
 
     // MARK: - Guards and statistics
@@ -392,188 +449,102 @@ public final class IdentityEngine: Sendable {
     /// Replaces the guards (a reload on SIGHUP); cached blocklist verdicts are dropped with the old
     /// rules. Values already stored are not changed.
     public func updateGuards(_ guards: Guards) {
-        state.withLock { $0.core.guards = guards }
+        state.guards = guards
     }
 
     /// The number of contacts and profiles.
     public var statistics: Statistics {
-        state.withLock {
-            Statistics(
-                contacts: $0.core.graph.contactCount, profiles: $0.core.graph.profileCount, commits: $0.commits,
-                latestSeq: $0.core.durableSeq, ignored: $0.core.ignoredCounts
-            )
-        }
+        Statistics(
+            contacts: state.graph.contactCount, profiles: state.graph.profileCount, commits: state.commits,
+            latestSeq: state.durableSeq, ignored: state.ignoredCounts
+        )
     }
 
     // MARK: - Running operations
 
-    /// Runs `body` on the state inside the critical section and completes with its answer once the
-    /// batch it names is durable. `body` gets whether the store accepts changes now.
-    private func perform<T: Sendable>(
-        _ completion: @escaping @Sendable (Result<T, EngineError>) -> Void,
-        _ body: (inout EngineState, Bool) throws(EngineError) -> (T, UInt64)
-    ) {
-        let outcome = state.withLock { state -> Outcome<T> in
-            if state.closed { return .failed(StorageError(.closed, "the engine is closed")) }
-            do throws(EngineError) {
-                let (value, wait) = try body(&state.core, state.failure == nil)
-                guard store != nil else { return .ready(value) }
-                return Self.await(wait, &state, value: value, completion: completion)
-            } catch {
-                return .rejected(error)
-            }
-        }
-        finish(outcome, completion)
-    }
+    private static let closedError = StorageError(.closed, "the engine is closed")
 
-    private func run<T: Sendable>(_ body: (inout EngineState, Bool) throws(EngineError) -> (T, UInt64))
+    /// Runs `body` on the state and returns its answer once the batch it names is durable.
+    private func run<T: Sendable>(_ body: (inout EngineState) throws(EngineError) -> (T, UInt64))
         async throws(EngineError) -> T
     {
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, EngineError>, Never>) in
-            perform({ continuation.resume(returning: $0) }, body)
+        calls += 1
+        if closed { throw .storage(Self.closedError) }
+        let (value, wait) = try body(&state)
+        var ready: Result<Void, EngineError>?
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, EngineError>, Never>) in
+            ready = state.wait(for: wait) { continuation.resume(returning: $0) }
+            startCommit()
+            if let ready { continuation.resume(returning: ready) }
         }
-        return try result.get()
+        try result.get()
+        return value
+    }
+
+    /// Hands the open batch to the writer when it is idle.
+    private func startCommit() {
+        if let batch = state.takeBatch() { writer?.submit(batch) }
+    }
+
+    /// What the writer reports, on the engine's thread: once per commit, whatever the number of
+    /// answers it releases.
+    private func handle(_ report: GroupCommitWriter.Report) {
+        switch report {
+        case .committed(let batch, let seconds, let recovered):
+            options.onCommit?(batch.rows.count, seconds)
+            let released = state.committed(batch)
+            if recovered { options.onStorageEvent?(.recovered) }
+            for waiter in released { waiter.resume(.success(())) }
+            notifier.publish(batch.seq)
+            startCommit()
+            if closed && !state.writerBusy { writer?.stop() }
+        case .failed(let error):
+            let failed = state.commitFailed(error)
+            options.onStorageEvent?(.writeFailed(error))
+            let unavailable = EngineError.storage(
+                StorageError(.unavailable, "the store could not commit: \(error.message)")
+            )
+            for waiter in failed { waiter.resume(.failure(unavailable)) }
+        }
     }
 
     // MARK: - Snapshots and shutdown
 
     /// Writes a consistent, compacted copy of the store into `directory` (which must not exist or be
     /// empty) while requests go on. The copy holds every change acknowledged before the call.
-    public func snapshot(to directory: String) throws(StorageError) {
+    public nonisolated func snapshot(to directory: String) throws(StorageError) {
         guard let store else { throw StorageError(.cannotOpen, "an in-memory engine has no store to copy") }
         try store.copy(to: directory)
     }
 
     /// Stops taking requests, commits what is pending, waits for the writer and flushes the store.
     /// Requests after this fail with ``StorageError/Kind-swift.enum/closed``. Blocks the caller
-    /// for at most the last commit.
-    public func close() {
-        let wake = state.withLock { state -> Bool in
-            guard !state.closed else { return false }
-            state.closed = true
-            let wasIdle = state.writerIdle
-            state.writerIdle = false
-            return wasIdle
+    /// (which must not be the engine's own thread) for at most the last commit.
+    public nonisolated func close() {
+        precondition(!executor.isCurrent, "close() would wait for the engine's thread on that very thread")
+        let marked = DispatchSemaphore(value: 0)
+        executor.execute {
+            self.assumeIsolated { engine in
+                defer { marked.signal() }
+                guard !engine.closed else { return }
+                engine.closed = true
+                engine.writer?.closing()
+                engine.startCommit()
+                if !engine.state.writerBusy { engine.writer?.stop() }
+            }
         }
-        guard let store else { return }
-        if wake { writerWakeup.signal() }
-        writerFinished.wait()
-        writerFinished.signal()  // later calls return at once
+        marked.wait()
+        guard let store, let writer else { return }
+        writer.waitUntilFinished()
         try? store.sync()
         notifier.wakeAll()
     }
 
     /// Makes the next `count` commits fail as a full disk would (for tests of the failure path).
-    func injectWriteFailures(_ count: Int) {
+    nonisolated func injectWriteFailures(_ count: Int) {
         store?.injectedFailures.withLock { $0 = count }
     }
 
     /// The size of the store's memory map now (it grows as the store fills); 0 in memory.
-    var mapSize: Int { store?.environment.mapSize ?? 0 }
-
-    // MARK: - Waiting for durability
-
-    private enum Outcome<T> {
-        case ready(T)
-        case failed(StorageError)
-        case rejected(EngineError)
-        case waiting(wakeWriter: Bool)
-    }
-
-    /// Decides, inside the critical section, whether an answer computed now can go out at once or
-    /// must wait for `batch` to be durable; registers the waiter in the latter case.
-    private static func await<T: Sendable>(
-        _ batch: UInt64,
-        _ state: inout State,
-        value: T,
-        completion: @escaping @Sendable (Result<T, EngineError>) -> Void
-    ) -> Outcome<T> {
-        if batch <= state.core.durableBatch { return .ready(value) }
-        if let failure = state.failure {
-            return .failed(StorageError(.unavailable, "the store is not accepting changes: \(failure.message)"))
-        }
-        state.waiters.append(Waiter(batch: batch) { result in completion(result.map { value }) })
-        let wake = state.writerIdle && !state.core.openBatch.isEmpty
-        if wake { state.writerIdle = false }
-        return .waiting(wakeWriter: wake)
-    }
-
-    private func finish<T>(_ outcome: Outcome<T>, _ completion: @Sendable (Result<T, EngineError>) -> Void) {
-        switch outcome {
-        case .ready(let value): completion(.success(value))
-        case .failed(let error): completion(.failure(.storage(error)))
-        case .rejected(let error): completion(.failure(error))
-        case .waiting(let wake): if wake { writerWakeup.signal() }
-        }
-    }
-
-    // MARK: - The writer
-
-    private func runWriter(_ store: ContactStore) {
-        while true {
-            writerWakeup.wait()
-            while let (rows, batch, seq) = takeBatch() {
-                commit(rows, batch: batch, seq: seq, to: store)
-            }
-            if state.withLock({ $0.closed && $0.core.openBatch.isEmpty }) { break }
-        }
-        writerFinished.signal()
-    }
-
-    /// Takes the open batch for committing, or marks the writer idle when there is none.
-    private func takeBatch() -> (RowBatch, UInt64, UInt64)? {
-        state.withLock { state in
-            guard !state.core.openBatch.isEmpty else {
-                state.writerIdle = true
-                return nil
-            }
-            let rows = state.core.openBatch
-            state.core.openBatch = RowBatch()
-            let batch = state.core.openBatchNumber
-            state.core.openBatchNumber += 1
-            // Every event recorded so far is in this batch or an earlier one.
-            return (rows, batch, state.core.nextSeq - 1)
-        }
-    }
-
-    private func commit(_ rows: RowBatch, batch: UInt64, seq: UInt64, to store: ContactStore) {
-        var backoff = 0.05
-        let started = DispatchTime.now().uptimeNanoseconds
-        while true {
-            do {
-                try store.write(rows)
-                options.onCommit?(rows.count, Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9)
-                break
-            } catch {
-                let (failed, closed) = state.withLock { state in
-                    state.failure = error
-                    let failed = state.waiters
-                    state.waiters.removeAll()
-                    return (failed, state.closed)
-                }
-                options.onStorageEvent?(.writeFailed(error))
-                let unavailable = StorageError(.unavailable, "the store could not commit: \(error.message)")
-                for waiter in failed { waiter.resume(.failure(.storage(unavailable))) }
-                // Closing: nobody waits any more for these unacknowledged rows; a few tries, then give up.
-                if closed && backoff > 0.5 { return }
-                Thread.sleep(forTimeInterval: backoff)
-                backoff = min(backoff * 2, 5)
-            }
-        }
-        let (ready, recovered) = state.withLock { state in
-            let recovered = state.failure != nil
-            state.failure = nil
-            state.core.durableBatch = batch
-            state.core.durableSeq = max(state.core.durableSeq, seq)
-            state.commits += 1
-            state.core.pendingProfiles = state.core.pendingProfiles.filter { $0.value > batch }
-            let count = state.waiters.prefix { $0.batch <= batch }.count
-            let ready = Array(state.waiters.prefix(count))
-            state.waiters.removeFirst(count)
-            return (ready, recovered)
-        }
-        if recovered { options.onStorageEvent?(.recovered) }
-        for waiter in ready { waiter.resume(.success(())) }
-        notifier.publish(seq)
-    }
+    nonisolated var mapSize: Int { store?.environment.mapSize ?? 0 }
 }

@@ -5,8 +5,9 @@ import Foundation
 /// Used instead of the standard library's `Mutex` because its lock is built from atomics that
 /// ThreadSanitizer does not see, so every access under it was reported as a race; a pthread mutex
 /// (through `NSLock`) is understood by the sanitizer and costs the same here.
-/// `@unchecked Sendable`: `value` is touched only inside `withLock`, while `lock` is held.
-final class Protected<Value>: @unchecked Sendable {
+/// Sendable when its value is, as `NIOLockedValueBox` is: `value` is touched only inside `withLock`,
+/// while `lock` is held, so only a value that may cross threads can be shared this way.
+final class Protected<Value> {
     private let lock = NSLock()
     private var value: Value
 
@@ -20,3 +21,5 @@ final class Protected<Value>: @unchecked Sendable {
         return try body(&value)
     }
 }
+
+extension Protected: @unchecked Sendable where Value: Sendable {}

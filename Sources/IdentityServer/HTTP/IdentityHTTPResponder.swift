@@ -143,7 +143,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
             try Self.allow(request, .get)
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: metrics.render(engine))))
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: await metrics.render(engine))))
         case "/":
             try Self.allow(request, .get)
             var headers = HTTPFields()
@@ -202,7 +202,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
             return Response(status: .noContent)
         case "/changes":
             try Self.allow(request, .get)
-            return try changes(request)
+            return try await changes(request)
         case _ where path.hasPrefix("/contacts/"):
             try Self.allow(request, .get, .delete)
             let id = try Self.contactId(String(path.dropFirst("/contacts/".count)))
@@ -237,7 +237,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
 
     /// `GET /changes?after=S&limit=N` (SPEC.md section 13), or with `Accept: text/event-stream` a
     /// stream of Server-Sent Events.
-    private func changes(_ request: Request) throws -> Response {
+    private func changes(_ request: Request) async throws -> Response {
         let query = try Self.query(request)
         var (after, limit) = try Self.parameter { () throws(RequestError) in
             (try query.integer("after", in: 0...Int.max) ?? 0, try query.integer("limit", in: 1...10_000) ?? 1000)
@@ -252,7 +252,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
         let page: IdentityEngine.ChangesPage
         do {
             // A stream reads its own pages; here it needs only to know whether `after` is still kept.
-            page = try engine.changes(after: UInt64(after), limit: wantsStream ? 1 : limit)
+            page = try await engine.changes(after: UInt64(after), limit: wantsStream ? 1 : limit)
         } catch {
             throw Problem(error)
         }
@@ -286,7 +286,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
                 var allocator = ByteBufferAllocator()
                 try await writer.write(allocator.buffer(string: ": identity-graph change feed\n\n"))
                 while true {
-                    let page = try engine.changes(after: last, limit: 1000)
+                    let page = try await engine.changes(after: last, limit: 1000)
                     if let first = page.events.first, first.seq > last + 1, last > 0 {
                         try await writer.write(allocator.buffer(
                             string: ": events after \(last) are no longer kept; the oldest is \(first.seq)\n\n"
@@ -312,10 +312,9 @@ public struct IdentityHTTPResponder: HTTPResponder {
                         try await writer.write(allocator.buffer(string: ": the server is shutting down\n\n"))
                         break
                     }
-                    let before = engine.latestSeq
-                    if before <= last {
+                    if page.latestSeq <= last {
                         await engine.waitForChanges(after: last, timeout: heartbeat)
-                        if engine.latestSeq <= last && !stopping.withLockedValue({ $0 }) {
+                        if await engine.latestSeq <= last && !stopping.withLockedValue({ $0 }) {
                             try await writer.write(allocator.buffer(string: ": heartbeat\n\n"))
                         }
                     }

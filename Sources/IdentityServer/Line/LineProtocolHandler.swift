@@ -33,7 +33,9 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     /// Answers gathered in order but not written yet: written and flushed together at the end
     /// of a read, or once for a run of answers that completed off the event loop.
     private var output: ByteBuffer?
-    private var flushScheduled = false
+    /// The engine requests of the read in progress, handed over together when it ends.
+    private var gatheredRequests: [IdentityEngine.BatchedRequest] = []
+    private var gathered: [Gathered] = []
     private var readHeld = false
     /// After this answer is delivered the connection closes (an over-long line, or draining).
     private var closeAfter: UInt64?
@@ -92,6 +94,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        submitGathered()
         flushIfNeeded()
         context.fireChannelReadComplete()
     }
@@ -142,43 +145,66 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         case .success(.ping):
             finish(LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") }, status: 200)
         case .success(.identify(let identify, let dryRun)):
-            let deliver = deliverer(sequence, op: op, started: started)
             let head = LineRequest.answerHead(id: id, member: "contact")
-            engine.identify(identify, dryRun: dryRun, appendingProfileTo: head) { result in
-                let (bytes, status) = Self.answer(result, id: id)
-                deliver(bytes, status)
-            }
+            gather(.identify(identify, dryRun: dryRun, head: head), sequence, id: id, op: op, started: started)
         case .success(.lookup(let email, let phoneNumber)):
-            let deliver = deliverer(sequence, op: op, started: started)
             let head = LineRequest.answerHead(id: id, member: "profiles")
-            engine.lookup(email: email, phoneNumber: phoneNumber, appendingTo: head) { result in
-                let (bytes, status) = Self.answer(result, id: id)
-                deliver(bytes, status)
-            }
+            gather(.lookup(email: email, phoneNumber: phoneNumber, head: head), sequence, id: id, op: op, started: started)
         case .success(.get(let contactId)):
-            let deliver = deliverer(sequence, op: op, started: started)
-            engine.contact(id: contactId) { result in
-                switch result {
-                case .success(let contact?):
-                    deliver(LineRequest.answerLine(id: id, member: "record") { contact.writeJSON(into: &$0) }, 200)
-                case .success(nil):
-                    deliver(LineRequest.errorLine(id: id, .notFound("no contact with id \(contactId)")), 404)
-                case .failure(let error):
-                    let problem = Problem(error)
-                    deliver(LineRequest.errorLine(id: id, problem), problem.statusCode)
-                }
+            gather(.contact(id: contactId), sequence, id: id, op: op, started: started)
+        }
+    }
+
+    /// A request for the engine, kept until the read ends.
+    private struct Gathered {
+        var sequence: UInt64
+        var id: JSONValue?
+        var op: String
+        var started: ContinuousClock.Instant
+    }
+
+    private func gather(
+        _ request: IdentityEngine.BatchedRequest, _ sequence: UInt64, id: JSONValue?, op: String,
+        started: ContinuousClock.Instant
+    ) {
+        gatheredRequests.append(request)
+        gathered.append(Gathered(sequence: sequence, id: id, op: op, started: started))
+    }
+
+    /// Hands every engine request of this read to the engine in one call; their answers come back
+    /// together, in one hop to this event loop, once what they report is durable.
+    private func submitGathered() {
+        guard !gathered.isEmpty, let context else { return }
+        let requests = gatheredRequests
+        let pending = gathered
+        gatheredRequests.removeAll(keepingCapacity: true)
+        gathered.removeAll(keepingCapacity: true)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let metrics = self.metrics
+        engine.submit(requests) { answers in
+            let finished = ContinuousClock.now
+            let lines = zip(pending, answers).map { request, answer in
+                let (bytes, status) = Self.answer(answer, id: request.id)
+                metrics.recordRequest(.line, op: request.op, status: status, duration: finished - request.started)
+                return (request.sequence, bytes)
+            }
+            eventLoop.execute {
+                for (sequence, bytes) in lines { handler.value.complete(sequence, bytes) }
+                handler.value.flushIfNeeded()
             }
         }
     }
 
-    /// An answer line from an engine result whose writer holds the line up to its last member, and
-    /// its status.
-    private static func answer(_ result: Result<JSONWriter, EngineError>, id: JSONValue?) -> ([UInt8], Int) {
-        switch result {
-        case .success(var writer):
+    /// An answer line from an engine answer, and its status.
+    private static func answer(_ answer: IdentityEngine.BatchedAnswer, id: JSONValue?) -> ([UInt8], Int) {
+        switch answer {
+        case .written(var writer):
             writer.raw("}\n")
             return (writer.bytes, 200)
-        case .failure(let error):
+        case .contact(let contact):
+            return (LineRequest.answerLine(id: id, member: "record") { contact.writeJSON(into: &$0) }, 200)
+        case .failed(let error):
             let problem = Problem(error)
             return (LineRequest.errorLine(id: id, problem), problem.statusCode)
         }
@@ -203,26 +229,6 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         return (LineRequest.errorLine(id: id, problem), 401)
     }
 
-    /// A callback that hands an answer back to this handler on its event loop, from any thread.
-    private func deliverer(
-        _ sequence: UInt64, op: String, started: ContinuousClock.Instant
-    ) -> @Sendable ([UInt8], Int) -> Void {
-        let eventLoop = context!.eventLoop
-        let handler = NIOLoopBound(self, eventLoop: eventLoop)
-        let metrics = self.metrics
-        return { bytes, status in
-            metrics.recordRequest(.line, op: op, status: status, duration: ContinuousClock.now - started)
-            if eventLoop.inEventLoop {
-                handler.value.complete(sequence, bytes)
-            } else {
-                eventLoop.execute {
-                    handler.value.complete(sequence, bytes)
-                    handler.value.scheduleFlush()
-                }
-            }
-        }
-    }
-
     // MARK: - Answers
 
     private func complete(_ sequence: UInt64, _ bytes: [UInt8]) {
@@ -245,17 +251,6 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             close(context)
         } else {
             resumeReadingIfPossible()
-        }
-    }
-
-    /// Coalesces the flushes of answers that complete off the event loop into one.
-    fileprivate func scheduleFlush() {
-        guard !flushScheduled, let context else { return }
-        flushScheduled = true
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            handler.value.flushScheduled = false
-            handler.value.flushIfNeeded()
         }
     }
 
@@ -308,6 +303,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             // deliver every answer owed, then close; a client that does not collect them in the grace
             // period is closed anyway, so that shutdown cannot hang on it.
             draining = true
+            submitGathered()
             if owed == 0 {
                 close(context)
             } else if event is ChannelShouldQuiesceEvent {

@@ -120,8 +120,8 @@ public final class ServerMetrics: Sendable {
     }
 
     /// The metrics as Prometheus text, with the engine's figures read now.
-    public func render(_ engine: IdentityEngine) -> [UInt8] {
-        let statistics = engine.statistics
+    public func render(_ engine: IdentityEngine) async -> [UInt8] {
+        let statistics = await engine.statistics
         contacts.set(statistics.contacts)
         profiles.set(statistics.profiles)
         latestSeq.set(Int(statistics.latestSeq))

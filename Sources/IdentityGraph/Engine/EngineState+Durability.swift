@@ -1,0 +1,67 @@
+/// Which answers wait for which batch, and what a commit or a failed commit releases (SPEC.md
+/// section 5): plain bookkeeping, so that its tests need no writer and no threads.
+extension EngineState {
+    /// An answer computed already, waiting until `batch` is durable; `resume` hands it out, or the
+    /// storage failure that keeps it from being acknowledged.
+    struct Waiter {
+        var batch: UInt64
+        var resume: (Result<Void, EngineError>) -> Void
+    }
+
+    /// Whether changes can be made now: not while commits fail.
+    var canWrite: Bool { failure == nil }
+
+    /// Registers `resume` to run once `batch` is durable; returns the outcome instead when it is
+    /// known now (the batch is durable, or the store is failing and it cannot become so soon).
+    mutating func wait(for batch: UInt64, _ resume: @escaping (Result<Void, EngineError>) -> Void)
+        -> Result<Void, EngineError>?
+    {
+        if !persistent || batch <= durableBatch { return .success(()) }
+        if let failure {
+            return .failure(.storage(StorageError(.unavailable, "the store is not accepting changes: \(failure.message)")))
+        }
+        // Batches only grow, and a waiter always waits for the open batch or an older one, so
+        // appending keeps the list ordered unless an older batch is named after a newer one.
+        if let last = waiting.last, last.batch > batch {
+            let index = waiting.firstIndex { $0.batch > batch }!
+            waiting.insert(Waiter(batch: batch, resume: resume), at: index)
+        } else {
+            waiting.append(Waiter(batch: batch, resume: resume))
+        }
+        return nil
+    }
+
+    /// The open batch, for the writer, when it is idle and there is something to commit; the
+    /// writer counts as busy until ``committed(_:)``.
+    mutating func takeBatch() -> GroupCommitWriter.Batch? {
+        guard persistent, !writerBusy, !openBatch.isEmpty else { return nil }
+        writerBusy = true
+        let batch = GroupCommitWriter.Batch(rows: openBatch, number: openBatchNumber, seq: nextSeq - 1)
+        openBatch = RowBatch()
+        openBatchNumber += 1
+        return batch
+    }
+
+    /// `batch` is durable: returns the answers it releases, in order.
+    mutating func committed(_ batch: GroupCommitWriter.Batch) -> [Waiter] {
+        writerBusy = false
+        failure = nil
+        commits += 1
+        durableBatch = batch.number
+        durableSeq = max(durableSeq, batch.seq)
+        if !pendingProfiles.isEmpty {
+            pendingProfiles = pendingProfiles.filter { $0.value > batch.number }
+        }
+        let count = waiting.prefix { $0.batch <= batch.number }.count
+        defer { waiting.removeFirst(count) }
+        return Array(waiting.prefix(count))
+    }
+
+    /// A commit failed: changes are refused until a retry succeeds, and every waiting answer fails,
+    /// since what it reports is not on disk. Returns those answers.
+    mutating func commitFailed(_ error: StorageError) -> [Waiter] {
+        failure = error
+        defer { waiting.removeAll() }
+        return waiting
+    }
+}
