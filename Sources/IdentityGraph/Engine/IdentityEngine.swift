@@ -83,7 +83,7 @@ public actor IdentityEngine {
     private var state: EngineState
     private var closed = false
     /// Entries into the engine (one per HTTP request, one per line-protocol channel read), for tests.
-    private(set) var calls = 0
+    public private(set) var calls = 0
 
     private nonisolated let executor: EngineExecutor
     private nonisolated let store: ContactStore?

@@ -63,6 +63,9 @@ final class LineProtocolHandler: ChannelDuplexHandler {
 
     private var owed: UInt64 { nextSequence - nextToWrite }
 
+    /// Whether every request received has been answered (for tests, which wait for it).
+    var owesNothing: Bool { owed == 0 && gathered.isEmpty }
+
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
     }
