@@ -14,6 +14,13 @@ public enum StoredContacts {
         try ContactStore.readContents(in: dataDirectory)
     }
 
+    /// A bare cursor scan of the Contact rows, links and keep-apart rules: every key and value is
+    /// touched, nothing decoded. Returns the rows and bytes seen. The floor that restart and export are
+    /// measured against in `benchmarks/run.sh`.
+    public static func scan(dataDirectory: String) throws(StorageError) -> (rows: Int, bytes: Int) {
+        try ContactStore.scan(in: dataDirectory)
+    }
+
     /// Writes a consistent, compacted copy of the store in `dataDirectory` into `output`, which
     /// must not exist or be an empty directory. The copy holds exactly what was committed when the
     /// copy began; `identity-graph serve --data-dir OUTPUT` starts from it.

@@ -4,9 +4,10 @@ import IdentityGraph
 
 /// Runs a workload through the engine in-process and prints requests per second.
 ///
-/// `memory`: one thread, no store: decode the request JSON, identify, encode the whole response,
-/// as the line protocol does per request. `durable`: the same on a store with durable commits,
-/// with `--in-flight` requests outstanding at a time, so group commit can gather them.
+/// The requests go to the engine as the line protocol hands them over: decoded on the calling
+/// thread (an event loop's job), then `--batch` at a time in one call, with at most `--in-flight`
+/// requests outstanding; the answers are written straight from the index. `memory`: no store.
+/// `durable`: a store with durable commits, where group commit gathers what is outstanding.
 @main
 struct EngineThroughput: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Measure the engine's identify throughput in-process.")
@@ -14,7 +15,8 @@ struct EngineThroughput: ParsableCommand {
     @Option(help: "memory or durable.") var mode = "memory"
     @Option(help: "NDJSON workload file.") var workload = "data/generated/workload.ndjson"
     @Option(help: "Requests to run (the file cycles; default: its line count).") var requests: Int?
-    @Option(help: "Requests outstanding at once (durable mode).") var inFlight = 256
+    @Option(help: "Requests handed to the engine in one call (a pipelined read).") var batch = 64
+    @Option(help: "Requests outstanding at once.") var inFlight = 512
     @Option(help: "A blocklist file to configure, as `serve --blocklist` does.") var blocklist: String?
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
@@ -22,63 +24,73 @@ struct EngineThroughput: ParsableCommand {
         let text = try String(contentsOfFile: workload, encoding: .utf8)
         let bodies = text.split(separator: "\n").map { Array($0.utf8) }
         guard !bodies.isEmpty else { throw ValidationError("\(workload) is empty") }
+        guard batch > 0, inFlight >= batch else { throw ValidationError("need 0 < --batch <= --in-flight") }
         let total = requests ?? bodies.count
-        let seconds: Double
-        let sink = ResponseSink()
+        var guards = Guards.none
+        if let blocklist { guards.blocklist = try Blocklist(contentsOfFile: blocklist) }
+        let directory = NSTemporaryDirectory() + "identity-graph-throughput-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let engine: IdentityEngine
         switch mode {
-        case "memory":
-            var guards = Guards.none
-            if let blocklist { guards.blocklist = try Blocklist(contentsOfFile: blocklist) }
-            let engine = IdentityEngine(options: .init(guards: guards))
-            let started = DispatchTime.now().uptimeNanoseconds
-            for index in 0..<total {
-                let request = try IdentifyRequest(json: bodies[index % bodies.count])
-                var head = JSONWriter()
-                head.raw("{\"contact\":")
-                // As the transports do: the answer is written straight from the index.
-                engine.identify(request, appendingProfileTo: head) { result in
-                    if case .success(let writer) = result { sink.bytes &+= writer.bytes.count }
-                }
-            }
-            seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        case "durable":
-            let directory = NSTemporaryDirectory() + "identity-graph-throughput-\(UUID().uuidString)"
-            defer { try? FileManager.default.removeItem(atPath: directory) }
-            let engine = try IdentityEngine(dataDirectory: directory)
-            let slots = DispatchSemaphore(value: inFlight)
-            let started = DispatchTime.now().uptimeNanoseconds
-            for index in 0..<total {
-                let request = try IdentifyRequest(json: bodies[index % bodies.count])
-                slots.wait()
-                var head = JSONWriter()
-                head.raw("{\"contact\":")
-                engine.identify(request, appendingProfileTo: head) { result in
-                    if case .failure(let error) = result { fatalError("identify failed: \(error)") }
-                    slots.signal()
-                }
-            }
-            for _ in 0..<inFlight { slots.wait() }
-            seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-            // libdispatch traps if a semaphore dies holding fewer permits than it was created with.
-            for _ in 0..<inFlight { slots.signal() }
-            let commits = engine.statistics.commits
-            engine.close()
-            if !json { print("commits: \(commits) (\(String(format: "%.1f", Double(total) / Double(commits))) requests each)") }
-        default:
-            throw ValidationError("mode must be memory or durable")
+        case "memory": engine = IdentityEngine(options: .init(guards: guards))
+        case "durable": engine = try IdentityEngine(dataDirectory: directory, options: .init(guards: guards))
+        default: throw ValidationError("mode must be memory or durable")
         }
+        let sink = ResponseSink()
+        let slots = DispatchSemaphore(value: inFlight / batch)
+        let started = DispatchTime.now().uptimeNanoseconds
+        var index = 0
+        var head = JSONWriter()
+        head.raw("{\"contact\":")
+        while index < total {
+            let count = min(batch, total - index)
+            var requests: [IdentityEngine.BatchedRequest] = []
+            requests.reserveCapacity(count)
+            for offset in 0..<count {
+                let request = try IdentifyRequest(json: bodies[(index + offset) % bodies.count])
+                requests.append(.identify(request, dryRun: false, head: head))
+            }
+            index += count
+            slots.wait()
+            engine.submit(requests) { answers in
+                for answer in answers {
+                    guard case .written(let writer) = answer else { fatalError("identify failed: \(answer)") }
+                    sink.add(writer.bytes.count)
+                }
+                slots.signal()
+            }
+        }
+        for _ in 0..<(inFlight / batch) { slots.wait() }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        // libdispatch traps if a semaphore dies holding fewer permits than it was created with.
+        for _ in 0..<(inFlight / batch) { slots.signal() }
+        let commits = Commits()
+        Task {
+            commits.count = await engine.statistics.commits
+            commits.done.signal()
+        }
+        commits.done.wait()
+        engine.close()
         let rate = Double(total) / seconds
         if json {
-            print(#"{"mode":"\#(mode)","requests":\#(total),"seconds":\#(seconds),"perSecond":\#(Int(rate))}"#)
+            print(#"{"mode":"\#(mode)","requests":\#(total),"seconds":\#(seconds),"perSecond":\#(Int(rate)),"commits":\#(commits.count)}"#)
         } else {
-            print("\(mode): \(total) identify in \(String(format: "%.3f", seconds)) s = \(Int(rate)) /s")
+            print("\(mode): \(total) identify in \(String(format: "%.3f", seconds)) s = \(Int(rate)) /s, \(commits.count) commits")
         }
         if sink.bytes < 0 { print("") }  // keeps the encoded responses observable to the optimizer
     }
 }
 
-/// Where memory-mode completions add up response sizes, so encoding is not optimized away.
-/// `@unchecked Sendable`: an in-memory engine completes synchronously on the calling thread.
+/// Where completions add up response sizes, so encoding is not optimized away.
+/// `@unchecked Sendable`: completions run on the engine's thread alone, one at a time.
 final class ResponseSink: @unchecked Sendable {
-    var bytes = 0
+    private(set) var bytes = 0
+    func add(_ count: Int) { bytes &+= count }
+}
+
+/// The commit count, read from the engine after the run.
+/// `@unchecked Sendable`: written once before `done` is signalled, read after waiting for it.
+final class Commits: @unchecked Sendable {
+    var count = 0
+    let done = DispatchSemaphore(value: 0)
 }

@@ -12,13 +12,23 @@ struct Populate: ParsableCommand {
     @Option(help: "The store to create; it must not exist.") var dataDir: String
     @Option(help: "How many contacts.") var contacts = 1_000_000
     @Flag(help: "Only open the existing store and report how long rebuilding the index took.") var reopen = false
+    @Flag(help: "Only run a bare cursor scan of the existing store's rows and report its time (the floor).")
+    var scan = false
 
     func run() throws {
+        if scan {
+            let started = Date()
+            let (rows, _) = try StoredContacts.scan(dataDirectory: dataDir)
+            let seconds = Date().timeIntervalSince(started)
+            print(#"{"rows":\#(rows),"seconds":\#(seconds)}"#)
+            return
+        }
         if reopen {
             let started = Date()
             let engine = try IdentityEngine(dataDirectory: dataDir)
             let seconds = Date().timeIntervalSince(started)
-            print("opened \(dataDir): \(engine.statistics.contacts) contacts in " + String(format: "%.3f s", seconds))
+            let contacts = blocking { await engine.statistics.contacts }
+            print("opened \(dataDir): \(contacts) contacts in " + String(format: "%.3f s", seconds))
             engine.close()
             return
         }
@@ -31,46 +41,48 @@ struct Populate: ParsableCommand {
         )
         var written = 0
         var person = 0
-        let window = 20_000
+        // Batches of 1,000 in one engine call each, at most 16 outstanding, so the open batch stays small.
+        let slots = DispatchSemaphore(value: 16)
         while written < contacts {
-            // Keep at most `window` requests in flight so the open batch stays small.
-            let done = DispatchSemaphore(value: 0)
-            let count = min(window, contacts - written)
-            let remaining = Protected(count)
+            let count = min(1000, contacts - written)
+            var requests: [IdentityEngine.BatchedRequest] = []
             for _ in 0..<count {
                 let wantSecond = person % 4 == 3 && written + 1 < contacts
                 let email = wantSecond ? "person\(person - 1).second@example.com" : "person\(person)@example.com"
                 let phone = "+1555" + String(wantSecond ? person - 1 : person)
-                let request = try IdentifyRequest(email: email, phoneNumber: phone)
-                engine.identify(request) { result in
-                    if case .failure(let error) = result { fatalError("populate failed: \(error)") }
-                    if remaining.decrement() == 0 { done.signal() }
-                }
+                requests.append(.identify(try IdentifyRequest(email: email, phoneNumber: phone), dryRun: false, head: JSONWriter()))
                 person += 1
                 written += 1
             }
-            done.wait()
+            slots.wait()
+            engine.submit(requests) { answers in
+                for case .failed(let error) in answers { fatalError("populate failed: \(error)") }
+                slots.signal()
+            }
         }
+        for _ in 0..<16 { slots.wait() }
+        for _ in 0..<16 { slots.signal() }
+        let statistics = blocking { await engine.statistics }
         engine.close()
-        let statistics = engine.statistics
         let seconds = Date().timeIntervalSince(started)
         print("populated \(dataDir): \(statistics.contacts) contacts, \(statistics.profiles) profiles in "
             + String(format: "%.1f s", seconds))
     }
 }
 
-/// A counter shared with the engine's completions, which run on its writer thread.
-/// `@unchecked Sendable`: `count` is only touched under `lock`.
-final class Protected: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count: Int
-
-    init(_ count: Int) { self.count = count }
-
-    func decrement() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        count -= 1
-        return count
+/// Runs `body` on the cooperative pool and blocks this (non-async) thread for its result.
+func blocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
+    let box = ResultBox<T>()
+    Task {
+        box.value = await body()
+        box.done.signal()
     }
+    box.done.wait()
+    return box.value!
+}
+
+/// `@unchecked Sendable`: `value` is written once before `done` is signalled, and read after waiting for it.
+final class ResultBox<T>: @unchecked Sendable {
+    var value: T?
+    let done = DispatchSemaphore(value: 0)
 }

@@ -87,11 +87,9 @@ struct Workload: AsyncParsableCommand {
         var noOps = 0
         for (email, phone) in lines {
             let request = try IdentifyRequest(email: email, phoneNumber: phone)
-            let before = engine.statistics
-            let done = DispatchSemaphore(value: 0)
-            engine.identify(request) { _ in done.signal() }
-            done.wait()
-            let after = engine.statistics
+            let before = await engine.statistics
+            _ = try await engine.identify(request)
+            let after = await engine.statistics
             if after.profiles > before.profiles {
                 creates += 1
             } else if after.profiles < before.profiles {
@@ -106,7 +104,7 @@ struct Workload: AsyncParsableCommand {
         func percent(_ count: Int) -> String { String(format: "%5.1f%%", Double(count) * 100 / total) }
         var report = "mix: creates \(percent(creates)), secondaries \(percent(secondaries)), "
             + "merges \(percent(merges)), no-ops \(percent(noOps))\n"
-        let statistics = engine.statistics
+        let statistics = await engine.statistics
         report += "result: \(statistics.contacts) contacts in \(statistics.profiles) profiles\n"
         var sizes: [Int: Int] = [:]
         for contact in try await engine.allContacts() { sizes[contact.linkedId ?? contact.id, default: 0] += 1 }
