@@ -182,6 +182,7 @@ public actor IdentityEngine {
         _ request: IdentifyRequest, dryRun: Bool, appendingTo writer: JSONWriter, _ state: inout EngineState
     ) throws(EngineError) -> (JSONWriter, UInt64) {
         var writer = writer
+        writer.reserve(256)
         if dryRun {
             let wait = try state.dryRun(request, into: &writer)
             return (writer, wait)

@@ -82,6 +82,7 @@ struct ContactGraph {
     }
 
     /// The values a profile's members own (each distinct value once, by first carrier), in id order.
+    @inline(__always)
     func writeOwnedValues(
         of primary: UInt32, values: [UInt32], table: ValueTable, into writer: inout JSONWriter
     ) {

@@ -50,15 +50,37 @@ public struct JSONWriter: Sendable {
         string(utf8: text.utf8)
     }
 
+    /// Makes room for `count` more bytes in one allocation; a writer copied from a shared head gets
+    /// a buffer of its own here rather than growing it a few bytes at a time.
+    public mutating func reserve(_ count: Int) {
+        bytes.reserveCapacity(bytes.count + count)
+    }
+
+    /// Appends stored UTF-8 text (a value read from the index) as a JSON string: the common case, no
+    /// escape needed, is one scan and one copy.
+    public mutating func string(utf8 text: UnsafeRawBufferPointer) {
+        for byte in text where Self.needsEscape(byte) { return escaped(text) }
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(contentsOf: text)
+        bytes.append(UInt8(ascii: "\""))
+    }
+
     /// Appends UTF-8 text as a JSON string with the escapes RFC 8259 requires.
     public mutating func string(utf8 text: some Collection<UInt8>) {
-        bytes.append(UInt8(ascii: "\""))
         // Most values need no escape: copy them whole.
-        if !text.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0x7F }) {
-            bytes.append(contentsOf: text)
-            bytes.append(UInt8(ascii: "\""))
-            return
-        }
+        if text.contains(where: Self.needsEscape) { return escaped(text) }
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(contentsOf: text)
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    @inline(__always)
+    private static func needsEscape(_ byte: UInt8) -> Bool {
+        byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == 0x7F
+    }
+
+    private mutating func escaped(_ text: some Collection<UInt8>) {
+        bytes.append(UInt8(ascii: "\""))
         for byte in text {
             switch byte {
             case UInt8(ascii: "\""):

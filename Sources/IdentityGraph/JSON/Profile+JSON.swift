@@ -44,6 +44,7 @@ enum ProfileJSON {
         return writer.bytes
     }
 
+    @inline(__always)
     static func write(
         primaryContactId: Int,
         into writer: inout JSONWriter,
