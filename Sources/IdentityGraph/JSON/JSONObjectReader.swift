@@ -64,7 +64,8 @@ public struct JSONObjectReader {
         case number(UnsafeRawBufferPointer)
         case bool(Bool)
         case null
-        case object
+        /// A nested object, as the slice of the input that holds it (braces included).
+        case object(UnsafeRawBufferPointer)
         case array
 
         var jsonValue: JSONValue {
@@ -147,8 +148,9 @@ public struct JSONObjectReader {
             try readLiteral("null")
             return .null
         case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let start = index
             try skipContainer()
-            return byte == UInt8(ascii: "{") ? .object : .array
+            return byte == UInt8(ascii: "{") ? .object(UnsafeRawBufferPointer(rebasing: bytes[start..<index])) : .array
         default:
             throw unexpected("a value")
         }
