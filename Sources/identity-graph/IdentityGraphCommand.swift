@@ -9,7 +9,7 @@ struct IdentityGraphCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "identity-graph",
         abstract: "A fast, self-hosted identity resolution server.",
-        subcommands: [Serve.self, Snapshot.self, Check.self]
+        subcommands: [Serve.self, Snapshot.self, Check.self, Import.self, Export.self]
     )
 
     static func main() async {
