@@ -90,6 +90,12 @@ struct Import: ParsableCommand {
             // A second SIGINT does not wait for the commit: the store is still valid (LMDB).
             if interrupted.exchange(true, ordering: .relaxed) { _exit(130) }
         }
+        // A parent may start us with SIGINT blocked (the mask is inherited); the import runs on this
+        // thread, so let the signal reach it here.
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &mask, nil)
 
         let summary: BulkImport.Summary
         do {
