@@ -67,8 +67,8 @@ failed=0
 rounds=3
 # row NAME MEASURED TARGET VERDICT
 row() { rows+=("$1|$2|$3|$4"); }
-# stat VALUES...: "median (min-max)" of the values, to 3 significant figures.
-stat() { python3 -c 'import sys,statistics; v=sorted(float(x) for x in sys.argv[1:]); f=lambda x: f"{x:,.3g}" if x < 1000 else f"{x:,.0f}"; print(f"{f(statistics.median(v))} ({f(v[0])}-{f(v[-1])})")' "$@"; }
+# spread VALUES...: "median (min-max)" of the values, to 3 significant figures.
+spread() { python3 -c 'import sys,statistics; v=sorted(float(x) for x in sys.argv[1:]); f=lambda x: f"{x:,.3g}" if x < 1000 else f"{x:,.0f}"; print(f"{f(statistics.median(v))} ({f(v[0])}-{f(v[-1])})")' "$@"; }
 median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 # verdict "MEDIAN OP TARGET": "meets" or "misses".
 verdict() { python3 -c "print('meets' if $1 else 'misses')"; }
@@ -131,11 +131,11 @@ for round in $(seq $rounds); do
     durable_ratios+=("$(ratio "$durable" "$memory")"); blocklist_ratios+=("$(ratio "$guarded" "$memory")")
 done
 memory_median=$(median "${memory_rates[@]}")
-row "engine identify, in memory, answers written" "$(stat "${memory_rates[@]}") /s" ">= 1,000,000 /s" \
+row "engine identify, in memory, answers written" "$(spread "${memory_rates[@]}") /s" ">= 1,000,000 /s" \
     "$(verdict "$memory_median >= 1e6")"
-row "engine identify, durable, group commit" "$(stat "${durable_ratios[@]}") x memory; $(stat "${durable_rates[@]}") /s" \
+row "engine identify, durable, group commit" "$(spread "${durable_ratios[@]}") x memory; $(spread "${durable_rates[@]}") /s" \
     ">= 0.8 x memory and >= 500,000 /s" "$(verdict "$(median "${durable_ratios[@]}") >= 0.8 and $(median "${durable_rates[@]}") >= 5e5")"
-row "engine identify, in memory, 100-rule blocklist (20 regexes)" "$(stat "${blocklist_ratios[@]}") x without" \
+row "engine identify, in memory, 100-rule blocklist (20 regexes)" "$(spread "${blocklist_ratios[@]}") x without" \
     ">= 0.95 x without" "$(verdict "$(median "${blocklist_ratios[@]}") >= 0.95")"
 
 echo "== (b) line protocol" >&2
@@ -177,9 +177,9 @@ for round in $(seq $rounds); do
     p99_verdicts+=("$(python3 -c "print(1 if $p99 <= $bound and $p99 <= 1000 else 0)")")
 done
 stop_server
-row "TCP, 8 connections x 64 pipelined, durable" "$(stat "${tcp_ratios[@]}") x ping; $(stat "${tcp_rates[@]}") /s" \
+row "TCP, 8 connections x 64 pipelined, durable" "$(spread "${tcp_ratios[@]}") x ping; $(spread "${tcp_rates[@]}") /s" \
     ">= 0.8 x ping and >= 300,000 /s" "$(verdict "$(median "${tcp_ratios[@]}") >= 0.8 and $(median "${tcp_rates[@]}") >= 3e5")"
-row "TCP, 8 connections, 1 in flight: p99" "$(stat "${p99s[@]}") us; bound ping p99 + 2 x median commit: $(stat "${p99_bounds[@]}") us" \
+row "TCP, 8 connections, 1 in flight: p99" "$(spread "${p99s[@]}") us; bound ping p99 + 2 x median commit: $(spread "${p99_bounds[@]}") us" \
     "<= bound and <= 1,000 us in each round" "$(verdict "min([$(IFS=,; echo "${p99_verdicts[*]}")]) == 1")"
 
 echo "== (c) HTTP" >&2
@@ -198,7 +198,7 @@ for round in $(seq $rounds); do
     http_rates+=("$identify_rate"); http_ratios+=("$(ratio "$identify_rate" "$healthz_rate")")
 done
 stop_server
-row "HTTP identify with wrk (2 threads, 64 conns)" "$(stat "${http_ratios[@]}") x healthz; $(stat "${http_rates[@]}") /s" \
+row "HTTP identify with wrk (2 threads, 64 conns)" "$(spread "${http_ratios[@]}") x healthz; $(spread "${http_rates[@]}") /s" \
     ">= 0.85 x healthz" "$(verdict "$(median "${http_ratios[@]}") >= 0.85")"
 http_rate=$(json_field "['throughput']" < "$results/http-loadgen.json")
 row "HTTP identify with loadgen (8 conns, keep-alive)" "$(printf '%.0f' "$http_rate") /s" "(reference)" "-"
@@ -215,7 +215,7 @@ for round in $(seq $rounds); do
 done
 rm -rf "$work/import-store"
 row "import of the workload (NDJSON, $requests records), durable at the end" \
-    "$(stat "${import_ratios[@]}") x engine in memory; $(stat "${import_rates[@]}") records/s" \
+    "$(spread "${import_ratios[@]}") x engine in memory; $(spread "${import_rates[@]}") records/s" \
     ">= 0.8 x engine in memory and >= 1,000,000 /s" \
     "$(verdict "$(median "${import_ratios[@]}") >= 0.8 and $(median "${import_rates[@]}") >= 1e6")"
 
@@ -242,14 +242,14 @@ for size in $small $large; do
         export_ratios+=("$(python3 -c "print(f'{$scan / $seconds:.3f}')")")
     done
     disk=$(stat -c %s "$work/store-$size/data.mdb")
-    row "memory per contact at $size contacts (links and change feed included)" "$(stat "${per_contacts[@]}") B" \
+    row "memory per contact at $size contacts (links and change feed included)" "$(spread "${per_contacts[@]}") B" \
         "<= 200 B" "$(verdict "$(median "${per_contacts[@]}") <= 200")"
     row "disk per contact at $size contacts" "$(( disk / size )) B" "(reference)" "-"
     row "restart with $size contacts (start to healthz 200)" \
-        "$(stat "${restart_ratios[@]}") x bare cursor scan; $(stat "${restarts[@]}") ms" \
+        "$(spread "${restart_ratios[@]}") x bare cursor scan; $(spread "${restarts[@]}") ms" \
         "<= 2 x scan and <= 5,000 ms at 10M" \
         "$(verdict "$(median "${restart_ratios[@]}") <= 2 and ($size < 10000000 or $(median "${restarts[@]}") <= 5000)")"
-    row "export of $size contacts to NDJSON" "$(stat "${export_ratios[@]}") x bare cursor scan; $(stat "${export_rates[@]}") records/s" \
+    row "export of $size contacts to NDJSON" "$(spread "${export_ratios[@]}") x bare cursor scan; $(spread "${export_rates[@]}") records/s" \
         ">= 0.5 x scan and >= 2,000,000 /s" \
         "$(verdict "$(median "${export_ratios[@]}") >= 0.5 and $(median "${export_rates[@]}") >= 2e6")"
     rm -rf "$work/store-$size"

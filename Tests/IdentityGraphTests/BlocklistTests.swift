@@ -199,3 +199,61 @@ import Testing
         }
     }
 }
+
+/// A regex is matched only when the value holds the literal text the regex requires: that look must never
+/// change a verdict, only skip matches that cannot succeed.
+@Suite struct BlocklistRequiredTextTests {
+    private func required(_ pattern: String) -> String? {
+        Blocklist.Pattern.requiredText(of: pattern).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    @Test("the required text of typical junk patterns is their longest literal run")
+    func typicalPatterns() {
+        #expect(required(#"test[0-9]*@test\.com"#) == "@test.com")
+        #expect(required(#".*@mailinator\.com"#) == "@mailinator.com")
+        #expect(required(#"noreply@.*"#) == "noreply@")
+        #expect(required(#".*\+spam@.*"#) == "+spam@")
+        #expect(required(#"\d+@nowhere\.test"#) == "@nowhere.test")
+        #expect(["@shop", ".test"].contains(required(#"(support|info|sales)@shop[0-9]*\.test"#) ?? ""))
+        #expect(required(#"0{6,}"#) == nil)
+    }
+
+    @Test("a pattern whose literals can be skipped or that reads unusually requires nothing")
+    func cautiousPatterns() {
+        #expect(required("a|bc") == nil, "top-level alternation")
+        #expect(required("(?i)abc") == nil, "inline options")
+        #expect(required(#"\x41bc"#) == nil, "an escape with arguments")
+        #expect(required(#"\p{L}+abc"#) == nil, "a property escape")
+        #expect(required("ab*c") == nil, "b may be absent, leaving runs of one")
+        #expect(required("abc?d") == "ab")
+        #expect(required("x+y+") == nil, "single characters are not selective")
+        #expect(required("ab+cd") == "ab")
+        #expect(required("[]ab]cd") == nil, "a class that starts with ]")
+        #expect(required("[a[b]]cd") == nil, "a nested class")
+        #expect(required("(ab[)]cd)ef") == "ef", "a ) inside a class inside a group")
+    }
+
+    @Test("with or without the look for required text, random patterns give the same verdicts on random values")
+    func verdictsUnchanged() throws {
+        var generator = SeededGenerator(seed: 20261127)
+        let atoms = ["a", "b", "@", #"\."#, ".", "[ab]", "[^a]", "(a|b)", "(ab)", #"\d"#, "1", "ab", "b@"]
+        let quantifiers = ["", "", "", "*", "+", "?", "{1,2}", "+?"]
+        let alphabet: [Character] = ["a", "b", "@", ".", "1"]
+        var checked = 0
+        for _ in 0..<400 {
+            let length = Int.random(in: 1...6, using: &generator)
+            let source = (0..<length).map { _ in
+                atoms.randomElement(using: &generator)! + quantifiers.randomElement(using: &generator)!
+            }.joined()
+            guard let pattern = try? Blocklist.Pattern(source) else { continue }
+            for _ in 0..<60 {
+                let value = String((0..<Int.random(in: 0...8, using: &generator)).map { _ in
+                    alphabet.randomElement(using: &generator)!
+                })
+                #expect(pattern.matchesWhole(value) == pattern.matchesRegex(value), "/\(source)/ on \"\(value)\"")
+                if pattern.matchesRegex(value) { checked += 1 }
+            }
+        }
+        #expect(checked > 500, "too few matching values to tell anything: \(checked)")
+    }
+}

@@ -81,16 +81,144 @@ public struct Blocklist: Sendable {
         /// The regex as written between the slashes.
         let source: String
         private let regex: Regex<AnyRegexOutput>
+        /// Text that every value the regex matches contains (see ``requiredText(of:)``), or `nil`.
+        let required: [UInt8]?
 
         init(_ source: String) throws {
             self.source = source
             regex = try Regex(source)
-            _ = matchesWhole("")
+            required = Self.requiredText(of: source)
+            _ = matchesRegex("")
         }
 
         func matchesWhole(_ value: String) -> Bool {
+            // A regex match costs microseconds; most values lack the pattern's literal text, and
+            // looking for it costs nanoseconds. Without it there can be no match.
+            if let required, !Self.contains(value, required) { return false }
+            return matchesRegex(value)
+        }
+
+        /// The regex alone, without the look for its literal text (for tests, which compare the two).
+        func matchesRegex(_ value: String) -> Bool {
             // Only custom regex components can throw while matching, and a regex read from text has none.
             (try? regex.wholeMatch(in: value)) != nil
+        }
+
+        private static func contains(_ value: String, _ needle: [UInt8]) -> Bool {
+            var value = value
+            return value.withUTF8 { haystack in
+                // Values are short (an email is at most 254 bytes): a plain scan is as good as any.
+                guard haystack.count >= needle.count, let first = needle.first else { return needle.isEmpty }
+                var start = 0
+                while start + needle.count <= haystack.count {
+                    if haystack[start] == first, haystack[start..<(start + needle.count)].elementsEqual(needle) {
+                        return true
+                    }
+                    start += 1
+                }
+                return false
+            }
+        }
+
+        /// The longest run of literal text (at least two bytes) that any whole match must contain, found
+        /// by a deliberately cautious reading: only characters outside groups and classes, with no
+        /// quantifier that can skip them, count; a pattern with top-level alternation, inline options
+        /// (`(?i)`), or an escape other than a punctuation character or `\d \w \s \b` (and their
+        /// capitals) gets none, and is always matched in full. A run may end in a `+`-quantified character,
+        /// which appears at least once.
+        static func requiredText(of pattern: String) -> [UInt8]? {
+            let characters = Array(pattern)
+            if pattern.contains("(?") { return nil }
+            var runs: [String] = []
+            var run = ""
+            var index = 0
+            func endRun() {
+                if !run.isEmpty { runs.append(run) }
+                run = ""
+            }
+            while index < characters.count {
+                let character = characters[index]
+                var literal: Character?
+                switch character {
+                case "|": return nil
+                case "\\":
+                    guard index + 1 < characters.count else { return nil }
+                    let escaped = characters[index + 1]
+                    index += 1
+                    if #".+*?()[]{}|^$\/-@#&%!,:;=_~"#.contains(escaped) {
+                        literal = escaped
+                    } else if !"dwsbDWSB".contains(escaped) {
+                        return nil
+                    }
+                case "(", "[":
+                    guard let end = closing(characters, from: index) else { return nil }
+                    index = end
+                case ".", "^", "$": break
+                case ")", "]", "*", "+", "?", "{", "}": return nil  // unbalanced or dangling: be cautious
+                default: literal = character
+                }
+                index += 1
+                // What follows an atom decides whether it must appear.
+                let quantifier = index < characters.count ? characters[index] : nil
+                switch quantifier {
+                case "*", "?", "{":
+                    endRun()
+                    if quantifier == "{" {
+                        guard let end = characters[index...].firstIndex(of: "}") else { return nil }
+                        index = end
+                    }
+                    index += 1
+                    if index < characters.count, characters[index] == "?" || characters[index] == "+" { index += 1 }
+                case "+":
+                    if let literal { run.append(literal) }
+                    endRun()
+                    index += 1
+                    if index < characters.count, characters[index] == "?" || characters[index] == "+" { index += 1 }
+                default:
+                    if let literal { run.append(literal) } else { endRun() }
+                }
+            }
+            endRun()
+            guard let longest = runs.max(by: { $0.utf8.count < $1.utf8.count }), longest.utf8.count >= 2 else {
+                return nil
+            }
+            return Array(longest.utf8)
+        }
+
+        /// The index of the `)` or `]` that closes the group or class opening at `start`, skipping escapes
+        /// and the classes inside a group; `nil` for anything unusual (a nested class, a class that starts
+        /// with `]`, no closing), so that the caller falls back to matching in full.
+        private static func closing(_ characters: [Character], from start: Int) -> Int? {
+            var depth = 0
+            var index = start
+            while index < characters.count {
+                switch characters[index] {
+                case "\\":
+                    index += 2
+                    continue
+                case "[":
+                    var end = index + 1
+                    if end < characters.count, characters[end] == "^" { end += 1 }
+                    if end < characters.count, characters[end] == "]" { return nil }
+                    while end < characters.count, characters[end] != "]" {
+                        if characters[end] == "[" { return nil }
+                        end += characters[end] == "\\" ? 2 : 1
+                    }
+                    guard end < characters.count else { return nil }
+                    if depth == 0 { return end }
+                    index = end
+                case "(":
+                    depth += 1
+                case ")":
+                    depth -= 1
+                    if depth < 0 { return nil }
+                    if depth == 0 { return index }
+                default:
+                    break
+                }
+                index += 1
+            }
+            return nil
         }
     }
 

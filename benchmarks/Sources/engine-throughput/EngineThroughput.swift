@@ -54,8 +54,12 @@ struct EngineThroughput: ParsableCommand {
             slots.wait()
             engine.submit(requests) { answers in
                 for answer in answers {
-                    guard case .written(let writer) = answer else { fatalError("identify failed: \(answer)") }
-                    sink.add(writer.bytes.count)
+                    switch answer {
+                    case .written(let writer): sink.add(writer.bytes.count)
+                    // With a blocklist, a request whose every value is blocked is refused: an answer too.
+                    case .failed(.blocked): sink.add(1)
+                    default: fatalError("identify failed: \(answer)")
+                    }
                 }
                 slots.signal()
             }
