@@ -108,6 +108,10 @@ private struct OutputBuffer {
     private let storage: UnsafeMutableRawBufferPointer
     private var position = 0
     private let write: (UnsafeRawBufferPointer) throws -> Void
+    /// The last timestamp written and its 24 bytes of text: a record's `updatedAt` is usually its
+    /// `createdAt`, and rows written in one burst share a millisecond, so formatting is mostly a copy.
+    private var lastTimestamp = Int64.min
+    private var lastTimestampText: (UInt64, UInt64, UInt64) = (0, 0, 0)
 
     init(capacity: Int, write: @escaping (UnsafeRawBufferPointer) throws -> Void) {
         storage = .allocate(byteCount: capacity, alignment: 16)
@@ -173,6 +177,22 @@ private struct OutputBuffer {
 
     /// RFC 3339 UTC with milliseconds, as ``Timestamp/rfc3339``, without the quotes.
     mutating func timestamp(_ milliseconds: Int64) {
+        if milliseconds == lastTimestamp {
+            withUnsafeBytes(of: lastTimestampText) { bytes($0) }
+            return
+        }
+        let start = position
+        format(milliseconds)
+        // Years 0 to 9999 give 24 bytes, the only length kept.
+        if position - start == 24 {
+            lastTimestamp = milliseconds
+            withUnsafeMutableBytes(of: &lastTimestampText) {
+                $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: storage[start..<position]))
+            }
+        }
+    }
+
+    private mutating func format(_ milliseconds: Int64) {
         var ms = milliseconds
         var days = ms / 86_400_000
         ms %= 86_400_000
