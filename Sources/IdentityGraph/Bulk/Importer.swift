@@ -2,7 +2,7 @@ import Foundation
 
 /// The work of one ``BulkImport``: the engine's core and the store, driven on one thread.
 struct Importer {
-    private var state = EngineState(persistent: true)
+    private var state: EngineState
     private let store: ContactStore
     private let options: BulkImport.Options
     var summary = BulkImport.Summary()
@@ -39,18 +39,7 @@ struct Importer {
         self.options = options
         do {
             store = try ContactStore(directory: dataDirectory)
-            try store.load(into: &state.graph)
-            state.clock = state.graph.latestTimestamp
-            state.guards = options.guards
-            state.nextSeq = store.newestSeq + 1
-            state.durableSeq = store.newestSeq
-            if store.needsLinkUpgrade {
-                var changes = GraphChanges()
-                _ = state.graph.deriveMissingLinks(now: state.clock, changes: &changes)
-                var batch = RowBatch()
-                state.graph.encode(changes, into: &batch)
-                try store.completeUpgrade(batch)
-            }
+            state = try EngineState.loading(store, guards: options.guards).state
         } catch {
             throw BulkImport.Failure(message: error.message, isUsage: false)
         }

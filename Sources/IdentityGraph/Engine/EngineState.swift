@@ -53,6 +53,27 @@ struct EngineState {
         self.persistent = persistent
     }
 
+    /// The state of an opened store: every row, link and rule loaded into the graph, the clock and the
+    /// feed's numbering carried on. A store of the v1 format is upgraded in place first (its links
+    /// derived and committed); `upgradedLinks` says how many, `nil` when there was nothing to do.
+    static func loading(_ store: ContactStore, guards: Guards) throws(StorageError)
+        -> (state: EngineState, upgradedLinks: Int?)
+    {
+        var state = EngineState(persistent: true)
+        try store.load(into: &state.graph)
+        state.clock = state.graph.latestTimestamp
+        state.guards = guards
+        state.nextSeq = store.newestSeq + 1
+        state.durableSeq = store.newestSeq
+        guard store.needsLinkUpgrade else { return (state, nil) }
+        var changes = GraphChanges()
+        let added = state.graph.deriveMissingLinks(now: state.clock, changes: &changes)
+        var batch = RowBatch()
+        state.graph.encode(changes, into: &batch)
+        try store.completeUpgrade(batch)
+        return (state, added)
+    }
+
     /// Whether a blocklist is configured, kept apart so that identify without one pays one test.
     private var screens = false
 

@@ -116,20 +116,8 @@ public actor IdentityEngine {
             directory: dataDirectory, mapSize: options.initialMapSize, durable: options.durable,
             changesRetained: UInt64(max(options.changesRetained, 1))
         )
-        var core = EngineState(persistent: true)
-        try store.load(into: &core.graph)
-        core.clock = core.graph.latestTimestamp
-        core.guards = options.guards
-        core.nextSeq = store.newestSeq + 1
-        core.durableSeq = store.newestSeq
-        if store.needsLinkUpgrade {
-            var changes = GraphChanges()
-            let added = core.graph.deriveMissingLinks(now: core.clock, changes: &changes)
-            var batch = RowBatch()
-            core.graph.encode(changes, into: &batch)
-            try store.completeUpgrade(batch)
-            options.onStorageEvent?(.upgraded(from: "v1", to: "v2", links: added))
-        }
+        let (core, upgradedLinks) = try EngineState.loading(store, guards: options.guards)
+        if let upgradedLinks { options.onStorageEvent?(.upgraded(from: "v1", to: "v2", links: upgradedLinks)) }
         let writer = GroupCommitWriter(store: store)
         self.notifier = ChangeNotifier(latest: core.durableSeq)
         self.state = core

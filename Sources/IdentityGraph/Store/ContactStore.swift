@@ -131,10 +131,11 @@ final class ContactStore: @unchecked Sendable {
         }
     }
 
-    /// Every row, link and keep-apart rule of the store in `directory` (rows in id order, links and
-    /// rules oldest first), read in one read-only transaction, so a running server may keep writing
-    /// meanwhile. For `identity-graph check`, export and tests.
-    static func scan(in directory: String) throws(StorageError) -> (rows: Int, bytes: Int) {
+    /// Runs `body` in one read-only transaction on the store in `directory`, so a running server may
+    /// keep writing meanwhile; LMDB's and the body's errors become a ``StorageError``.
+    private static func reading<T>(
+        _ directory: String, _ body: (Transaction) throws -> T
+    ) throws(StorageError) -> T {
         guard FileManager.default.fileExists(atPath: directory + "/data.mdb") else {
             throw StorageError(.cannotOpen, "no store in \(directory) (no data.mdb)")
         }
@@ -142,70 +143,66 @@ final class ContactStore: @unchecked Sendable {
             let environment = try Environment(
                 path: directory, options: .init(maxDatabases: Self.maxDatabases, readOnly: true)
             )
-            return try environment.read { transaction in
-                var rows = 0
-                var sum = 0
-                for name in ["contacts", "links", "keepApart"] {
-                    guard let table = try? transaction.openDatabase(named: name) else { continue }
-                    try transaction.forEach(in: table) { key, value in
-                        rows += 1
-                        // Read every byte, as a decoder would, so the pages are really brought in.
-                        for byte in key { sum &+= Int(byte) }
-                        for byte in value { sum &+= Int(byte) }
-                        return true
-                    }
-                }
-                return (rows, sum & 0x7fff_ffff)
-            }
-        } catch let error as StorageError {
-            throw error
-        } catch {
-            throw StorageError(.cannotOpen, "\(error)")
-        }
-    }
-
-    static func readContents(in directory: String) throws(StorageError) -> StoreContents {
-        guard FileManager.default.fileExists(atPath: directory + "/data.mdb") else {
-            throw StorageError(.cannotOpen, "no store in \(directory) (no data.mdb)")
-        }
-        do {
-            let environment = try Environment(
-                path: directory, options: .init(maxDatabases: Self.maxDatabases, readOnly: true)
-            )
-            return try environment.read { transaction in
-                let rows = try transaction.openDatabase(named: "contacts")
-                var contents = StoreContents()
-                try transaction.forEach(in: rows) { key, value in
-                    guard let id = ContactRecord.id(fromKey: key), let contact = ContactRecord.decode(id: id, value)
-                    else {
-                        throw StorageError(.corrupt, "an unreadable row (key \(Array(key))) in the store")
-                    }
-                    contents.contacts.append(contact)
-                    return true
-                }
-                for (name, isRule) in [("links", false), ("keepApart", true)] {
-                    // A v1 store has neither table yet.
-                    guard let table = try? transaction.openDatabase(named: name) else { continue }
-                    try transaction.forEach(in: table) { _, value in
-                        guard let pair = PairRecord.decode(value),
-                            let email = String(validating: pair.email, as: UTF8.self),
-                            let phone = String(validating: pair.phone, as: UTF8.self)
-                        else {
-                            throw StorageError(.corrupt, "an unreadable \(isRule ? "keep-apart rule" : "link") in the store")
-                        }
-                        let stored = StoredPair(
-                            email: email, phoneNumber: phone, at: Timestamp(millisecondsSince1970: pair.at)
-                        )
-                        if isRule { contents.keepApart.append(stored) } else { contents.links.append(stored) }
-                        return true
-                    }
-                }
-                return contents
-            }
+            return try environment.read(body)
         } catch let error as StorageError {
             throw error
         } catch {
             throw StorageError(.cannotOpen, "cannot read the store in \(directory): \(error)")
+        }
+    }
+
+    /// A bare cursor scan of the rows, links and rules: see ``StoredContacts/scan(dataDirectory:)``.
+    static func scan(in directory: String) throws(StorageError) -> (rows: Int, bytes: Int) {
+        try reading(directory) { transaction in
+            var rows = 0
+            var sum = 0
+            for name in ["contacts", "links", "keepApart"] {
+                guard let table = try? transaction.openDatabase(named: name) else { continue }
+                try transaction.forEach(in: table) { key, value in
+                    rows += 1
+                    // Read every byte, as a decoder would, so the pages are really brought in.
+                    for byte in key { sum &+= Int(byte) }
+                    for byte in value { sum &+= Int(byte) }
+                    return true
+                }
+            }
+            return (rows, sum & 0x7fff_ffff)
+        }
+    }
+
+    /// Every row, link and keep-apart rule of the store in `directory` (rows in id order, links and
+    /// rules oldest first), read in one read-only transaction, so a running server may keep writing
+    /// meanwhile. For `identity-graph check`, export and tests.
+    static func readContents(in directory: String) throws(StorageError) -> StoreContents {
+        try reading(directory) { transaction in
+            let rows = try transaction.openDatabase(named: "contacts")
+            var contents = StoreContents()
+            try transaction.forEach(in: rows) { key, value in
+                guard let id = ContactRecord.id(fromKey: key), let contact = ContactRecord.decode(id: id, value)
+                else {
+                    throw StorageError(.corrupt, "an unreadable row (key \(Array(key))) in the store")
+                }
+                contents.contacts.append(contact)
+                return true
+            }
+            for (name, isRule) in [("links", false), ("keepApart", true)] {
+                // A v1 store has neither table yet.
+                guard let table = try? transaction.openDatabase(named: name) else { continue }
+                try transaction.forEach(in: table) { _, value in
+                    guard let pair = PairRecord.decode(value),
+                        let email = String(validating: pair.email, as: UTF8.self),
+                        let phone = String(validating: pair.phone, as: UTF8.self)
+                    else {
+                        throw StorageError(.corrupt, "an unreadable \(isRule ? "keep-apart rule" : "link") in the store")
+                    }
+                    let stored = StoredPair(
+                        email: email, phoneNumber: phone, at: Timestamp(millisecondsSince1970: pair.at)
+                    )
+                    if isRule { contents.keepApart.append(stored) } else { contents.links.append(stored) }
+                    return true
+                }
+            }
+            return contents
         }
     }
 
