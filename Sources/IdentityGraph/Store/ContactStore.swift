@@ -35,7 +35,7 @@ final class ContactStore: @unchecked Sendable {
     /// The newest and oldest stored change events (0 when none), kept by the writer thread alone.
     private(set) var newestSeq: UInt64 = 0
     private(set) var oldestSeq: UInt64 = 0
-    private let resizeGate = Protected(())
+    private let resizeGate = NSLock()
     /// How many of the next writes fail without touching LMDB: a seam for tests of the engine's
     /// failure path, since a real full disk cannot be arranged portably.
     let injectedFailures = Protected(0)
@@ -232,7 +232,7 @@ final class ContactStore: @unchecked Sendable {
                 return
             } catch let error as LMDBError where error.isMapFull {
                 do {
-                    try resizeGate.withLock { _ in
+                    try resizeGate.withLock {
                         try environment.setMapSize(environment.mapSize * 2)
                     }
                 } catch {
@@ -295,7 +295,7 @@ final class ContactStore: @unchecked Sendable {
     /// writer; the map is not resized meanwhile.
     func changes(after: UInt64, limit: Int) throws(StorageError) -> (events: [ChangeEvent], oldest: UInt64) {
         do {
-            return try resizeGate.withLock { _ in
+            return try resizeGate.withLock {
                 try environment.read { transaction in
                     var oldest: UInt64 = 0
                     try transaction.forEach(in: changeTable) { key, _ in
@@ -337,7 +337,7 @@ final class ContactStore: @unchecked Sendable {
     func copy(to output: String) throws(StorageError) {
         try Self.prepareSnapshotDirectory(output)
         do {
-            try resizeGate.withLock { _ in try environment.copy(to: output, compacting: true) }
+            try resizeGate.withLock { try environment.copy(to: output, compacting: true) }
         } catch {
             throw StorageError(.cannotOpen, "cannot snapshot into \(output): \(error)")
         }
