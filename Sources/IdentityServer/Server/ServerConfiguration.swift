@@ -17,7 +17,10 @@ public struct ServerConfiguration: Sendable {
     public var idleTimeout: TimeAmount
     /// Line-protocol requests one connection may have in flight before the server stops reading
     /// from it (backpressure), so that a client that never reads cannot make the server buffer
-    /// without bound.
+    /// without bound. Answers now come back from the engine's thread after the read that asked for
+    /// them, so a connection's socket stays writable, and reading goes on, until they arrive: this
+    /// count, not writability, is what bounds a flood. 512 answers of a large profile (5 KB) are
+    /// 2.5 MB; a pipelining client needs far fewer in flight to keep the engine busy.
     public var maxInFlightPerConnection: Int
     /// How long a graceful shutdown waits for line-protocol clients to collect their answers.
     public var shutdownGracePeriod: TimeAmount
@@ -33,7 +36,7 @@ public struct ServerConfiguration: Sendable {
         maxBodyBytes: Int = 65_536,
         maxLineBytes: Int = 65_536,
         idleTimeout: TimeAmount = .seconds(60),
-        maxInFlightPerConnection: Int = 4096,
+        maxInFlightPerConnection: Int = 512,
         shutdownGracePeriod: TimeAmount = .seconds(10),
         changesHeartbeat: Duration = .seconds(15),
         tls: TLSConfiguration? = nil
