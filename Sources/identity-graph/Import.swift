@@ -33,14 +33,7 @@ struct Import: ParsableCommand {
     @Option(help: "Records per commit (IDENTITY_GRAPH_IMPORT_BATCH_SIZE; default 50000).")
     var batchSize: Int?
 
-    @Option(help: "The blocklist of serve, applied the same way (IDENTITY_GRAPH_BLOCKLIST).")
-    var blocklist: String?
-
-    @Option(help: "The most distinct emails one profile may hold, 0 for no limit (IDENTITY_GRAPH_MAX_EMAILS_PER_PROFILE).")
-    var maxEmailsPerProfile: Int?
-
-    @Option(help: "The most distinct phone numbers one profile may hold, 0 for no limit (IDENTITY_GRAPH_MAX_PHONES_PER_PROFILE).")
-    var maxPhonesPerProfile: Int?
+    @OptionGroup var guardOptions: GuardOptions
 
     @Argument(help: "The files to import, in order.")
     var files: [String] = []
@@ -58,24 +51,9 @@ struct Import: ParsableCommand {
         let batch = try Setting.integer(
             batchSize, "IDENTITY_GRAPH_IMPORT_BATCH_SIZE", default: 50_000, range: 1...10_000_000, flag: "--batch-size"
         )
-        let maxEmails = try Setting.integer(
-            maxEmailsPerProfile, "IDENTITY_GRAPH_MAX_EMAILS_PER_PROFILE", default: 0, range: 0...Int(Int32.max),
-            flag: "--max-emails-per-profile"
-        )
-        let maxPhones = try Setting.integer(
-            maxPhonesPerProfile, "IDENTITY_GRAPH_MAX_PHONES_PER_PROFILE", default: 0, range: 0...Int(Int32.max),
-            flag: "--max-phones-per-profile"
-        )
-        var rules = Blocklist.empty
-        if let path = Setting.value(blocklist, "IDENTITY_GRAPH_BLOCKLIST") {
-            do {
-                rules = try Blocklist(contentsOfFile: path)
-            } catch {
-                throw ValidationError("--blocklist: \(error)")
-            }
-        }
+        let guards = try guardOptions.resolve().guards
         let options = BulkImport.Options(
-            guards: Guards(blocklist: rules, limits: ProfileLimits(maxEmails: maxEmails, maxPhones: maxPhones)),
+            guards: guards,
             batchSize: batch, strict: Setting.flag(strict, "IDENTITY_GRAPH_IMPORT_STRICT"), format: format
         )
         var rejectsFile: BufferedFile?

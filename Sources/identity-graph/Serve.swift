@@ -57,16 +57,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "text, or json for one JSON object a line (IDENTITY_GRAPH_LOG_FORMAT; default text).")
     var logFormat: String?
 
-    @Option(help: """
-        A file of values identify must never link anyone through, one rule a line: 'email VALUE',         'phoneNumber VALUE', 'email /REGEX/' or 'phoneNumber /REGEX/'; re-read on SIGHUP         (IDENTITY_GRAPH_BLOCKLIST).
-        """)
-    var blocklist: String?
-
-    @Option(help: "The most distinct emails one profile may hold, 0 for no limit (IDENTITY_GRAPH_MAX_EMAILS_PER_PROFILE).")
-    var maxEmailsPerProfile: Int?
-
-    @Option(help: "The most distinct phone numbers one profile may hold, 0 for no limit (IDENTITY_GRAPH_MAX_PHONES_PER_PROFILE).")
-    var maxPhonesPerProfile: Int?
+    @OptionGroup var guardOptions: GuardOptions
 
     @Option(help: "How many change events to keep, the newest (IDENTITY_GRAPH_CHANGES_RETAIN; default 10000000).")
     var changesRetain: Int?
@@ -109,15 +100,7 @@ struct Serve: AsyncParsableCommand {
         guard durabilityName == "durable" || durabilityName == "relaxed" else {
             throw ValidationError("durability must be 'durable' or 'relaxed', not '\(durabilityName)'")
         }
-        let blocklistPath = Setting.value(blocklist, "IDENTITY_GRAPH_BLOCKLIST")
-        let maxEmails = try Setting.integer(
-            maxEmailsPerProfile, "IDENTITY_GRAPH_MAX_EMAILS_PER_PROFILE", default: 0, range: 0...Int(Int32.max),
-            flag: "--max-emails-per-profile"
-        )
-        let maxPhones = try Setting.integer(
-            maxPhonesPerProfile, "IDENTITY_GRAPH_MAX_PHONES_PER_PROFILE", default: 0, range: 0...Int(Int32.max),
-            flag: "--max-phones-per-profile"
-        )
+        let (guards, blocklistPath) = try guardOptions.resolve()
         let retain = try Setting.integer(
             changesRetain, "IDENTITY_GRAPH_CHANGES_RETAIN", default: 10_000_000, range: 1...Int(Int64.max),
             flag: "--changes-retain"
@@ -125,15 +108,7 @@ struct Serve: AsyncParsableCommand {
         let heartbeatSeconds = try Setting.integer(
             changesHeartbeat, "IDENTITY_GRAPH_CHANGES_HEARTBEAT", default: 15, range: 1...15, flag: "--changes-heartbeat"
         )
-        var rules = Blocklist.empty
-        if let blocklistPath {
-            do {
-                rules = try Blocklist(contentsOfFile: blocklistPath)
-            } catch {
-                throw ValidationError("--blocklist: \(error)")
-            }
-        }
-        let limits = ProfileLimits(maxEmails: maxEmails, maxPhones: maxPhones)
+        let limits = guards.limits
         let tokensPath = Setting.value(authTokens, "IDENTITY_GRAPH_AUTH_TOKENS")
         var tokens: TokenTable?
         if let tokensPath {
@@ -197,7 +172,7 @@ struct Serve: AsyncParsableCommand {
                 dataDirectory: dataDirectory,
                 options: .init(
                     initialMapSize: initialMap, durable: durabilityName == "durable",
-                    guards: Guards(blocklist: rules, limits: limits), changesRetained: retain,
+                    guards: guards, changesRetained: retain,
                     onStorageEvent: { event in
                         switch event {
                         case .upgraded(let from, let to, let links):
@@ -230,7 +205,7 @@ struct Serve: AsyncParsableCommand {
         }
 
         if let blocklistPath {
-            logger.info("blocklist loaded", metadata: ["rules": "\(rules.ruleCount)", "file": "\(blocklistPath)"])
+            logger.info("blocklist loaded", metadata: ["rules": "\(guards.blocklist.ruleCount)", "file": "\(blocklistPath)"])
         }
         if let tokens {
             logger.info("access control on", metadata: ["tokens": "\(tokens.count)"])
