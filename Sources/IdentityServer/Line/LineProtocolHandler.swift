@@ -34,7 +34,6 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     /// of a read, or once for a run of answers that completed off the event loop.
     private var output: ByteBuffer?
     /// The engine requests of the read in progress, handed over together when it ends.
-    private var gatheredRequests: [IdentityEngine.BatchedRequest] = []
     private var gathered: [Gathered] = []
     private var readHeld = false
     /// After this answer is delivered the connection closes (an over-long line, or draining).
@@ -64,7 +63,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     private var owed: UInt64 { nextSequence - nextToWrite }
 
     /// Whether every request received has been answered (for tests, which wait for it).
-    var owesNothing: Bool { owed == 0 && gathered.isEmpty }
+    var owesNothing: Bool { owed == 0 }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -158,8 +157,9 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         }
     }
 
-    /// A request for the engine, kept until the read ends.
+    /// A request for the engine, kept until the read ends, and what its answer needs.
     private struct Gathered {
+        var request: IdentityEngine.BatchedRequest
         var sequence: UInt64
         var id: JSONValue?
         var op: String
@@ -170,33 +170,35 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         _ request: IdentityEngine.BatchedRequest, _ sequence: UInt64, id: JSONValue?, op: String,
         started: ContinuousClock.Instant
     ) {
-        gatheredRequests.append(request)
-        gathered.append(Gathered(sequence: sequence, id: id, op: op, started: started))
+        gathered.append(Gathered(request: request, sequence: sequence, id: id, op: op, started: started))
     }
 
     /// Hands every engine request of this read to the engine in one call; their answers come back
     /// together, in one hop to this event loop, once what they report is durable.
     private func submitGathered() {
         guard !gathered.isEmpty, let context else { return }
-        let requests = gatheredRequests
         let pending = gathered
-        gatheredRequests.removeAll(keepingCapacity: true)
         gathered.removeAll(keepingCapacity: true)
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        let metrics = self.metrics
-        engine.submit(requests) { answers in
+        engine.submit(pending.map(\.request)) { answers in
+            // The engine's thread is the busiest one: it only notes the time. The answer lines and the
+            // metrics are made on this event loop.
             let finished = ContinuousClock.now
-            let lines = zip(pending, answers).map { request, answer in
-                let (bytes, status) = Self.answer(answer, id: request.id)
-                metrics.recordRequest(.line, op: request.op, status: status, duration: finished - request.started)
-                return (request.sequence, bytes)
-            }
-            eventLoop.execute {
-                for (sequence, bytes) in lines { handler.value.complete(sequence, bytes) }
-                handler.value.flushIfNeeded()
-            }
+            eventLoop.execute { handler.value.deliver(pending, answers, finished: finished) }
         }
+    }
+
+    /// Writes the answers of one engine call in order, counts each request, and flushes once.
+    private func deliver(
+        _ pending: [Gathered], _ answers: [IdentityEngine.BatchedAnswer], finished: ContinuousClock.Instant
+    ) {
+        for (request, answer) in zip(pending, answers) {
+            let (bytes, status) = Self.answer(answer, id: request.id)
+            metrics.recordRequest(.line, op: request.op, status: status, duration: finished - request.started)
+            complete(request.sequence, bytes)
+        }
+        flushIfNeeded()
     }
 
     /// An answer line from an engine answer, and its status.

@@ -116,7 +116,7 @@ public final class ServerMetrics: Sendable {
     public func recordCommit(rows: Int, seconds: Double) {
         guard isEnabled else { return }
         rowsPerCommit.record(rows)
-        commitLatency.recordNanoseconds(Int64(seconds * 1e9))
+        commitLatency.recordSeconds(seconds)
     }
 
     /// The metrics as Prometheus text, with the engine's figures read now.
