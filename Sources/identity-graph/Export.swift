@@ -23,10 +23,7 @@ struct Export: ParsableCommand {
 
     func run() throws {
         let directory = try Setting.dataDirectory(dataDir, required: true)
-        let name = Setting.value(format, "IDENTITY_GRAPH_EXPORT_FORMAT") ?? "ndjson"
-        guard let format = BulkImport.Format(rawValue: name) else {
-            throw ValidationError("--format must be ndjson or csv, not '\(name)'")
-        }
+        let format = try Setting.format(format, "IDENTITY_GRAPH_EXPORT_FORMAT") ?? .ndjson
         let path = Setting.value(out, "IDENTITY_GRAPH_EXPORT_OUT")
         var descriptor: Int32 = 1
         if let path {

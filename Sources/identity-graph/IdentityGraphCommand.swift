@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IdentityGraph
 
 /// `identity-graph`: the one executable (SPEC.md section 8).
 ///
@@ -71,6 +72,15 @@ enum Setting {
             throw ValidationError("\(variable) must be a whole number in \(range), not \"\(text)\"")
         }
         return value
+    }
+
+    /// `--format` of import and export (`ndjson` or `csv`), or `nil` when neither it nor its variable is set.
+    static func format(_ flag: String?, _ variable: String) throws -> BulkImport.Format? {
+        guard let name = value(flag, variable) else { return nil }
+        guard let format = BulkImport.Format(rawValue: name) else {
+            throw ValidationError("--format must be ndjson or csv, not '\(name)'")
+        }
+        return format
     }
 
     static func dataDirectory(_ flag: String?, required: Bool) throws -> String {

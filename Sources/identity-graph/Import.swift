@@ -41,13 +41,7 @@ struct Import: ParsableCommand {
     func run() throws {
         let directory = try Setting.dataDirectory(dataDir, required: true)
         guard !files.isEmpty else { throw ValidationError("name at least one file to import") }
-        var format: BulkImport.Format?
-        if let name = Setting.value(self.format, "IDENTITY_GRAPH_IMPORT_FORMAT") {
-            guard let known = BulkImport.Format(rawValue: name) else {
-                throw ValidationError("--format must be ndjson or csv, not '\(name)'")
-            }
-            format = known
-        }
+        let format = try Setting.format(self.format, "IDENTITY_GRAPH_IMPORT_FORMAT")
         let batch = try Setting.integer(
             batchSize, "IDENTITY_GRAPH_IMPORT_BATCH_SIZE", default: 50_000, range: 1...10_000_000, flag: "--batch-size"
         )

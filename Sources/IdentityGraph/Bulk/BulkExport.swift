@@ -220,7 +220,7 @@ private struct OutputBuffer {
     /// A JSON string with the escapes RFC 8259 requires (as ``JSONWriter/string(utf8:)``).
     mutating func jsonString(_ text: UnsafeRawBufferPointer) {
         byte(UInt8(ascii: "\""))
-        if !text.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0x7F }) {
+        if !text.contains(where: JSONWriter.needsEscape) {
             bytes(text)
         } else {
             var writer = JSONWriter(capacity: text.count * 6 + 2)

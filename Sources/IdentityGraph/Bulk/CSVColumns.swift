@@ -8,16 +8,13 @@ struct CSVColumns {
     var linkedId: Int?
     var deletedAt: Int?
     var count: Int
-    /// The line of the header row; 0 for an empty file.
-    var headerLine: Int
 
     /// Whether the rows are Contact records (an export, or the Bitespeed `Contact` table).
     var contactRecords: Bool { id != nil && (linkedId != nil || deletedAt != nil) }
 
-    init(email: Int?, phone: Int?, id: Int?, linkedId: Int?, deletedAt: Int?, count: Int, headerLine: Int) {
+    init(email: Int?, phone: Int?, id: Int?, linkedId: Int?, deletedAt: Int?, count: Int) {
         (self.email, self.phone, self.id, self.linkedId, self.deletedAt) = (email, phone, id, linkedId, deletedAt)
         self.count = count
-        self.headerLine = headerLine
     }
 
     init(header: [String], path: String, line: Int) throws(LineReader.ReadError) {
@@ -26,7 +23,7 @@ struct CSVColumns {
         }
         self.init(
             email: column("email"), phone: column("phoneNumber"), id: column("id"), linkedId: column("linkedId"),
-            deletedAt: column("deletedAt"), count: header.count, headerLine: line
+            deletedAt: column("deletedAt"), count: header.count
         )
         guard email != nil || phone != nil else {
             throw LineReader.ReadError(
@@ -86,7 +83,7 @@ extension CSVColumns {
         }
         if header.isEmpty {
             // An empty file: no records, and nothing to complain about.
-            self.init(email: nil, phone: nil, id: nil, linkedId: nil, deletedAt: nil, count: 0, headerLine: 0)
+            self.init(email: nil, phone: nil, id: nil, linkedId: nil, deletedAt: nil, count: 0)
             return
         }
         try self.init(header: header, path: path, line: headerLine)

@@ -54,9 +54,10 @@ struct Importer {
         sinceCommit = 0
         guard let batch = state.takeBatch() else { return }
         try store.write(batch.rows)
-        _ = state.committed(batch)
-        // No answer waits on a batch here: forget which profiles were pending.
+        // No answer waits on a batch here: forget which profiles were pending before `committed`,
+        // which would otherwise sift through them all only to keep none.
         state.pendingProfiles.removeAll(keepingCapacity: true)
+        _ = state.committed(batch)
     }
 
     /// Commits the rest, flushes, and fills in the summary's counts.

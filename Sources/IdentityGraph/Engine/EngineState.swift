@@ -318,6 +318,18 @@ struct EngineState {
         return persistent ? openBatchNumber : 0
     }
 
+    /// Records the keep-apart rule (`email`, `phone`) for bulk import (SPEC.md section 16), as an
+    /// unmerge with `keepApart` does. Returns false, changing nothing, when either value is carried by
+    /// no live contact (a rule must name values that are). A rule that exists already is kept. Rules
+    /// alone record no change event (SPEC.md section 13: events are about rows).
+    mutating func addKeepApartRule(email: String, phone: String) -> Bool {
+        guard let emailValue = graph.emailValue(email), let phoneValue = graph.phoneValue(phone) else { return false }
+        changes.removeAll()
+        graph.addRule(email: emailValue, phone: phoneValue, now: tick(), changes: &changes)
+        if !changes.isEmpty { recordChanges(nil, primaries: []) }
+        return true
+    }
+
     /// Records an erasure's or an unmerge's changes and marks every profile it touched as pending.
     private mutating func recordSplit(_ kind: ChangeEvent.Kind, _ outcome: SplitOutcome) -> UInt64 {
         guard !changes.isEmpty else {
