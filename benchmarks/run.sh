@@ -141,22 +141,29 @@ row "engine identify, in memory, 100-rule blocklist (20 regexes)" "$(spread "${b
 echo "== (b) line protocol" >&2
 pings="$work/pings.ndjson"
 python3 -c "import sys; sys.stdout.write('{\"op\":\"ping\"}\n' * $requests)" > "$pings"
-# Commit durations from the server's histogram: the median, interpolated within its bucket, in microseconds.
+# The server's commit-duration histogram, one "UPPER COUNT" line a bucket (counts are cumulative).
+commit_buckets() {
+    curl -sf --max-time 5 "http://127.0.0.1:$http/metrics" \
+        | sed -n 's/^identity_graph_commit_duration_seconds_bucket{le="\([^"]*\)"} \(.*\)$/\1 \2/p'
+}
+# The median duration, in microseconds (interpolated within its bucket), of the commits made since
+# the buckets in file $1 were taken: the histogram counts every commit since the server started.
 commit_median_us() {
-    curl -sf --max-time 5 "http://127.0.0.1:$http/metrics" | python3 -c '
-import sys, re
+    commit_buckets | python3 -c '
+import sys
+before = dict(line.split() for line in open(sys.argv[1]))
 buckets = []
 for line in sys.stdin:
-    m = re.match(r"identity_graph_commit_duration_seconds_bucket\{le=\"([^\"]+)\"\} (\S+)", line)
-    if m: buckets.append((float("inf") if m[1] == "+Inf" else float(m[1]), float(m[2])))
+    upper, count = line.split()
+    buckets.append((float("inf") if upper == "+Inf" else float(upper), float(count) - float(before.get(upper, 0))))
 total = buckets[-1][1] if buckets else 0
-if total == 0: print(0); sys.exit()
+if total <= 0: print(0); sys.exit()
 low, below = 0.0, 0.0
 for upper, count in buckets:
     if count >= total / 2:
         share = (total / 2 - below) / max(count - below, 1)
         print(int((low + (upper - low) * share) * 1e6)); break
-    low, below = upper, count'
+    low, below = upper, count' "$1"
 }
 start_server "$work/tcp-store"
 "$bin/loadgen" --protocol tcp --port "$tcp" --connections 8 --pipeline 64 --workload "$workload" --json > "$results/tcp-first-pass.json" || failed=1
@@ -168,10 +175,11 @@ for round in $(seq $rounds); do
     identify_rate=$(json_field "['throughput']" < "$results/tcp-pipelined-$round.json")
     tcp_rates+=("$identify_rate"); tcp_ratios+=("$(ratio "$identify_rate" "$ping_rate")")
     "$bin/loadgen" --protocol tcp --port "$tcp" --connections 8 --pipeline 1 --requests $((requests / 20)) --workload "$pings" --json > "$results/tcp-ping-latency-$round.json" || failed=1
+    commit_buckets > "$work/commits-before"
     "$bin/loadgen" --protocol tcp --port "$tcp" --connections 8 --pipeline 1 --requests $((requests / 20)) --workload "$workload" --json > "$results/tcp-unpipelined-$round.json" || failed=1
     ping_p99=$(json_field "['latencyMicros']['p99']" < "$results/tcp-ping-latency-$round.json")
     p99=$(json_field "['latencyMicros']['p99']" < "$results/tcp-unpipelined-$round.json")
-    commit=$(commit_median_us)
+    commit=$(commit_median_us "$work/commits-before")
     bound=$(python3 -c "print(int($ping_p99 + 2 * $commit))")
     p99s+=("$p99"); p99_bounds+=("$bound")
     p99_verdicts+=("$(python3 -c "print(1 if $p99 <= $bound and $p99 <= 1000 else 0)")")

@@ -32,11 +32,7 @@ enum AnswerCheck {
             guard echoed == expectedID else { return "id \(echoed) answered where \(expectedID) was due" }
         }
         // A `ping` workload measures the protocol's floor: its answer is `{"id":N,"ok":true}`.
-        if bytes.count < 40, let range = String(decoding: bytes, as: UTF8.self).range(of: #""ok":true}"#),
-            range.upperBound == String(decoding: bytes, as: UTF8.self).endIndex
-        {
-            return nil
-        }
+        if bytes.count < 40, bytes.reversed().starts(with: #""ok":true}"#.utf8.reversed()) { return nil }
         guard value(after: Keys.contact, in: bytes, startsWith: UInt8(ascii: "{")) else {
             return "no contact object: \(excerpt(bytes))"
         }
