@@ -204,11 +204,11 @@ import Testing
             }
             try await client.execute(uri: "/contacts/1", method: .put) { response in
                 expectProblem(response, status: .methodNotAllowed)
-                #expect(response.headers[.allow] == "GET, DELETE")
+                #expect(response.headers[.allow] == "GET, HEAD, DELETE")
             }
             try await client.execute(uri: "/changes", method: .post) { response in
                 expectProblem(response, status: .methodNotAllowed)
-                #expect(response.headers[.allow] == "GET")
+                #expect(response.headers[.allow] == "GET, HEAD")
             }
         }
     }
@@ -524,7 +524,13 @@ import Testing
             try await client.execute(uri: "/openapi.json", method: .get) { response in
                 #expect(response.status == .ok)
                 #expect(response.headers[.contentType] == "application/json")
-                #expect(Array(response.body.readableBytesView) == OpenAPIDocument.bytes)
+                // The file in the repository, not the constant the route serves: a route that served
+                // anything else, or a resource that did not ship, fails here.
+                let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                    .deletingLastPathComponent().appendingPathComponent("Sources/IdentityServer/HTTP/openapi.json")
+                let bytes = Array((try? Data(contentsOf: file)) ?? Data())
+                #expect(!bytes.isEmpty, "cannot read \(file.path)")
+                #expect(Array(response.body.readableBytesView) == bytes)
                 #expect(response.json["openapi"] as? String == "3.1.0")
             }
         }

@@ -150,11 +150,13 @@ public actor IdentityEngine {
     }
 
     /// The whole identify response body, `{"contact":{...}}` (with `dryRun` and `ignored` when they
-    /// apply), written straight from the index, once what it reports is on disk.
-    public func identifyResponseBody(_ request: IdentifyRequest, dryRun: Bool = false) async throws(EngineError)
-        -> [UInt8]
-    {
+    /// apply), written straight from the index, once what it reports is on disk. With `bitespeedCompat`
+    /// the profile also carries `primaryContatctId` (see ``JSONWriter/bitespeedCompat``).
+    public func identifyResponseBody(
+        _ request: IdentifyRequest, dryRun: Bool = false, bitespeedCompat: Bool = false
+    ) async throws(EngineError) -> [UInt8] {
         var head = JSONWriter()
+        head.bitespeedCompat = bitespeedCompat
         head.raw("{\"contact\":")
         return try await run { state throws(EngineError) in
             let (writer, wait) = try Self.identify(request, dryRun: dryRun, appendingTo: head, &state)
@@ -426,6 +428,12 @@ public actor IdentityEngine {
     /// Wakes everything waiting in ``waitForChanges(after:timeout:)`` (a server shutting down).
     public nonisolated func wakeChangeWaiters() {
         notifier.wakeAll()
+    }
+
+    /// Why the store refuses changes now (a commit failed and is being retried, SPEC.md section 5), or
+    /// `nil` while it accepts them.
+    public var refusal: String? {
+        state.failure?.message
     }
 
     /// The newest durable seq.

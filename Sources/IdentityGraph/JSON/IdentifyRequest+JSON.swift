@@ -22,8 +22,14 @@ extension IdentifyRequest {
     ///
     /// The hot path of every transport: values are read in place, and plain ASCII strings go to
     /// normalization as bytes, so decoding costs no intermediate `String`.
+    ///
+    /// With `members`, the request is one of a transport (SPEC.md section 6: a typo never writes): only
+    /// those members go to `otherMember`; an unknown member that matches `email`, `phoneNumber` or one
+    /// of `members` when case, `_` and `-` are ignored (`"Email"`, `"phone_number"`, `"dryrun"`) is
+    /// rejected, naming the member meant; other unknown members are ignored. Without it (import's
+    /// records, which carry a record's other fields) every other member goes to `otherMember`.
     public static func decode(
-        json: UnsafeRawBufferPointer,
+        json: UnsafeRawBufferPointer, members: [String]? = nil,
         otherMember: (_ key: String, _ value: JSONValue) throws(RequestError) -> Void
     ) throws(RequestError) -> Result<IdentifyRequest, RequestError> {
         var email: JSONObjectReader.RawValue?
@@ -35,6 +41,13 @@ extension IdentifyRequest {
             } else if key.equals("phoneNumber") {
                 guard phone == nil else { throw RequestError.duplicate("phoneNumber") }
                 phone = value
+            } else if let members {
+                let name = key.string
+                if members.contains(name) {
+                    try otherMember(name, value.jsonValue)
+                } else if let meant = MemberName.nearMiss(name, of: members) {
+                    throw RequestError(field: name, reason: "is not a member of this request; did you mean \"\(meant)\"?")
+                }
             } else {
                 try otherMember(key.string, value.jsonValue)
             }
@@ -64,5 +77,28 @@ extension RequestError {
     /// A member given twice in one request object.
     public static func duplicate(_ field: String) -> RequestError {
         RequestError(field: field, reason: "is given more than once")
+    }
+}
+
+/// Member names as a typo would spell them: the same letters in another case, with `_` or `-`.
+enum MemberName {
+    /// The member of `email`, `phoneNumber` and `members` that `name` differs from only in case, `_`
+    /// and `-`, or `nil` when there is none (or `name` is exactly one of them).
+    static func nearMiss(_ name: String, of members: [String]) -> String? {
+        let folded = fold(name)
+        for member in ["email", "phoneNumber"] + members where member != name && fold(member) == folded {
+            return member
+        }
+        return nil
+    }
+
+    private static func fold(_ name: String) -> [UInt8] {
+        name.utf8.compactMap { byte in
+            switch byte {
+            case UInt8(ascii: "_"), UInt8(ascii: "-"): nil
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): byte + 32
+            default: byte
+            }
+        }
     }
 }

@@ -2,6 +2,10 @@
 /// directly instead of going through a general encoder.
 public struct JSONWriter: Sendable {
     public private(set) var bytes: [UInt8]
+    /// Profile objects written through this writer also carry `"primaryContatctId"`, the misspelling
+    /// in the original Bitespeed task that many clients read (`serve --bitespeed-compat`, SPEC.md
+    /// section 6). Set on identify answers only.
+    public var bitespeedCompat = false
 
     public init(capacity: Int = 256) {
         bytes = []

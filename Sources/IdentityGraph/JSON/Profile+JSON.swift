@@ -54,6 +54,10 @@ enum ProfileJSON {
     ) {
         writer.raw("{\"primaryContactId\":")
         writer.integer(primaryContactId)
+        if writer.bitespeedCompat {
+            writer.raw(",\"primaryContatctId\":")
+            writer.integer(primaryContactId)
+        }
         writer.raw(",\"emails\":[")
         emails(&writer)
         writer.raw("],\"phoneNumbers\":[")

@@ -19,11 +19,15 @@ public struct IdentityHTTPResponder: HTTPResponder {
     let heartbeat: Duration
     let access: AccessControl
     let metrics: ServerMetrics
+    /// Identify answers also carry `primaryContatctId` (`--bitespeed-compat`, SPEC.md section 6).
+    let bitespeedCompat: Bool
 
     public init(
         engine: IdentityEngine, maxBodyBytes: Int, heartbeat: Duration = .seconds(15),
-        access: AccessControl = AccessControl(tokens: nil), metrics: ServerMetrics = ServerMetrics()
+        access: AccessControl = AccessControl(tokens: nil), metrics: ServerMetrics = ServerMetrics(),
+        bitespeedCompat: Bool = false
     ) {
+        self.bitespeedCompat = bitespeedCompat
         self.engine = engine
         self.maxBodyBytes = maxBodyBytes
         self.heartbeat = heartbeat
@@ -33,49 +37,52 @@ public struct IdentityHTTPResponder: HTTPResponder {
 
     public func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        let response = await answer(request, context: context)
+        let (response, operation) = await answer(request, context: context)
         metrics.recordRequest(
-            .http, op: Self.operationName(request), status: response.status.code, duration: ContinuousClock.now - started
+            .http, op: operation, status: response.status.code, duration: ContinuousClock.now - started
         )
-        return response
+        guard request.method == .head else { return response }
+        // HEAD: the GET answer's status and headers (its Content-Length included), without the body.
+        return Response(status: response.status, headers: response.headers, body: .init())
     }
 
-    /// The operation a request names, for metrics: one label per route (never a path with ids in it).
-    static func operationName(_ request: Request) -> String {
-        let path = request.uri.path
-        switch path {
-        case "/identify", "/api/identify":
-            return isDryRun(request) ? "dryRun" : "identify"
-        case "/profiles": return "lookup"
-        case "/explain", "/erase", "/unmerge", "/changes", "/healthz", "/metrics", "/keep-apart": return String(path.dropFirst())
-        case "/openapi.json": return "openapi"
-        case "/": return "page"
-        case _ where path.hasPrefix("/contacts/"): return request.method == .delete ? "eraseContact" : "contact"
-        case _ where path.hasPrefix("/profiles/"): return request.method == .delete ? "eraseProfile" : "profile"
-        default: return "unknown"
+    /// The answer and the name of the operation it ran (the metrics label; `unknown` for a path or
+    /// method no route serves). Everything about a route comes from ``routes``.
+    private func answer(_ request: Request, context: Context) async -> (Response, String) {
+        guard let (route, id) = HTTPRoute.find(request.uri.path, in: Self.routes) else {
+            return (Problem.notFound("no resource at \(request.uri.path)").render(), "unknown")
         }
-    }
-
-    private func answer(_ request: Request, context: Context) async -> Response {
+        let query = request.uri.query.flatMap { try? QueryParameters($0) }
+        guard let operation = route.operation(for: request.method, query: query) else {
+            let allowed = route.allowedMethods.map(\.rawValue).joined(separator: ", ")
+            var problem = Problem(
+                status: 405, title: "Method not allowed",
+                detail: "\(route.path) accepts \(allowed), not \(request.method.rawValue)"
+            )
+            problem.allow = allowed
+            return (problem.render(), "unknown")
+        }
         do {
-            try authorize(request)
-            return try await route(request)
+            try authorize(request, needs: operation.role)
+            let query = try Self.query(request)
+            try Self.parameter { () throws(RequestError) in try operation.checkParameters(query) }
+            return (try await operation.handler(self, .init(request: request, query: query, id: id)), operation.name)
         } catch let error as any HTTPResponseError {
             // A `Problem` renders itself, as Hummingbird's router does with its errors.
-            if let response = try? error.response(from: request, context: context) { return response }
-            return Problem.internalError.render()
+            let response = (try? error.response(from: request, context: context)) ?? Problem.internalError.render()
+            return (response, operation.name)
         } catch {
             // Anything else is our fault, never the client's: say so without leaking internals.
             context.logger.error("unexpected error answering \(request.method) \(request.uri.path): \(error)")
-            return Problem.internalError.render()
+            return (Problem.internalError.render(), operation.name)
         }
     }
 
     /// Authentication comes first (SPEC.md section 14): a request without the role it needs is
     /// answered 401 or 403 before its body is read or checked. Unknown paths and methods need no
     /// role; routing answers them 404 and 405.
-    private func authorize(_ request: Request) throws {
-        guard let needed = Self.requiredRole(request) else { return }
+    private func authorize(_ request: Request, needs needed: Role?) throws {
+        guard let needed else { return }
         var token: [UInt8]?
         if let header = request.headers[.authorization] {
             let parts = header.split(separator: " ", maxSplits: 1)
@@ -98,147 +105,11 @@ public struct IdentityHTTPResponder: HTTPResponder {
         }
     }
 
-    /// Whether an identify request asks for exactly `dryRun=true`, for auth and metrics before the
-    /// query is validated (the route answers 400 for any other value). Most requests have no query.
-    static func isDryRun(_ request: Request) -> Bool {
-        guard let query = request.uri.query, !query.isEmpty else { return false }
-        return (try? QueryParameters(query))?["dryRun"] == "true"
-    }
-
-    /// The role a request needs, `nil` when it is open to all or not a route (SPEC.md section 14).
-    static func requiredRole(_ request: Request) -> Role? {
-        let path = request.uri.path
-        let method = request.method
-        switch path {
-        case "/identify", "/api/identify":
-            guard method == .post else { return nil }
-            // A dry run only reads; anything else that is not exactly `dryRun=true` may write.
-            return isDryRun(request) ? .read : .write
-        case "/profiles", "/explain", "/changes":
-            return method == .get ? .read : nil
-        case "/keep-apart":
-            return method == .get ? .read : method == .delete ? .admin : nil
-        case "/erase", "/unmerge":
-            return method == .post ? .admin : nil
-        case _ where path.hasPrefix("/contacts/") || path.hasPrefix("/profiles/"):
-            return method == .get ? .read : method == .delete ? .admin : nil
-        default:
-            return nil
-        }
-    }
-
-    private func route(_ request: Request) async throws -> Response {
-        let path = request.uri.path
-        switch path {
-        case "/identify", "/api/identify":
-            try Self.allow(request, .post)
-            return try await identify(request)
-        case "/healthz":
-            try Self.allow(request, .get)
-            return Self.json(Array(#"{"status":"ok"}"#.utf8))
-        case "/openapi.json":
-            try Self.allow(request, .get)
-            return Self.json(OpenAPIDocument.bytes)
-        case "/metrics" where metrics.isEnabled:
-            try Self.allow(request, .get)
-            var headers = HTTPFields()
-            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: await metrics.render(engine))))
-        case "/":
-            try Self.allow(request, .get)
-            var headers = HTTPFields()
-            headers[.contentType] = "text/html; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: FormPage.html)))
-        case "/profiles":
-            try Self.allow(request, .get)
-            let query = try Self.query(request)
-            let (email, phone) = try Self.values(query, required: false)
-            return Self.json(try await engineCall { try await engine.lookupResponseBody(email: email, phoneNumber: phone) })
-        case "/explain":
-            try Self.allow(request, .get)
-            let query = try Self.query(request)
-            guard let from = try Self.parameter({ () throws(RequestError) in try query.positiveInteger("from") }),
-                let to = try Self.parameter({ () throws(RequestError) in try query.positiveInteger("to") })
-            else { throw Problem(RequestError(field: nil, reason: "both from and to (contact ids) are required")) }
-            return Self.json(try await engineCall { try await engine.explain(from: from, to: to) }.json)
-        case "/erase":
-            try Self.allow(request, .post)
-            let body = try await jsonBody(request) { _, _ throws(RequestError) in }
-            return Self.json(try await engineCall {
-                try await engine.erase(.values(email: body.email, phoneNumber: body.phoneNumber))
-            })
-        case "/unmerge":
-            try Self.allow(request, .post)
-            var keepApart = false
-            let body = try await jsonBody(request) { key, value throws(RequestError) in
-                guard key == "keepApart" else { return }
-                guard case .bool(let flag) = value else {
-                    throw RequestError(field: "keepApart", reason: "must be true or false, not \(value.kindDescription)")
-                }
-                keepApart = flag
-            }
-            guard let email = body.email, let phone = body.phoneNumber else {
-                throw Problem(RequestError(field: nil, reason: "both email and phoneNumber (the link to undo) are required"))
-            }
-            return Self.json(try await engineCall {
-                try await engine.unmerge(email: email, phoneNumber: phone, keepApart: keepApart)
-            })
-        case "/keep-apart":
-            try Self.allow(request, .get, .delete)
-            if request.method == .get {
-                let rules = try await engineCall { try await engine.keepApartRules() }
-                var writer = JSONWriter()
-                writer.raw("{\"rules\":[")
-                for (index, rule) in rules.enumerated() {
-                    if index > 0 { writer.raw(",") }
-                    rule.writeJSON(into: &writer)
-                }
-                writer.raw("]}")
-                return Self.json(writer.bytes)
-            }
-            let query = try Self.query(request)
-            let (email, phone) = try Self.values(query, required: true)
-            try await engineCall { try await engine.removeKeepApart(email: email!, phoneNumber: phone!) }
-            return Response(status: .noContent)
-        case "/changes":
-            try Self.allow(request, .get)
-            return try await changes(request)
-        case _ where path.hasPrefix("/contacts/"):
-            try Self.allow(request, .get, .delete)
-            let id = try Self.contactId(String(path.dropFirst("/contacts/".count)))
-            if request.method == .delete {
-                return Self.json(try await engineCall { try await engine.erase(.contact(id)) })
-            }
-            return try await contact(id)
-        case _ where path.hasPrefix("/profiles/"):
-            try Self.allow(request, .get, .delete)
-            let id = try Self.contactId(String(path.dropFirst("/profiles/".count)))
-            if request.method == .delete {
-                return Self.json(try await engineCall { try await engine.erase(.profile(id)) })
-            }
-            return Self.json(try await engineCall { try await engine.profileResponseBody(containing: id) })
-        default:
-            throw Problem.notFound("no resource at \(path)")
-        }
-    }
-
-    private func identify(_ request: Request) async throws -> Response {
-        let query = try Self.query(request)
-        var dryRun = false
-        switch query["dryRun"] {
-        case nil, "false": dryRun = false
-        case "true": dryRun = true
-        case let other?:
-            throw Problem(RequestError(field: "dryRun", reason: "must be true or false, not \"\(other)\""))
-        }
-        let identifyRequest = try await jsonBody(request) { _, _ throws(RequestError) in }
-        return Self.json(try await engineCall { try await engine.identifyResponseBody(identifyRequest, dryRun: dryRun) })
-    }
-
     /// `GET /changes?after=S&limit=N` (SPEC.md section 13), or with `Accept: text/event-stream` a
     /// stream of Server-Sent Events.
-    private func changes(_ request: Request) async throws -> Response {
-        let query = try Self.query(request)
+    func changes(_ call: HTTPOperation.Call) async throws -> Response {
+        let request = call.request
+        let query = call.query
         var (after, limit) = try Self.parameter { () throws(RequestError) in
             (try query.integer("after", in: 0...Int.max) ?? 0, try query.integer("limit", in: 1...10_000) ?? 1000)
         }
@@ -330,9 +201,10 @@ public struct IdentityHTTPResponder: HTTPResponder {
     }
 
     /// Reads a JSON body (415, 413 and 400 as SPEC.md section 6 says) as an identify-shaped request:
-    /// `email` and `phoneNumber` normalized, at least one given; other members go to `otherMember`.
-    private func jsonBody(
-        _ request: Request, otherMember: (String, JSONValue) throws(RequestError) -> Void
+    /// `email` and `phoneNumber` normalized, at least one given; the other `members` the route reads go to
+    /// `otherMember`, and a near miss of any of them is a 400 (see ``IdentifyRequest/decode(json:members:otherMember:)``).
+    func jsonBody(
+        _ request: Request, members: [String], otherMember: (String, JSONValue) throws(RequestError) -> Void
     ) async throws -> IdentifyRequest {
         if let contentType = request.headers[.contentType], !Self.isJSON(contentType) {
             throw Problem(
@@ -353,7 +225,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
         do {
             return try body.withUnsafeReadableBytes { bytes in
                 Result { () throws(RequestError) in
-                    try IdentifyRequest.decode(json: bytes, otherMember: otherMember).get()
+                    try IdentifyRequest.decode(json: bytes, members: members, otherMember: otherMember).get()
                 }
             }.get()
         } catch {
@@ -361,14 +233,8 @@ public struct IdentityHTTPResponder: HTTPResponder {
         }
     }
 
-    private func contact(_ id: Int) async throws -> Response {
-        let contact = try await engineCall { try await engine.contact(id: id) }
-        guard let contact else { throw Problem.notFound("no contact with id \(id)") }
-        return Self.json(contact.json)
-    }
-
     /// Runs an engine call, turning its error into the problem it answers with.
-    private func engineCall<T>(_ body: () async throws -> T) async throws -> T {
+    static func engineCall<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as EngineError {
@@ -376,7 +242,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
         }
     }
 
-    private static func parameter<T>(_ body: () throws(RequestError) -> T) throws -> T {
+    static func parameter<T>(_ body: () throws(RequestError) -> T) throws -> T {
         do {
             return try body()
         } catch {
@@ -389,7 +255,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
     }
 
     /// The normalized `email` and `phoneNumber` of a query: at least one, or with `required` both.
-    private static func values(_ query: QueryParameters, required: Bool) throws -> (String?, String?) {
+    static func values(_ query: QueryParameters, required: Bool) throws -> (String?, String?) {
         try parameter { () throws(RequestError) in
             let email = try query.email()
             let phone = try query.phoneNumber()
@@ -403,7 +269,9 @@ public struct IdentityHTTPResponder: HTTPResponder {
         }
     }
 
-    private static func contactId(_ text: String) throws -> Int {
+    /// The contact id of a `{id}` path segment.
+    static func contactId(_ text: Substring?) throws -> Int {
+        let text = String(text ?? "")
         guard let id = Int(text), id >= 1, text.first != "+" else { throw Problem(invalidContactId(text)) }
         return id
     }
@@ -420,21 +288,9 @@ public struct IdentityHTTPResponder: HTTPResponder {
         return mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json"))
     }
 
-    private static func allow(_ request: Request, _ methods: HTTPRequest.Method...) throws {
-        guard methods.contains(request.method) else {
-            let allowed = methods.map(\.rawValue).joined(separator: ", ")
-            var problem = Problem(
-                status: 405, title: "Method not allowed",
-                detail: "\(request.uri.path) accepts \(allowed), not \(request.method.rawValue)"
-            )
-            problem.allow = allowed
-            throw problem
-        }
-    }
-
-    private static func json(_ bytes: [UInt8]) -> Response {
+    static func json(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }

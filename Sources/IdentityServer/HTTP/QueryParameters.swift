@@ -2,8 +2,10 @@ import IdentityGraph
 
 /// The query string of a request, decoded as SPEC.md section 9 asks: percent escapes are decoded and
 /// `+` stays a plus sign (phone numbers start with one), unlike HTML form decoding.
-struct QueryParameters {
+struct QueryParameters: Sendable {
     private var values: [String: String] = [:]
+    /// The parameter names, in the order the query gives them.
+    private(set) var names: [String] = []
 
     /// Parses `query` (without the `?`); a malformed escape or a name given twice is a 400.
     init(_ query: String) throws(RequestError) {
@@ -17,6 +19,7 @@ struct QueryParameters {
             guard values.updateValue(value, forKey: name) == nil else {
                 throw RequestError(field: name, reason: "is given more than once")
             }
+            names.append(name)
         }
     }
 

@@ -21,6 +21,8 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     private let maxLineBytes: Int
     /// How long a connection asked to finish may take to collect what it is owed.
     private let shutdownGracePeriod: TimeAmount
+    /// Identify answers also carry `primaryContatctId` (`--bitespeed-compat`).
+    private let bitespeedCompat: Bool
     private let logger: Logger
 
     private var context: ChannelHandlerContext?
@@ -48,9 +50,10 @@ final class LineProtocolHandler: ChannelDuplexHandler {
 
     init(
         engine: IdentityEngine, access: AccessControl, metrics: ServerMetrics, maxInFlight: Int, maxLineBytes: Int,
-        shutdownGracePeriod: TimeAmount = .seconds(10), logger: Logger
+        shutdownGracePeriod: TimeAmount = .seconds(10), bitespeedCompat: Bool = false, logger: Logger
     ) {
         self.shutdownGracePeriod = shutdownGracePeriod
+        self.bitespeedCompat = bitespeedCompat
         self.engine = engine
         self.access = access
         self.metrics = metrics
@@ -147,7 +150,8 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         case .success(.ping):
             finish(LineRequest.answerLine(id: id, member: "ok") { $0.raw("true") }, status: 200)
         case .success(.identify(let identify, let dryRun)):
-            let head = LineRequest.answerHead(id: id, member: "contact")
+            var head = LineRequest.answerHead(id: id, member: "contact")
+            head.bitespeedCompat = bitespeedCompat
             gather(.identify(identify, dryRun: dryRun, head: head), sequence, id: id, op: op, started: started)
         case .success(.lookup(let email, let phoneNumber)):
             let head = LineRequest.answerHead(id: id, member: "profiles")

@@ -19,7 +19,9 @@ struct LineRequest {
         }
     }
 
-    /// The operation's name for metrics; `invalid` for a line that names none.
+    /// The operation's name for metrics, as HTTP names its operations: a rejected line counts under the
+    /// op it names (`identify` when it names none, as over HTTP a malformed identify body does), and
+    /// under `unknown` when its `op` is not one of ours.
     var operationName: String {
         switch operation {
         case .success(.identify(_, let dryRun)): dryRun ? "dryRun" : "identify"
@@ -27,9 +29,16 @@ struct LineRequest {
         case .success(.ping): "ping"
         case .success(.get): "get"
         case .success(.auth): "auth"
-        case .failure: "invalid"
+        case .failure: namedOperation
         }
     }
+
+    /// The members a request line may carry besides `email` and `phoneNumber`; a near miss of any of
+    /// them (`"dryrun"`, `"OP"`) is a 400, so that a typo never writes.
+    static let members = ["op", "contactId", "id", "dryRun", "token"]
+
+    /// The operation the line's `op` names, when it names one of ours; `identify` when it names none.
+    private var namedOperation = "identify"
 
     /// The `id` to echo: a string or a number, `nil` when absent or unreadable.
     var id: JSONValue?
@@ -42,12 +51,21 @@ struct LineRequest {
         var echo: JSONValue?
         var dryRun: JSONValue?
         var token: JSONValue?
+        var named = "identify"
+        defer { namedOperation = named }
         do throws(RequestError) {
-            let identify = try IdentifyRequest.decode(json: line) { (key, value) throws(RequestError) in
+            let identify = try IdentifyRequest.decode(json: line, members: Self.members) {
+                (key, value) throws(RequestError) in
                 switch key {
                 case "op":
                     guard op == nil else { throw RequestError.duplicate(key) }
                     op = value
+                    switch value {
+                    case .string(let name) where ["identify", "lookup", "ping", "get", "auth"].contains(name):
+                        named = name
+                    default:
+                        named = "unknown"
+                    }
                 case "contactId":
                     guard contactId == nil else { throw RequestError.duplicate(key) }
                     contactId = value

@@ -76,6 +76,7 @@ public final class LineServer: Service, Sendable {
                             maxInFlight: configuration.maxInFlightPerConnection,
                             maxLineBytes: configuration.maxLineBytes,
                             shutdownGracePeriod: configuration.shutdownGracePeriod,
+                            bitespeedCompat: configuration.bitespeedCompat,
                             logger: logger
                         ),
                     ])

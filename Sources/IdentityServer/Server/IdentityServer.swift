@@ -32,7 +32,7 @@ public enum IdentityServer {
         return Application(
             responder: IdentityHTTPResponder(
                 engine: engine, maxBodyBytes: configuration.maxBodyBytes, heartbeat: configuration.changesHeartbeat,
-                access: access, metrics: metrics
+                access: access, metrics: metrics, bitespeedCompat: configuration.bitespeedCompat
             ),
             server: try configuration.tls.map { try .tls(http1, tlsConfiguration: $0) } ?? http1,
             configuration: .init(address: .hostname(configuration.host, port: configuration.httpPort)),

@@ -28,6 +28,8 @@ public struct ServerConfiguration: Sendable {
     public var changesHeartbeat: Duration
     /// When set, both listeners speak TLS only (SPEC.md section 14).
     public var tls: TLSConfiguration?
+    /// Identify answers also carry `primaryContatctId` (`--bitespeed-compat`, SPEC.md section 6).
+    public var bitespeedCompat = false
 
     public init(
         host: String = "127.0.0.1",
