@@ -15,6 +15,11 @@ struct Import: ParsableCommand {
             one, with its text, as an NDJSON object. Every --batch-size records are committed at once, so \
             an interrupted import leaves a valid store holding a prefix of the input. SIGINT stops at the \
             next record, commits, prints the summary and exits 130; a second SIGINT exits at once.
+
+            Restore: Contact records (an export, or the Bitespeed Contact table as CSV) imported into an \
+            empty store are kept exactly, ids and timestamps included, in any row order. Every file is read \
+            and checked first; any problem is reported as FILE:LINE: REASON, nothing is written, and the \
+            exit code is 1.
             """
     )
 
@@ -33,6 +38,12 @@ struct Import: ParsableCommand {
     @Option(help: "Records per commit (IDENTITY_GRAPH_IMPORT_BATCH_SIZE; default 50000).")
     var batchSize: Int?
 
+    @Option(help: "The CSV column that holds the email, instead of `email` (IDENTITY_GRAPH_IMPORT_EMAIL_COLUMN).")
+    var emailColumn: String?
+
+    @Option(help: "The CSV column that holds the phone number, instead of `phoneNumber` (IDENTITY_GRAPH_IMPORT_PHONE_COLUMN).")
+    var phoneColumn: String?
+
     @OptionGroup var guardOptions: GuardOptions
 
     @Argument(help: "The files to import, in order.")
@@ -48,7 +59,9 @@ struct Import: ParsableCommand {
         let guards = try guardOptions.resolve().guards
         let options = BulkImport.Options(
             guards: guards,
-            batchSize: batch, strict: Setting.flag(strict, "IDENTITY_GRAPH_IMPORT_STRICT"), format: format
+            batchSize: batch, strict: Setting.flag(strict, "IDENTITY_GRAPH_IMPORT_STRICT"), format: format,
+            emailColumn: Setting.value(emailColumn, "IDENTITY_GRAPH_IMPORT_EMAIL_COLUMN"),
+            phoneColumn: Setting.value(phoneColumn, "IDENTITY_GRAPH_IMPORT_PHONE_COLUMN")
         )
         var rejectsFile: BufferedFile?
         if let path = Setting.value(rejects, "IDENTITY_GRAPH_IMPORT_REJECTS") {
@@ -91,19 +104,51 @@ struct Import: ParsableCommand {
         progress.clear()
         rejectsFile?.close()
         let rate = summary.seconds > 0 ? Int(Double(summary.records) / summary.seconds) : summary.records
-        Self.standardError(
-            "imported \(summary.records) records from \(summary.files) file(s) in "
-                + String(format: "%.2f", summary.seconds) + " s (\(rate) records/s): "
-                + "\(summary.contactsCreated) contacts created, \(summary.merged) merged, "
-                + "\(summary.rejected) rejected, \(summary.erasedSkipped) erased records skipped, "
-                + "\(summary.keepApartRules) keep-apart rules; the store holds \(summary.contacts) contacts "
-                + "in \(summary.profiles) profiles\n"
-        )
+        let timing = "\(summary.records) records from \(summary.files) file(s) in "
+            + String(format: "%.2f", summary.seconds) + " s (\(rate) records/s)"
+        if summary.restored {
+            if summary.outcome == .completed {
+                Self.standardError(
+                    "restored \(timing) into an empty store: \(summary.contacts) contacts kept with their ids and "
+                        + "timestamps, in \(summary.profiles) profiles; \(summary.links) links"
+                        + (summary.derivedLinks > 0 ? " (\(summary.derivedLinks) derived from the rows)" : "")
+                        + ", \(summary.keepApartRules) keep-apart rules"
+                        + (summary.idsFilled > 0 ? "; \(summary.idsFilled) ids no record held kept as erased contacts" : "")
+                        + "\n"
+                )
+            }
+        } else {
+            Self.standardError(
+                "imported \(timing): "
+                    + "\(summary.contactsCreated) contacts created, \(summary.merged) merged, "
+                    + "\(summary.rejected) rejected, \(summary.erasedSkipped) erased records skipped, "
+                    + "\(summary.keepApartRules) keep-apart rules; the store holds \(summary.contacts) contacts "
+                    + "in \(summary.profiles) profiles\n"
+            )
+        }
+        for unused in summary.unusedColumns {
+            Self.standardError(
+                "\(unused.file): columns not used: " + unused.columns.map { "\"\($0)\"" }.joined(separator: ", ") + "\n"
+            )
+        }
         switch summary.outcome {
         case .completed:
-            return
+            if summary.outOfOrder > 0 {
+                throw CommandFailure(
+                    message: "\(summary.outOfOrder) Contact record(s) came after a larger id and were skipped: into a "
+                        + "store that is not empty, records must be sorted by id (or restore them into an empty store)"
+                )
+            }
+        case .refused:
+            throw CommandFailure(
+                message: "restore refused: \(summary.rejected) problem(s), reported above; nothing was written"
+            )
         case .interrupted:
-            Self.standardError("identity-graph: interrupted; every record before the stop is committed\n")
+            Self.standardError(
+                summary.restored
+                    ? "identity-graph: interrupted; a restore writes everything at its end, so nothing was written\n"
+                    : "identity-graph: interrupted; every record before the stop is committed\n"
+            )
             Foundation.exit(130)
         case .stoppedAtBadRecord(let rejection):
             throw CommandFailure(

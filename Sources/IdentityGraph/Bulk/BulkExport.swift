@@ -26,33 +26,15 @@ public enum BulkExport {
         dataDirectory: String, format: BulkImport.Format, chunkBytes: Int = 1 << 20,
         write: (UnsafeRawBufferPointer) throws -> Void
     ) throws -> Counts {
-        guard FileManager.default.fileExists(atPath: dataDirectory + "/data.mdb") else {
-            throw StorageError(.cannotOpen, "no store in \(dataDirectory) (no data.mdb)")
-        }
-        let environment: Environment
-        do {
-            environment = try Environment(
-                path: dataDirectory, options: .init(maxDatabases: ContactStore.maxDatabases, readOnly: true)
-            )
-        } catch {
-            throw StorageError(.cannotOpen, "cannot open the store in \(dataDirectory): \(error)")
-        }
-        return try withoutActuallyEscaping(write) { write in
+        try withoutActuallyEscaping(write) { write in
             var output = OutputBuffer(capacity: max(chunkBytes, 1 << 16) + Self.recordRoom, write: write)
             defer { output.deallocate() }
-            var started = false
-            while true {
-                do {
-                    return try environment.read { transaction in
-                        started = true
-                        return try export(transaction, format: format, into: &output)
-                    }
-                } catch let error as LMDBError where error.isMapResized && !started {
-                    // A live server grew its map since we opened: adopt the new size and begin again.
-                    try environment.setMapSize(0)
-                } catch let error as LMDBError {
-                    throw StorageError(.unavailable, "cannot read the store in \(dataDirectory): \(error)")
+            do {
+                return try ContactStore.withReadOnlyEnvironment(dataDirectory) { environment in
+                    try environment.read { transaction in try export(transaction, format: format, into: &output) }
                 }
+            } catch let error as LMDBError {
+                throw StorageError(.unavailable, "cannot read the store in \(dataDirectory): \(error)")
             }
         }
     }
@@ -66,14 +48,10 @@ public enum BulkExport {
         var counts = Counts()
         let rows = try transaction.openDatabase(named: "contacts")
         if format == .csv { output.raw("id,email,phoneNumber,linkedId,linkPrecedence,createdAt,updatedAt,deletedAt\n") }
-        try transaction.forEach(in: rows) { key, value in
-            guard let id = ContactRecord.id(fromKey: key), let row = ContactRecord.decodeFields(value) else {
-                throw StorageError(.corrupt, "an unreadable row (key \(Array(key))) in the store")
-            }
+        try ContactStore.forEachRow(in: transaction, rows) { id, row in
             try output.makeRoom(Self.recordRoom)
             if format == .csv { output.csvRecord(id: id, row) } else { output.jsonRecord(id: id, row) }
             counts.contacts += 1
-            return true
         }
         guard format == .ndjson else {
             try output.flush()
@@ -82,20 +60,16 @@ public enum BulkExport {
         for (name, member) in [("links", "link"), ("keepApart", "keepApart")] {
             // A v1 store has neither table.
             guard let table = try? transaction.openDatabase(named: name) else { continue }
-            try transaction.forEach(in: table) { _, value in
-                guard let pair = PairRecord.decode(value) else {
-                    throw StorageError(.corrupt, "an unreadable \(member) in the store")
-                }
+            try ContactStore.forEachPair(in: transaction, table, rule: member != "link") { _, at, email, phone in
                 try output.makeRoom(Self.recordRoom)
                 output.raw(member == "link" ? "{\"link\":{\"email\":" : "{\"keepApart\":{\"email\":")
-                output.jsonString(pair.email)
+                output.jsonString(email)
                 output.raw(",\"phoneNumber\":")
-                output.jsonString(pair.phone)
+                output.jsonString(phone)
                 output.raw(",\"at\":\"")
-                output.timestamp(pair.at)
+                output.timestamp(at)
                 output.raw("\"}}\n")
                 if member == "link" { counts.links += 1 } else { counts.keepApartRules += 1 }
-                return true
             }
         }
         try output.flush()

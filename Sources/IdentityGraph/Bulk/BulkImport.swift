@@ -51,17 +51,24 @@ public struct BulkImport {
         public var format: Format?
         /// The longest line (NDJSON) or record (CSV) accepted, in bytes.
         public var maximumLineBytes: Int
+        /// The CSV columns that hold the email and the phone number, instead of `email` and `phoneNumber`.
+        public var emailColumn: String?
+        public var phoneColumn: String?
 
         public init(
             guards: Guards = .none, batchSize: Int = 50_000, strict: Bool = false, format: Format? = nil,
-            maximumLineBytes: Int = 1 << 20
+            maximumLineBytes: Int = 1 << 20, emailColumn: String? = nil, phoneColumn: String? = nil
         ) {
             self.guards = guards
             self.batchSize = max(1, batchSize)
             self.strict = strict
             self.format = format
             self.maximumLineBytes = maximumLineBytes
+            self.emailColumn = emailColumn
+            self.phoneColumn = phoneColumn
         }
+
+        var columns: CSVColumns.Choice { CSVColumns.Choice(email: emailColumn, phone: phoneColumn) }
     }
 
     /// A bad record: where it is and why. `record` is its text when it could be kept (valid UTF-8,
@@ -87,8 +94,16 @@ public struct BulkImport {
         case completed
         /// ``Options/strict``: stopped at this bad record; everything before it is committed.
         case stoppedAtBadRecord(Rejection)
-        /// `shouldStop` asked to stop; everything read until then is committed.
+        /// `shouldStop` asked to stop; everything read until then is committed (nothing, in a restore).
         case interrupted
+        /// A restore found problems (each handed to `onReject`) and wrote nothing.
+        case refused
+    }
+
+    /// The columns of a CSV file that the import did not read.
+    public struct UnusedColumns: Sendable, Hashable {
+        public var file: String
+        public var columns: [String]
     }
 
     public struct Summary: Sendable {
@@ -107,6 +122,19 @@ public struct BulkImport {
         /// The store afterwards.
         public var contacts = 0
         public var profiles = 0
+        /// Whether this was a restore into an empty store (SPEC.md section 16): then `contacts` rows
+        /// were written as the files hold them.
+        public var restored = false
+        /// A restore: its links (`derivedLinks` of them derived from the rows, when the files hold
+        /// none), and the ids no record held, kept out of use as erased contacts.
+        public var links = 0
+        public var derivedLinks = 0
+        public var idsFilled = 0
+        /// Contact records skipped because they came after a larger id (an import into a store that
+        /// is not empty applies them in id order). Not a clean run: the command exits 1.
+        public var outOfOrder = 0
+        /// For each CSV file with columns it did not read, those columns.
+        public var unusedColumns: [UnusedColumns] = []
     }
 
     /// A failure that stops the import before or while writing; the store keeps what was committed.
@@ -120,6 +148,10 @@ public struct BulkImport {
 
     /// Imports `files` into the store in `dataDirectory` (created when missing). Every file is opened,
     /// and every CSV header read, before anything is written. `shouldStop` is polled between records.
+    ///
+    /// When the store is empty (no contact and no change event, ever) and the first file begins with a
+    /// Contact record, this is a restore (see ``Restore``): every file is read as Contact records,
+    /// links and keep-apart rules, and kept exactly; a problem anywhere writes nothing.
     public static func run(
         dataDirectory: String, files: [String], options: Options = Options(),
         onReject: @escaping (Rejection) -> Void = { _ in },
@@ -128,6 +160,7 @@ public struct BulkImport {
     ) throws(Failure) -> Summary {
         let start = Self.now()
         var plans: [(path: String, format: Format, size: Int)] = []
+        var unused: [UnusedColumns] = []
         for path in files {
             guard let format = options.format ?? Format(path: path) else {
                 throw Failure(
@@ -145,10 +178,13 @@ public struct BulkImport {
             do {
                 var reader = try LineReader(path: path, maximumLineBytes: options.maximumLineBytes)
                 if format == .csv, (status.st_mode & S_IFMT) == S_IFREG {
-                    _ = try CSVColumns(reading: &reader, path: path, maximumRecordBytes: options.maximumLineBytes)
+                    let columns = try CSVColumns(
+                        reading: &reader, path: path, maximumRecordBytes: options.maximumLineBytes, choice: options.columns
+                    )
+                    if !columns.unused.isEmpty { unused.append(UnusedColumns(file: path, columns: columns.unused)) }
                 }
             } catch {
-                throw Failure(message: error.message, isUsage: false)
+                throw Failure(message: error.message, isUsage: error.isUsage)
             }
             plans.append((path, format, Int(status.st_size)))
         }
@@ -158,7 +194,16 @@ public struct BulkImport {
         importer.shouldStop = shouldStop
         importer.totalBytes = plans.reduce(0) { $0 + $1.size }
         importer.startTime = start
+        importer.summary.unusedColumns = unused
         do {
+            if importer.isEmptyStore, let first = plans.first,
+                try Restore.startsWithContactRecords(first.path, format: first.format, options: options)
+            {
+                try importer.restore(plans)
+                var summary = importer.summary
+                summary.seconds = Self.now() - start
+                return summary
+            }
             for plan in plans {
                 importer.summary.files += 1
                 switch plan.format {
@@ -171,7 +216,7 @@ public struct BulkImport {
             try importer.finish()
         } catch let error as LineReader.ReadError {
             try? importer.commit()
-            throw Failure(message: error.message, isUsage: false)
+            throw Failure(message: error.message, isUsage: error.isUsage)
         } catch let error as StorageError {
             throw Failure(message: error.message, isUsage: false)
         } catch {

@@ -3,7 +3,7 @@ import Foundation
 /// The work of one ``BulkImport``: the engine's core and the store, driven on one thread.
 struct Importer {
     private var state: EngineState
-    private let store: ContactStore
+    let store: ContactStore
     private let options: BulkImport.Options
     var summary = BulkImport.Summary()
     var onReject: (BulkImport.Rejection) -> Void = { _ in }
@@ -16,7 +16,7 @@ struct Importer {
     private var lastProgress = 0.0
     /// Records applied since the last commit.
     private var sinceCommit = 0
-    private(set) var stopped = false
+    var stopped = false
     private let contactsBefore: Int
     private let seqBefore: UInt64
 
@@ -47,6 +47,9 @@ struct Importer {
         seqBefore = state.nextSeq
     }
 
+    /// No contact and no change event, ever: an import of Contact records into it is a restore.
+    var isEmptyStore: Bool { contactsBefore == 0 && seqBefore == 1 }
+
     // MARK: - Committing
 
     /// Commits the open batch: one LMDB transaction, one fsync.
@@ -72,7 +75,7 @@ struct Importer {
 
     /// After each record: commits every `batchSize` records, polls for a stop and shows progress.
     @inline(__always)
-    private mutating func recordDone(bytesRead: Int) throws(StorageError) {
+    mutating func recordDone(bytesRead: Int) throws(StorageError) {
         summary.records += 1
         sinceCommit += 1
         if sinceCommit >= options.batchSize { try commit() }
@@ -240,7 +243,9 @@ struct Importer {
         id: Int, linkedId: Int?, _ decoded: Result<IdentifyRequest, RequestError>, line: Int
     ) -> String? {
         guard id > lastContactId else {
-            return "Contact record \(id) comes after \(lastContactId): records must be in ascending id order"
+            summary.outOfOrder += 1
+            return "Contact record \(id) comes after \(lastContactId): into a store that is not empty, records "
+                + "must come in ascending id order (sort the file by id, or restore it into an empty store)"
         }
         lastContactId = id
         let request: IdentifyRequest
@@ -371,11 +376,49 @@ struct Importer {
         }
     }
 
+    // MARK: - Restore
+
+    /// A restore (see ``Restore``): reads every file, then writes everything in one commit, or nothing.
+    mutating func restore(_ plans: [(path: String, format: BulkImport.Format, size: Int)]) throws {
+        summary.restored = true
+        var restore = Restore()
+        for plan in plans where !stopped {
+            summary.files += 1
+            try restore.read(plan.path, format: plan.format, options: options) { bytesRead in
+                try recordDone(bytesRead: bytesRead)
+                return stopped
+            }
+            bytesBefore += plan.size
+        }
+        guard !stopped else { return }
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        guard let built = restore.build(now: Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000) else {
+            for problem in restore.problems { onReject(problem) }
+            summary.rejected = restore.problems.count
+            summary.outcome = .refused
+            return
+        }
+        if built.contacts > 0 {
+            try store.reserve(bytes: built.batch.bytes.count)
+            try store.write(built.batch, appending: true)
+            try store.sync()
+        }
+        summary.contacts = built.contacts
+        summary.profiles = built.profiles
+        summary.links = built.links
+        summary.derivedLinks = built.derivedLinks
+        summary.keepApartRules = built.keepApartRules
+        summary.idsFilled = built.idsFilled
+    }
+
     // MARK: - CSV
 
     mutating func importCSV(_ path: String) throws {
         var lines = try LineReader(path: path, maximumLineBytes: options.maximumLineBytes)
-        let columns = try CSVColumns(reading: &lines, path: path, maximumRecordBytes: options.maximumLineBytes)
+        let columns = try CSVColumns(
+            reading: &lines, path: path, maximumRecordBytes: options.maximumLineBytes, choice: options.columns
+        )
         var reader = CSVRecordReader(lines, maximumRecordBytes: options.maximumLineBytes)
         startFile()
         while !stopped, let record = try reader.next() {

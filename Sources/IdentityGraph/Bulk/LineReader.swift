@@ -12,9 +12,11 @@ struct LineReader: ~Copyable {
         case tooLong(number: Int)
     }
 
-    /// A file that cannot be read; the message names it.
+    /// A file that cannot be read, or (`isUsage`) whose header the command line must settle; the
+    /// message names it.
     struct ReadError: Error {
         var message: String
+        var isUsage = false
     }
 
     private let descriptor: Int32

@@ -6,6 +6,8 @@ public struct ChangeEvent: Sendable, Hashable {
         case merged = 2
         case erased = 3
         case unmerged = 4
+        /// A restore into an empty store (SPEC.md section 16): `contacts` says how many rows it wrote.
+        case restored = 5
 
         public var name: String {
             switch self {
@@ -13,6 +15,7 @@ public struct ChangeEvent: Sendable, Hashable {
             case .merged: "merged"
             case .erased: "erased"
             case .unmerged: "unmerged"
+            case .restored: "restored"
             }
         }
     }
@@ -30,6 +33,9 @@ public struct ChangeEvent: Sendable, Hashable {
     public var erasedContactIds: [Int] = []
     /// `erased` and `unmerged`: the primaries of the touched profiles, as they were before.
     public var previousPrimaryContactIds: [Int] = []
+    /// `restored` only: how many Contact rows the restore wrote, tombstones included. A restore has
+    /// no id lists: it wrote every row of the store.
+    public var contacts = 0
 
     public init(
         seq: UInt64, at: Timestamp, kind: Kind, contactIds: [Int], primaryContactIds: [Int],
@@ -45,6 +51,13 @@ public struct ChangeEvent: Sendable, Hashable {
         self.previousPrimaryContactIds = previousPrimaryContactIds
     }
 
+    /// The one event of a restore: `{"seq":...,"at":...,"type":"restored","contacts":N}`.
+    public static func restored(seq: UInt64, at: Timestamp, contacts: Int) -> ChangeEvent {
+        var event = ChangeEvent(seq: seq, at: at, kind: .restored, contactIds: [], primaryContactIds: [])
+        event.contacts = contacts
+        return event
+    }
+
     /// The event's JSON object, with the members its type has.
     public func writeJSON(into writer: inout JSONWriter) {
         writer.raw("{\"seq\":")
@@ -53,6 +66,12 @@ public struct ChangeEvent: Sendable, Hashable {
         writer.string(at.description)
         writer.raw(",\"type\":")
         writer.string(kind.name)
+        if kind == .restored {
+            writer.raw(",\"contacts\":")
+            writer.integer(contacts)
+            writer.raw("}")
+            return
+        }
         Self.writeList("contactIds", contactIds, into: &writer)
         Self.writeList("primaryContactIds", primaryContactIds, into: &writer)
         if kind == .merged { Self.writeList("mergedPrimaryIds", mergedPrimaryIds, into: &writer) }
@@ -83,7 +102,8 @@ public struct ChangeEvent: Sendable, Hashable {
     // MARK: - Stored form
 
     /// The stored form: `u8 kind · i64 at` and then each of the five id lists as a varint count
-    /// followed by varint ids. Compact, since every changing request writes one.
+    /// followed by varint ids (`restored`: then `contacts` as a varint). Compact, since every
+    /// changing request writes one.
     func encode(into bytes: inout [UInt8]) {
         bytes.append(kind.rawValue)
         withUnsafeBytes(of: at.millisecondsSince1970.littleEndian) { bytes.append(contentsOf: $0) }
@@ -91,6 +111,7 @@ public struct ChangeEvent: Sendable, Hashable {
             Self.appendVarint(UInt64(list.count), to: &bytes)
             for id in list { Self.appendVarint(UInt64(id), to: &bytes) }
         }
+        if kind == .restored { Self.appendVarint(UInt64(contacts), to: &bytes) }
     }
 
     /// The stored form of a `created` event of one contact, written without building the event.
@@ -120,12 +141,18 @@ public struct ChangeEvent: Sendable, Hashable {
             }
             lists.append(list)
         }
+        var contacts: UInt64 = 0
+        if kind == .restored {
+            guard let count = Self.readVarint(bytes, &offset) else { return nil }
+            contacts = count
+        }
         guard offset == bytes.count else { return nil }
         self.init(
             seq: seq, at: Timestamp(millisecondsSince1970: at), kind: kind, contactIds: lists[0],
             primaryContactIds: lists[1], mergedPrimaryIds: lists[2], erasedContactIds: lists[3],
             previousPrimaryContactIds: lists[4]
         )
+        self.contacts = Int(contacts)
     }
 
     private static func appendVarint(_ value: UInt64, to bytes: inout [UInt8]) {

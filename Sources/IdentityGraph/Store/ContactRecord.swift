@@ -96,7 +96,11 @@ enum ContactRecord {
     }
 
     static func decode(id: Int, _ bytes: UnsafeRawBufferPointer) -> Contact? {
-        guard let fields = decodeFields(bytes) else { return nil }
+        decodeFields(bytes).flatMap { contact(id: id, $0) }
+    }
+
+    /// The Contact of row `id`; `nil` when its text is not UTF-8.
+    static func contact(id: Int, _ fields: Fields) -> Contact? {
         var contact = Contact(
             id: id, email: nil, phoneNumber: nil, linkedId: fields.linkedId,
             createdAt: Timestamp(millisecondsSince1970: fields.createdAt),

@@ -100,21 +100,10 @@ final class ContactStore: @unchecked Sendable {
         do {
             try environment.read { transaction in
                 graph.reserve(contacts: try transaction.count(in: rows))
-                try transaction.forEach(in: rows) { key, value in
-                    guard let id = ContactRecord.id(fromKey: key), let row = ContactRecord.decodeFields(value) else {
-                        throw StorageError(.corrupt, "an unreadable row (key \(Array(key))) in the store")
-                    }
-                    try graph.load(id: id, row)
-                    return true
-                }
+                try Self.forEachRow(in: transaction, rows) { id, row in try graph.load(id: id, row) }
                 for (table, isRule) in [(linkTable, false), (ruleTable, true)] {
-                    try transaction.forEach(in: table) { key, value in
-                        guard key.count == 8, let pair = PairRecord.decode(value) else {
-                            throw StorageError(.corrupt, "an unreadable \(isRule ? "keep-apart rule" : "link") in the store")
-                        }
-                        let number = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
-                        try graph.loadPair(number, email: pair.email, phone: pair.phone, at: pair.at, rule: isRule)
-                        return true
+                    try Self.forEachPair(in: transaction, table, rule: isRule) { number, at, email, phone in
+                        try graph.loadPair(number, email: email, phone: phone, at: at, rule: isRule)
                     }
                 }
             }
@@ -131,19 +120,76 @@ final class ContactStore: @unchecked Sendable {
         }
     }
 
+    // MARK: - Reading stored rows and pairs
+
+    /// Calls `body` with every row of `table` (the contacts), in id order, its text still in LMDB's
+    /// memory: the one decoder of rows that loading, ``readContents(in:)`` and export share.
+    static func forEachRow(
+        in transaction: Transaction, _ table: Database, _ body: (Int, ContactRecord.Fields) throws -> Void
+    ) throws {
+        try transaction.forEach(in: table) { key, value in
+            guard let id = ContactRecord.id(fromKey: key), let row = ContactRecord.decodeFields(value) else {
+                throw StorageError(.corrupt, "an unreadable row (key \(Array(key))) in the store")
+            }
+            try body(id, row)
+            return true
+        }
+    }
+
+    /// Calls `body` with every link (`rule` false) or keep-apart rule of `table`, oldest first: its
+    /// number, its time in milliseconds, and its email and phone number in LMDB's memory. The one
+    /// decoder of pairs that loading, ``readContents(in:)`` and export share.
+    static func forEachPair(
+        in transaction: Transaction, _ table: Database, rule: Bool,
+        _ body: (UInt64, Int64, UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        try transaction.forEach(in: table) { key, value in
+            guard key.count == 8, let pair = PairRecord.decode(value) else {
+                throw StorageError(.corrupt, "an unreadable \(rule ? "keep-apart rule" : "link") in the store")
+            }
+            try body(UInt64(bigEndian: key.loadUnaligned(as: UInt64.self)), pair.at, pair.email, pair.phone)
+            return true
+        }
+    }
+
+    /// Opens the store in `directory` read-only, so that a running server (another process) may keep
+    /// writing, and runs `body` with it. A server that grows its map meanwhile makes LMDB refuse the
+    /// next transaction (`MDB_MAP_RESIZED`): the new size is adopted and `body` runs again, so it must
+    /// do nothing visible before its transaction begins. Errors of `body` are rethrown; failing to
+    /// open becomes a ``StorageError``. The one way reads from outside a server open a store:
+    /// ``readContents(in:)``, ``scan(in:)``, ``snapshot(of:to:)`` and export.
+    static func withReadOnlyEnvironment<T>(_ directory: String, _ body: (Environment) throws -> T) throws -> T {
+        guard FileManager.default.fileExists(atPath: directory + "/data.mdb") else {
+            throw StorageError(.cannotOpen, "no store in \(directory) (no data.mdb)")
+        }
+        let environment: Environment
+        do {
+            environment = try Environment(path: directory, options: .init(maxDatabases: Self.maxDatabases, readOnly: true))
+        } catch {
+            throw StorageError(.cannotOpen, "cannot open the store in \(directory): \(error)")
+        }
+        var resizes = 0
+        while true {
+            do {
+                return try body(environment)
+            } catch let error as LMDBError where error.isMapResized && resizes < 8 {
+                resizes += 1
+                do {
+                    try environment.setMapSize(0)
+                } catch {
+                    throw StorageError(.cannotOpen, "cannot read the store in \(directory): \(error)")
+                }
+            }
+        }
+    }
+
     /// Runs `body` in one read-only transaction on the store in `directory`, so a running server may
     /// keep writing meanwhile; LMDB's and the body's errors become a ``StorageError``.
     private static func reading<T>(
         _ directory: String, _ body: (Transaction) throws -> T
     ) throws(StorageError) -> T {
-        guard FileManager.default.fileExists(atPath: directory + "/data.mdb") else {
-            throw StorageError(.cannotOpen, "no store in \(directory) (no data.mdb)")
-        }
         do {
-            let environment = try Environment(
-                path: directory, options: .init(maxDatabases: Self.maxDatabases, readOnly: true)
-            )
-            return try environment.read(body)
+            return try withReadOnlyEnvironment(directory) { try $0.read(body) }
         } catch let error as StorageError {
             throw error
         } catch {
@@ -177,29 +223,23 @@ final class ContactStore: @unchecked Sendable {
         try reading(directory) { transaction in
             let rows = try transaction.openDatabase(named: "contacts")
             var contents = StoreContents()
-            try transaction.forEach(in: rows) { key, value in
-                guard let id = ContactRecord.id(fromKey: key), let contact = ContactRecord.decode(id: id, value)
-                else {
-                    throw StorageError(.corrupt, "an unreadable row (key \(Array(key))) in the store")
+            try forEachRow(in: transaction, rows) { id, row in
+                guard let contact = ContactRecord.contact(id: id, row) else {
+                    throw StorageError(.corrupt, "row \(id) of the store holds text that is not UTF-8")
                 }
                 contents.contacts.append(contact)
-                return true
             }
             for (name, isRule) in [("links", false), ("keepApart", true)] {
                 // A v1 store has neither table yet.
                 guard let table = try? transaction.openDatabase(named: name) else { continue }
-                try transaction.forEach(in: table) { _, value in
-                    guard let pair = PairRecord.decode(value),
-                        let email = String(validating: pair.email, as: UTF8.self),
-                        let phone = String(validating: pair.phone, as: UTF8.self)
+                try forEachPair(in: transaction, table, rule: isRule) { _, at, email, phone in
+                    guard let email = String(validating: email, as: UTF8.self),
+                        let phone = String(validating: phone, as: UTF8.self)
                     else {
                         throw StorageError(.corrupt, "an unreadable \(isRule ? "keep-apart rule" : "link") in the store")
                     }
-                    let stored = StoredPair(
-                        email: email, phoneNumber: phone, at: Timestamp(millisecondsSince1970: pair.at)
-                    )
+                    let stored = StoredPair(email: email, phoneNumber: phone, at: Timestamp(millisecondsSince1970: at))
                     if isRule { contents.keepApart.append(stored) } else { contents.links.append(stored) }
-                    return true
                 }
             }
             return contents
@@ -216,7 +256,9 @@ final class ContactStore: @unchecked Sendable {
     }
 
     /// Writes the rows of `batch` in one transaction and commits it; see ``write(_:)-([Contact])``.
-    func write(_ batch: RowBatch) throws(StorageError) {
+    /// `appending`: every key of the batch is larger than any of its table (a restore into an empty
+    /// store), so LMDB appends them without a search and fills its pages.
+    func write(_ batch: RowBatch, appending: Bool = false) throws(StorageError) {
         let injected = injectedFailures.withLock { remaining in
             guard remaining > 0 else { return false }
             remaining -= 1
@@ -226,7 +268,7 @@ final class ContactStore: @unchecked Sendable {
         while true {
             do {
                 let (newest, oldest) = try environment.write { transaction in
-                    try apply(batch, in: transaction)
+                    try apply(batch, in: transaction, appending: appending)
                 }
                 (newestSeq, oldestSeq) = (newest, oldest)
                 return
@@ -246,7 +288,9 @@ final class ContactStore: @unchecked Sendable {
 
     /// Applies the entries of `batch` in `transaction`, then deletes the change events beyond the
     /// retention; returns the newest and oldest stored seq that the commit will leave.
-    private func apply(_ batch: RowBatch, in transaction: Transaction) throws -> (UInt64, UInt64) {
+    private func apply(_ batch: RowBatch, in transaction: Transaction, appending: Bool = false) throws
+        -> (UInt64, UInt64)
+    {
         var newest = newestSeq
         var oldest = oldestSeq
         try batch.forEach { table, key, value in
@@ -258,7 +302,7 @@ final class ContactStore: @unchecked Sendable {
             }
             if let value {
                 // Events arrive in seq order, after every stored one: LMDB can append them.
-                try transaction.put(value, forKey: key, in: database, flags: table == .changes ? .append : [])
+                try transaction.put(value, forKey: key, in: database, flags: appending || table == .changes ? .append : [])
                 if table == .changes {
                     newest = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
                     if oldest == 0 { oldest = newest }
@@ -275,6 +319,18 @@ final class ContactStore: @unchecked Sendable {
             }
         }
         return (newest, oldest)
+    }
+
+    /// Grows the map, when needed, so that about `bytes` more of data fit without the retry a full map
+    /// costs (which redoes the whole transaction): for a restore, written in one transaction.
+    func reserve(bytes: Int) throws(StorageError) {
+        let wanted = environment.usedBytes + bytes * 2
+        guard environment.mapSize < wanted else { return }
+        do {
+            try resizeGate.withLock { try environment.setMapSize(wanted) }
+        } catch {
+            throw StorageError(.unavailable, "cannot grow the store's map: \(error)")
+        }
     }
 
     /// Writes `batch` (the links derived for a v1 store) and marks the store as v2, in one commit.
@@ -352,13 +408,9 @@ final class ContactStore: @unchecked Sendable {
         }
         try prepareSnapshotDirectory(output)
         do {
-            let environment = try Environment(path: directory, options: .init(maxDatabases: Self.maxDatabases, readOnly: true))
-            do {
-                try environment.copy(to: output, compacting: true)
-            } catch let error where error.isMapResized {
-                // The live server grew its map since we opened: adopt the new size and copy again.
+            try withReadOnlyEnvironment(directory) { environment in
+                // A copy refused for a resize may have left a partial file behind.
                 try? FileManager.default.removeItem(atPath: output + "/data.mdb")
-                try environment.setMapSize(0)
                 try environment.copy(to: output, compacting: true)
             }
         } catch {
