@@ -138,7 +138,7 @@ struct EngineState {
         var ignored: [IgnoredValue] = []
         let (email, phone) = screens ? try screen(request, ignored: &ignored) : (request.email, request.phoneNumber)
         let plan = graph.plan(email: email, phone: phone, limits: limits, ignored: &ignored)
-        for value in ignored { ignoredCounts[value.field.rawValue, default: [:]][value.reason.rawValue, default: 0] += 1 }
+        for value in ignored { ignoredCounts[value.field.rawValue, default: [:]][value.metricReason, default: 0] += 1 }
         if plan.changes && !canWrite {
             throw Self.notAcceptingChanges
         }

@@ -110,12 +110,12 @@ extension ContactGraph {
         if limits.maxEmails > 0,
             distinctValues(of: first, phones: false) + distinctValues(of: second, phones: false) > limits.maxEmails
         {
-            return Self.limitReached(.phoneNumber, limits.maxEmails, merging: "emails")
+            return Self.limitReached(.phoneNumber, limits.maxEmails, of: .email, merging: "emails")
         }
         if limits.maxPhones > 0,
             distinctValues(of: first, phones: true) + distinctValues(of: second, phones: true) > limits.maxPhones
         {
-            return Self.limitReached(.phoneNumber, limits.maxPhones, merging: "phone numbers")
+            return Self.limitReached(.phoneNumber, limits.maxPhones, of: .phoneNumber, merging: "phone numbers")
         }
         // Rules are set by operators one at a time, so there are few; a rule whose values already
         // share a profile refuses nothing.
@@ -132,13 +132,15 @@ extension ContactGraph {
         return nil
     }
 
-    private static func limitReached(_ field: GuardField, _ limit: Int, merging kind: String? = nil) -> IgnoredValue {
+    private static func limitReached(
+        _ field: GuardField, _ limit: Int, of limitField: GuardField? = nil, merging kind: String? = nil
+    ) -> IgnoredValue {
         let detail = if let kind {
             "merging the two profiles would give one profile more than \(limit) \(kind)"
         } else {
             "the profile already holds the most \(field == .email ? "emails" : "phone numbers") allowed (\(limit))"
         }
-        return IgnoredValue(field: field, reason: .limit, detail: detail)
+        return IgnoredValue(field: field, reason: .limit, detail: detail, limit: limitField ?? field)
     }
 
     /// How many distinct emails (or phone numbers) the profile of `primary` holds: each value is

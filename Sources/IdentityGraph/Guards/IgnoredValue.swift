@@ -14,11 +14,24 @@ public struct IgnoredValue: Sendable, Hashable {
     public var reason: Reason
     /// A sentence for people; it names no value, so answers and logs never echo it back.
     public var detail: String
+    /// For ``Reason/limit``: which limit refused, the emails' or the phone numbers'. A merge refused
+    /// for the email limit drops the phone number, so `field` alone does not say.
+    public var limit: GuardField?
 
-    public init(field: GuardField, reason: Reason, detail: String) {
+    public init(field: GuardField, reason: Reason, detail: String, limit: GuardField? = nil) {
         self.field = field
         self.reason = reason
         self.detail = detail
+        self.limit = limit
+    }
+
+    /// The reason as metrics count it: `blocked`, `keptApart`, or the limit that refused,
+    /// `emailLimit` or `phoneLimit`.
+    public var metricReason: String {
+        switch reason {
+        case .limit: (limit ?? field) == .email ? "emailLimit" : "phoneLimit"
+        case .blocked, .keptApart: reason.rawValue
+        }
     }
 
     func writeJSON(into writer: inout JSONWriter) {

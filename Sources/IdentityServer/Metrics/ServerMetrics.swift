@@ -1,22 +1,82 @@
-import CoreMetrics
 import IdentityGraph
 import NIOConcurrencyHelpers
-import NIOCore
 import Prometheus
 
-/// The server's metrics (SPEC.md section 15), kept through swift-metrics in a Prometheus registry of
-/// this server's own and rendered in Prometheus' text format at `GET /metrics`.
+/// The server's metrics (SPEC.md section 15), kept in a Prometheus registry of this server's own and
+/// rendered in Prometheus' text format at `GET /metrics`.
+///
+/// Every family has a `# HELP` line, and every labelled series a dashboard expects (each operation
+/// with its usual statuses, each ignored field and reason, each reload outcome) exists at 0 from
+/// the start, so that a ratio panel shows 0 rather than "No data" before the first event.
 ///
 /// Hot paths only bump a counter and record into a histogram, both found in a small cache keyed by
-/// transport, operation and status. Figures the engine already counts (contacts, profiles, commits,
-/// ignored values, the newest seq) are read from it when the metrics are scraped, so identify pays
-/// nothing for them.
+/// transport, operation and status. Figures the engine already counts (contacts, profiles, ignored
+/// values, the newest seq) are read from it when the metrics are scraped, so identify pays nothing
+/// for them.
 public final class ServerMetrics: Sendable {
     /// Which listener a request came through.
-    public enum Transport: String, Sendable {
+    public enum Transport: String, Sendable, CaseIterable {
         case http
         case line
     }
+
+    /// A file `serve` re-reads on SIGHUP.
+    public enum ReloadedFile: String, Sendable, CaseIterable {
+        case blocklist
+        case tokens
+    }
+
+    /// The operations of each transport and the statuses each usually answers, whose series are
+    /// created at 0 at start. The names are the `op` labels the HTTP responder and the line protocol
+    /// record. For now a list of its own; once the HTTP route table exists (`HTTPRoute.all`, with an
+    /// `operation` per route) the HTTP half should be derived from it.
+    static let operations: [Transport: [(op: String, statuses: [Int])]] = [
+        .http: [
+            ("identify", [200, 400, 401, 403, 413, 415, 422, 503]),
+            ("dryRun", [200, 400, 401, 403, 413, 415, 422]),
+            ("lookup", [200, 400, 401, 403]),
+            ("profile", [200, 400, 401, 403, 404]),
+            ("eraseProfile", [200, 400, 401, 403, 404, 503]),
+            ("contact", [200, 400, 401, 403, 404]),
+            ("eraseContact", [200, 400, 401, 403, 404, 503]),
+            ("explain", [200, 400, 401, 403, 404]),
+            ("erase", [200, 400, 401, 403, 413, 415, 503]),
+            ("unmerge", [200, 400, 401, 403, 413, 415, 503]),
+            ("keep-apart", [200, 204, 400, 401, 403, 404, 503]),
+            ("changes", [200, 400, 401, 403]),
+            ("healthz", [200, 503]),
+            ("metrics", [200]),
+            ("openapi", [200]),
+            ("page", [200]),
+            ("unknown", [404, 405]),
+        ],
+        .line: [
+            ("identify", [200, 400, 401, 403, 422, 503]),
+            ("dryRun", [200, 400, 401, 403, 422]),
+            ("lookup", [200, 400, 401, 403]),
+            ("get", [200, 400, 401, 403, 404]),
+            ("ping", [200, 401]),
+            ("auth", [200, 401]),
+            // A line whose `op` is not ours; a line over the length limit, whose op is never read.
+            ("unknown", [400]),
+            ("invalid", [413]),
+        ],
+    ]
+
+    /// The `field` and `reason` labels of ignored values: every ``IgnoredValue/metricReason``.
+    static let ignoredReasons = ["blocked", "emailLimit", "phoneLimit", "keptApart"]
+
+    /// Requests take microseconds, commits about a millisecond, and a stalled fsync may take
+    /// seconds: 1-2.5-5 steps from 5 µs to 10 s, with no gap between.
+    static let latencyBuckets: [Duration] = [
+        .microseconds(5), .microseconds(10), .microseconds(25), .microseconds(50), .microseconds(100),
+        .microseconds(250), .microseconds(500), .milliseconds(1), .microseconds(2500), .milliseconds(5),
+        .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+        .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
+
+    /// Rows per group commit, doubling from 1 to 16,384 (a burst of many connections' requests).
+    static let rowBuckets: [Double] = (0...14).map { Double(1 << $0) }
 
     private struct RequestKey: Hashable {
         var transport: Transport
@@ -24,29 +84,28 @@ public final class ServerMetrics: Sendable {
         var status: Int
     }
 
-
-    private let registry = PrometheusCollectorRegistry()
-    private let factory: PrometheusMetricsFactory
-    /// The series one request touches, found with one lock and one lookup: its counter and its
-    /// operation's latency histogram (the histogram is shared by every status of the operation, and
-    /// swift-prometheus hands out the same one for the same label and dimensions).
-    private let requests = NIOLockedValueBox<[RequestKey: (count: CoreMetrics.Counter, latency: CoreMetrics.Timer)]>([:])
-    private let connections: [Transport: CoreMetrics.Meter]
-    private let commitLatency: CoreMetrics.Timer
-    private let rowsPerCommit: CoreMetrics.Recorder
-    private let commits: CoreMetrics.Counter
-    private let contacts: CoreMetrics.Meter
-    private let profiles: CoreMetrics.Meter
-    private let latestSeq: CoreMetrics.Meter
-    /// What the engine's own counters were at the last scrape, to add only the difference.
-    private let seen = NIOLockedValueBox<(commits: Int, ignored: [IgnoredKey: Int])>((0, [:]))
-
     private struct IgnoredKey: Hashable {
         var field: String
         var reason: String
     }
 
-    private let ignored = NIOLockedValueBox<[IgnoredKey: CoreMetrics.Counter]>([:])
+    private let registry = PrometheusCollectorRegistry()
+    /// The series one request touches, found with one lock and one lookup: its counter and its
+    /// operation's latency histogram (shared by every status of the operation: the registry hands
+    /// out the same one for the same name and labels).
+    private let requests = NIOLockedValueBox<[RequestKey: (count: Counter, latency: DurationHistogram)]>([:])
+    private let connections: [Transport: Gauge]
+    private let commitLatency: DurationHistogram
+    private let rowsPerCommit: ValueHistogram
+    private let commits: Counter
+    private let contacts: Gauge
+    private let profiles: Gauge
+    private let latestSeq: Gauge
+    private let reloads: [ReloadedFile: (ok: Counter, failed: Counter)]
+    private let ignored: [IgnoredKey: Counter]
+    /// What the engine's ignored counts were at the last scrape, to add only the difference.
+    private let seenIgnored = NIOLockedValueBox<[IgnoredKey: Int]>([:])
+    private let process = ProcessFigures()
 
     /// `false` (`serve --no-metrics`): nothing is recorded and `GET /metrics` answers 404, for
     /// deployments that do not scrape, and to measure what the metrics cost.
@@ -54,53 +113,96 @@ public final class ServerMetrics: Sendable {
 
     public init(enabled: Bool = true) {
         isEnabled = enabled
-        var factory = PrometheusMetricsFactory(registry: registry)
-        // Requests take microseconds, commits about a millisecond: the default buckets start at 5 ms.
-        let fine: [Duration] = [
-            .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1),
-            .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(100),
-            .milliseconds(250), .seconds(1),
-        ]
-        factory.durationHistogramBuckets = [
-            "identity_graph_request_duration_seconds": fine, "identity_graph_commit_duration_seconds": fine,
-        ]
-        factory.valueHistogramBuckets = ["identity_graph_commit_rows": [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]]
-        self.factory = factory
-        connections = [
-            .http: CoreMetrics.Meter(label: "identity_graph_connections", dimensions: [("transport", "http")], factory: factory),
-            .line: CoreMetrics.Meter(label: "identity_graph_connections", dimensions: [("transport", "line")], factory: factory),
-        ]
-        commitLatency = CoreMetrics.Timer(label: "identity_graph_commit_duration_seconds", factory: factory)
-        rowsPerCommit = CoreMetrics.Recorder(label: "identity_graph_commit_rows", factory: factory)
-        commits = CoreMetrics.Counter(label: "identity_graph_commits_total", factory: factory)
-        contacts = CoreMetrics.Meter(label: "identity_graph_contacts", factory: factory)
-        profiles = CoreMetrics.Meter(label: "identity_graph_profiles", factory: factory)
-        latestSeq = CoreMetrics.Meter(label: "identity_graph_latest_change_seq", factory: factory)
+        let registry = self.registry
+        func gauge(_ name: String, _ help: String, _ labels: [(String, String)] = []) -> Gauge {
+            registry.makeGauge(descriptor: Self.descriptor(name, help), labels: labels)
+        }
+        func counter(_ name: String, _ help: String, _ labels: [(String, String)] = []) -> Counter {
+            registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels)
+        }
+        connections = Dictionary(uniqueKeysWithValues: Transport.allCases.map { transport in
+            (transport, gauge(
+                "identity_graph_connections", "Open connections, by listener.", [("transport", transport.rawValue)]
+            ))
+        })
+        commitLatency = registry.makeDurationHistogram(
+            descriptor: Self.descriptor(
+                "identity_graph_commit_duration_seconds", "How long each store commit took, fsync included."
+            ),
+            buckets: Self.latencyBuckets
+        )
+        rowsPerCommit = registry.makeValueHistogram(
+            descriptor: Self.descriptor("identity_graph_commit_rows", "Contact rows written by each store commit."),
+            buckets: Self.rowBuckets
+        )
+        commits = counter("identity_graph_commits_total", "Store commits since the server started.")
+        contacts = gauge("identity_graph_contacts", "Contacts in the store, erased ones included.")
+        profiles = gauge("identity_graph_profiles", "Profiles (primary contacts) in the store.")
+        latestSeq = gauge("identity_graph_latest_change_seq", "The seq of the newest durable change event.")
+        gauge("identity_graph_build_info", "The version of this server, as a label; always 1.", [
+            ("version", BuildInfo.version)
+        ]).set(to: 1)
+        reloads = Dictionary(uniqueKeysWithValues: ReloadedFile.allCases.map { file in
+            let help = "Files re-read on SIGHUP, by file and outcome (a failed reload keeps the previous one)."
+            return (file, (
+                ok: counter("identity_graph_reloads_total", help, [("file", file.rawValue), ("result", "ok")]),
+                failed: counter("identity_graph_reloads_total", help, [("file", file.rawValue), ("result", "failed")])
+            ))
+        })
+        var ignored: [IgnoredKey: Counter] = [:]
+        for field in [GuardField.email, .phoneNumber].map(\.rawValue) {
+            for reason in Self.ignoredReasons {
+                ignored[IgnoredKey(field: field, reason: reason)] = counter(
+                    "identity_graph_ignored_values_total",
+                    "Values identify held back, by field and reason (blocked, emailLimit, phoneLimit, keptApart).",
+                    [("field", field), ("reason", reason)]
+                )
+            }
+        }
+        self.ignored = ignored
+        guard enabled else { return }
+        for (transport, operations) in Self.operations {
+            for (op, statuses) in operations {
+                for status in statuses { _ = series(RequestKey(transport: transport, op: op, status: status)) }
+            }
+        }
     }
 
-    /// Counts one request and records how long it took.
-    public func recordRequest(_ transport: Transport, op: String, status: Int, duration: Duration) {
-        guard isEnabled else { return }
-        let key = RequestKey(transport: transport, op: op, status: status)
-        let (counter, timer) = requests.withLockedValue { cache in
+    private static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
+    /// The counter and histogram of `key`, created on first use.
+    private func series(_ key: RequestKey) -> (count: Counter, latency: DurationHistogram) {
+        requests.withLockedValue { cache in
             if let series = cache[key] { return series }
             let series = (
-                count: CoreMetrics.Counter(
-                    label: "identity_graph_requests_total",
-                    dimensions: [("transport", transport.rawValue), ("op", op), ("status", String(status))],
-                    factory: factory
+                count: registry.makeCounter(
+                    descriptor: Self.descriptor(
+                        "identity_graph_requests_total", "Requests answered, by transport, operation and status."
+                    ),
+                    labels: [("transport", key.transport.rawValue), ("op", key.op), ("status", String(key.status))]
                 ),
-                latency: CoreMetrics.Timer(
-                    label: "identity_graph_request_duration_seconds",
-                    dimensions: [("transport", transport.rawValue), ("op", op)], factory: factory
+                latency: registry.makeDurationHistogram(
+                    descriptor: Self.descriptor(
+                        "identity_graph_request_duration_seconds",
+                        "How long requests took to answer, by transport and operation."
+                    ),
+                    labels: [("transport", key.transport.rawValue), ("op", key.op)],
+                    buckets: Self.latencyBuckets
                 )
             )
             cache[key] = series
             return series
         }
+    }
+
+    /// Counts one request and records how long it took.
+    public func recordRequest(_ transport: Transport, op: String, status: Int, duration: Duration) {
+        guard isEnabled else { return }
+        let (counter, histogram) = series(RequestKey(transport: transport, op: op, status: status))
         counter.increment()
-        timer.recordNanoseconds(Int64(duration.components.seconds) * 1_000_000_000
-            + Int64(duration.components.attoseconds / 1_000_000_000))
+        histogram.record(duration)
     }
 
     public func connectionOpened(_ transport: Transport) {
@@ -115,45 +217,39 @@ public final class ServerMetrics: Sendable {
     /// writer calls this).
     public func recordCommit(rows: Int, seconds: Double) {
         guard isEnabled else { return }
-        rowsPerCommit.record(rows)
-        commitLatency.recordSeconds(seconds)
+        commits.increment()
+        rowsPerCommit.record(Double(rows))
+        commitLatency.record(.nanoseconds(Int64(seconds * 1e9)))
     }
 
-    /// The metrics as Prometheus text, with the engine's figures read now.
+    /// One attempt to re-read `file` on SIGHUP.
+    public func recordReload(_ file: ReloadedFile, succeeded: Bool) {
+        guard isEnabled, let counters = reloads[file] else { return }
+        (succeeded ? counters.ok : counters.failed).increment()
+    }
+
+    /// The metrics as Prometheus text, with the engine's and the process's figures read now.
     public func render(_ engine: IdentityEngine) async -> [UInt8] {
         let statistics = await engine.statistics
-        contacts.set(statistics.contacts)
-        profiles.set(statistics.profiles)
-        latestSeq.set(Int(statistics.latestSeq))
-        let (newCommits, newIgnored) = seen.withLockedValue { seen -> (Int, [(IgnoredKey, Int)]) in
-            let commits = statistics.commits - seen.commits
-            seen.commits = statistics.commits
-            var ignored: [(IgnoredKey, Int)] = []
+        contacts.set(Int64(statistics.contacts))
+        profiles.set(Int64(statistics.profiles))
+        latestSeq.set(Int64(statistics.latestSeq))
+        let increments = seenIgnored.withLockedValue { seen -> [(IgnoredKey, Int)] in
+            var increments: [(IgnoredKey, Int)] = []
             for (field, reasons) in statistics.ignored {
                 for (reason, count) in reasons {
                     let key = IgnoredKey(field: field, reason: reason)
-                    let delta = count - (seen.ignored[key] ?? 0)
-                    seen.ignored[key] = count
-                    ignored.append((key, delta))
+                    let delta = count - (seen[key] ?? 0)
+                    seen[key] = count
+                    if delta > 0 { increments.append((key, delta)) }
                 }
             }
-            return (commits, ignored)
+            return increments
         }
-        if newCommits > 0 { commits.increment(by: newCommits) }
-        for (key, delta) in newIgnored {
-            let counter = ignored.withLockedValue { cache in
-                if let counter = cache[key] { return counter }
-                let counter = CoreMetrics.Counter(
-                    label: "identity_graph_ignored_values_total",
-                    dimensions: [("field", key.field), ("reason", key.reason)], factory: factory
-                )
-                cache[key] = counter
-                return counter
-            }
-            if delta > 0 { counter.increment(by: delta) } else { counter.increment(by: 0) }
-        }
+        for (key, delta) in increments { ignored[key]?.increment(by: Int64(delta)) }
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
+        buffer.append(contentsOf: process.text().utf8)
         return buffer
     }
 }
