@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import IdentityGraph
+import IdentityServer
+import Logging
+import Synchronization
 
 /// `identity-graph`: the one executable (SPEC.md section 8).
 ///
@@ -10,6 +13,7 @@ struct IdentityGraphCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "identity-graph",
         abstract: "A fast, self-hosted identity resolution server.",
+        version: BuildInfo.version,
         subcommands: [Serve.self, Snapshot.self, Check.self, Import.self, Export.self]
     )
 
@@ -22,23 +26,76 @@ struct IdentityGraphCommand: AsyncParsableCommand {
                 try command.run()
             }
         } catch let failure as CommandFailure {
-            FileHandle.standardError.write(Data("identity-graph: \(failure.message)\n".utf8))
+            FatalReport.write(failure.message)
+            Foundation.exit(1)
+        } catch let failure as StorageError {
+            // A store that cannot be opened or locked (another writer holds it): not a usage error.
+            FatalReport.write(failure.message)
             Foundation.exit(1)
         } catch {
             let code = exitCode(for: error)
             if code == .success {
-                print(fullMessage(for: error))
+                print(Self.helpText(fullMessage(for: error)))
                 Foundation.exit(0)
             }
             if code == .validationFailure {
-                FileHandle.standardError.write(Data("identity-graph: \(message(for: error))\n".utf8))
-                FileHandle.standardError.write(Data("Run 'identity-graph --help' for usage.\n".utf8))
+                FatalReport.write(message(for: error), hint: "Run '\(Self.invokedCommand) --help' for usage.")
                 Foundation.exit(2)
             }
             if error is ExitCode { Foundation.exit(code.rawValue == 0 ? 0 : 1) }
-            FileHandle.standardError.write(Data("identity-graph: \(message(for: error))\n".utf8))
+            FatalReport.write(message(for: error))
             Foundation.exit(1)
         }
+    }
+
+    /// `identity-graph` and the subcommand the arguments name, if any, so that a usage error points
+    /// at the help that lists the flag (`identity-graph serve --help`).
+    static var invokedCommand: String {
+        let names = configuration.subcommands.map { $0.configuration.commandName ?? "\($0)".lowercased() }
+        if let first = CommandLine.arguments.dropFirst().first, names.contains(first) { return "identity-graph \(first)" }
+        return "identity-graph"
+    }
+
+    /// Options a command requires, though the parser takes them as optional because a variable
+    /// (`IDENTITY_GRAPH_DATA_DIR`, ...) may give them instead: its usage line shows them without brackets.
+    static let requiredOptions = [
+        "check": ["data-dir"], "export": ["data-dir"], "import": ["data-dir"], "snapshot": ["data-dir", "out"],
+    ]
+
+    static func helpText(_ text: String) -> String {
+        let usage = text.split(separator: "\n").first { $0.hasPrefix("USAGE: ") } ?? ""
+        guard let (_, options) = requiredOptions.first(where: { usage.hasPrefix("USAGE: identity-graph \($0.key) ") })
+        else { return text }
+        var text = text
+        for option in options {
+            text = text.replacingOccurrences(of: "[--\(option) <\(option)>]", with: "--\(option) <\(option)>")
+        }
+        return text
+    }
+}
+
+/// How a fatal error reaches stderr: one line, `identity-graph: MESSAGE`, or with `--log-format json`
+/// (once `serve` has read it) one JSON object like every other log line, so that a log collector
+/// sees why the server never started.
+enum FatalReport {
+    private static let json = Atomic<Bool>(false)
+
+    static func useJSON(_ on: Bool) {
+        json.store(on, ordering: .relaxed)
+    }
+
+    static func write(_ message: String, hint: String? = nil) {
+        if json.load(ordering: .relaxed) {
+            var metadata: Logger.Metadata = [:]
+            if let hint { metadata["hint"] = .string(hint) }
+            FileHandle.standardError.write(Data(JSONLogHandler.line(
+                level: .critical, label: "identity-graph", message: message, metadata: metadata, source: "identity-graph"
+            )))
+            return
+        }
+        var text = "identity-graph: \(message)\n"
+        if let hint { text += hint + "\n" }
+        FileHandle.standardError.write(Data(text.utf8))
     }
 }
 
@@ -58,13 +115,13 @@ enum Setting {
         flag || ["1", "true", "yes"].contains(value(nil, variable) ?? "")
     }
 
+    /// An integer from its flag, else its variable, else `fallback`. A message about a bad value
+    /// names the flag when the value came from the flag, and the variable when it came from there.
     static func integer(
-        _ flag: Int?, _ variable: String, default fallback: Int, range: ClosedRange<Int>, flag name: String? = nil
+        _ flag: Int?, _ variable: String, default fallback: Int, range: ClosedRange<Int>, flag name: String
     ) throws -> Int {
         if let flag {
-            guard range.contains(flag) else {
-                throw ValidationError("\(name ?? variable): \(flag) is not in \(range)")
-            }
+            guard range.contains(flag) else { throw ValidationError("\(name): \(flag) is not in \(range)") }
             return flag
         }
         guard let text = ProcessInfo.processInfo.environment[variable], !text.isEmpty else { return fallback }
@@ -74,11 +131,18 @@ enum Setting {
         return value
     }
 
+    /// A text setting and the name to use in a message about it: the flag's when the flag gave it,
+    /// the variable's when the variable did.
+    static func named(_ flag: String?, _ name: String, _ variable: String) -> (value: String, name: String)? {
+        if let flag { return (flag, name) }
+        return value(nil, variable).map { ($0, variable) }
+    }
+
     /// `--format` of import and export (`ndjson` or `csv`), or `nil` when neither it nor its variable is set.
     static func format(_ flag: String?, _ variable: String) throws -> BulkImport.Format? {
-        guard let name = value(flag, variable) else { return nil }
+        guard let (name, source) = named(flag, "--format", variable) else { return nil }
         guard let format = BulkImport.Format(rawValue: name) else {
-            throw ValidationError("--format must be ndjson or csv, not '\(name)'")
+            throw ValidationError("\(source) must be ndjson or csv, not '\(name)'")
         }
         return format
     }

@@ -63,6 +63,9 @@ struct Import: ParsableCommand {
             emailColumn: Setting.value(emailColumn, "IDENTITY_GRAPH_IMPORT_EMAIL_COLUMN"),
             phoneColumn: Setting.value(phoneColumn, "IDENTITY_GRAPH_IMPORT_PHONE_COLUMN")
         )
+        // One writer per store (SPEC.md section 8): refused at once while a server or an import holds it.
+        let writerLock = try WriterLock(directory: directory)
+        defer { writerLock.release() }
         var rejectsFile: BufferedFile?
         if let path = Setting.value(rejects, "IDENTITY_GRAPH_IMPORT_REJECTS") {
             guard let file = BufferedFile(path: path) else {

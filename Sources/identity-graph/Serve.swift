@@ -78,27 +78,56 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Serve without tokens on an address other than loopback (IDENTITY_GRAPH_ALLOW_UNAUTHENTICATED=1).")
     var allowUnauthenticated = false
 
+    @Flag(help: """
+        Identify answers also carry "primaryContatctId" (the misspelling in the original Bitespeed task that \
+        many clients read), with the same value (IDENTITY_GRAPH_BITESPEED_COMPAT=1).
+        """)
+    var bitespeedCompat = false
+
     @Option(help: """
         Seconds a change stream (GET /changes as text/event-stream) may stay silent before a comment \
         line, 1 to 15 (IDENTITY_GRAPH_CHANGES_HEARTBEAT; default 15).
         """)
     var changesHeartbeat: Int?
 
+    @Option(help: """
+        Write the server's pid to this file once it listens, and remove it at a clean exit, for \
+        `kill -HUP "$(cat FILE)"` (IDENTITY_GRAPH_PID_FILE).
+        """)
+    var pidFile: String?
+
     func run() async throws {
+        // The log format first: with json, every later fatal error is a JSON line like the log's.
+        let logFormat = Setting.named(logFormat, "--log-format", "IDENTITY_GRAPH_LOG_FORMAT") ?? ("text", "--log-format")
+        guard logFormat.value == "text" || logFormat.value == "json" else {
+            throw ValidationError("\(logFormat.name) must be text or json, not '\(logFormat.value)'")
+        }
+        FatalReport.useJSON(logFormat.value == "json")
         let dataDirectory = try Setting.dataDirectory(dataDir, required: false)
         let host = Setting.value(host, "IDENTITY_GRAPH_HOST") ?? "127.0.0.1"
-        let httpPort = try Setting.integer(httpPort, "IDENTITY_GRAPH_HTTP_PORT", default: 8080, range: 0...65535)
-        let tcpPort = try Setting.integer(tcpPort, "IDENTITY_GRAPH_TCP_PORT", default: 7070, range: 0...65535)
-        let idle = try Setting.integer(idleTimeout, "IDENTITY_GRAPH_IDLE_TIMEOUT", default: 60, range: 1...86_400)
+        let httpPort = try Setting.integer(
+            httpPort, "IDENTITY_GRAPH_HTTP_PORT", default: 8080, range: 0...65535, flag: "--http-port"
+        )
+        let tcpPort = try Setting.integer(
+            tcpPort, "IDENTITY_GRAPH_TCP_PORT", default: 7070, range: 0...65535, flag: "--tcp-port"
+        )
+        let idle = try Setting.integer(
+            idleTimeout, "IDENTITY_GRAPH_IDLE_TIMEOUT", default: 60, range: 1...86_400, flag: "--idle-timeout"
+        )
         let maxBody = try Setting.integer(
-            maxBodyBytes, "IDENTITY_GRAPH_MAX_BODY_BYTES", default: 65_536, range: 1...(64 << 20)
+            maxBodyBytes, "IDENTITY_GRAPH_MAX_BODY_BYTES", default: 65_536, range: 1...(64 << 20),
+            flag: "--max-body-bytes"
         )
         let initialMap = try Setting.integer(
-            initialMapBytes, "IDENTITY_GRAPH_INITIAL_MAP_BYTES", default: 64 << 20, range: (64 << 10)...(1 << 40)
+            initialMapBytes, "IDENTITY_GRAPH_INITIAL_MAP_BYTES", default: 64 << 20, range: (64 << 10)...(1 << 40),
+            flag: "--initial-map-bytes"
         )
-        let durabilityName = Setting.value(durability, "IDENTITY_GRAPH_DURABILITY") ?? "durable"
+        let durabilitySetting = Setting.named(durability, "--durability", "IDENTITY_GRAPH_DURABILITY")
+        let durabilityName = durabilitySetting?.value ?? "durable"
         guard durabilityName == "durable" || durabilityName == "relaxed" else {
-            throw ValidationError("durability must be 'durable' or 'relaxed', not '\(durabilityName)'")
+            throw ValidationError(
+                "\(durabilitySetting?.name ?? "--durability") must be 'durable' or 'relaxed', not '\(durabilityName)'"
+            )
         }
         let (guards, blocklistPath) = try guardOptions.resolve()
         let retain = try Setting.integer(
@@ -109,13 +138,14 @@ struct Serve: AsyncParsableCommand {
             changesHeartbeat, "IDENTITY_GRAPH_CHANGES_HEARTBEAT", default: 15, range: 1...15, flag: "--changes-heartbeat"
         )
         let limits = guards.limits
-        let tokensPath = Setting.value(authTokens, "IDENTITY_GRAPH_AUTH_TOKENS")
+        let tokensSetting = Setting.named(authTokens, "--auth-tokens", "IDENTITY_GRAPH_AUTH_TOKENS")
+        let tokensPath = tokensSetting?.value
         var tokens: TokenTable?
-        if let tokensPath {
+        if let tokensSetting {
             do {
-                tokens = try TokenTable(contentsOfFile: tokensPath)
+                tokens = try TokenTable(contentsOfFile: tokensSetting.value)
             } catch {
-                throw ValidationError("--auth-tokens: \(error)")
+                throw ValidationError("\(tokensSetting.name): \(error)")
             }
         }
         let allowOpen = Setting.flag(allowUnauthenticated, "IDENTITY_GRAPH_ALLOW_UNAUTHENTICATED")
@@ -142,17 +172,16 @@ struct Serve: AsyncParsableCommand {
         }
         // Fail at start, not at the first request, if the OpenAPI document did not ship with the binary.
         _ = OpenAPIDocument.bytes
-        let levelName = Setting.value(logLevel, "IDENTITY_GRAPH_LOG_LEVEL") ?? "info"
-        guard let level = Logger.Level(rawValue: levelName) else {
-            throw ValidationError("log level must be one of trace, debug, info, notice, warning, error, critical")
+        let levelSetting = Setting.named(logLevel, "--log-level", "IDENTITY_GRAPH_LOG_LEVEL")
+        guard let level = Logger.Level(rawValue: levelSetting?.value ?? "info") else {
+            throw ValidationError(
+                "\(levelSetting?.name ?? "--log-level") must be one of trace, debug, info, notice, warning, error, critical"
+            )
         }
+        let pidPath = Setting.value(pidFile, "IDENTITY_GRAPH_PID_FILE")
 
-        let format = Setting.value(logFormat, "IDENTITY_GRAPH_LOG_FORMAT") ?? "text"
-        guard format == "text" || format == "json" else {
-            throw ValidationError("--log-format must be text or json, not '\(format)'")
-        }
         LoggingSystem.bootstrap { label in
-            if format == "json" {
+            if logFormat.value == "json" {
                 var handler = JSONLogHandler(label: label)
                 handler.logLevel = level
                 return handler
@@ -163,6 +192,23 @@ struct Serve: AsyncParsableCommand {
         }
         var logger = Logger(label: "identity-graph")
         logger.logLevel = level
+
+        var configuration = ServerConfiguration(
+            host: host, httpPort: httpPort, tcpPort: tcpPort, maxBodyBytes: maxBody, idleTimeout: .seconds(Int64(idle)),
+            changesHeartbeat: .seconds(heartbeatSeconds), tls: tls
+        )
+        configuration.bitespeedCompat = Setting.flag(bitespeedCompat, "IDENTITY_GRAPH_BITESPEED_COMPAT")
+        // Before the store is touched: a port in use must leave no new store directory behind, and
+        // must be reported as such rather than as the listeners' own errors.
+        do {
+            try await IdentityServer.checkPortsAreFree(configuration)
+        } catch {
+            throw CommandFailure(message: "\(error)")
+        }
+
+        // One writer per store (SPEC.md section 8), taken before the store is created or opened.
+        let writerLock = try WriterLock(directory: dataDirectory)
+        defer { writerLock.release() }
 
         let storeLogger = logger
         let metrics = ServerMetrics(enabled: !Setting.flag(noMetrics, "IDENTITY_GRAPH_NO_METRICS"))
@@ -178,7 +224,7 @@ struct Serve: AsyncParsableCommand {
                         case .upgraded(let from, let to, let links):
                             storeLogger.notice(
                                 "upgraded the store's format in place",
-                                metadata: ["from": "\(from)", "to": "\(to)", "linksDerived": "\(links)"]
+                                metadata: ["from": "\(from)", "to": "\(to)", "linksDerived": .stringConvertible(links)]
                             )
                         case .writeFailed(let error):
                             storeLogger.error("store write failed; refusing changes until a retry succeeds: \(error)")
@@ -196,28 +242,42 @@ struct Serve: AsyncParsableCommand {
         logger.info(
             "opened store",
             metadata: [
-                "dataDir": "\(dataDirectory)", "contacts": "\(statistics.contacts)",
-                "profiles": "\(statistics.profiles)", "durability": "\(durabilityName)",
+                "dataDir": "\(dataDirectory)", "contacts": .stringConvertible(statistics.contacts),
+                "profiles": .stringConvertible(statistics.profiles), "durability": "\(durabilityName)",
             ]
         )
         if durabilityName == "relaxed" {
             logger.warning("relaxed durability: a power cut may lose recently acknowledged changes")
         }
-
         if let blocklistPath {
-            logger.info("blocklist loaded", metadata: ["rules": "\(guards.blocklist.ruleCount)", "file": "\(blocklistPath)"])
+            logger.info(
+                "blocklist loaded",
+                metadata: ["rules": .stringConvertible(guards.blocklist.ruleCount), "file": "\(blocklistPath)"]
+            )
         }
         if let tokens {
-            logger.info("access control on", metadata: ["tokens": "\(tokens.count)"])
+            logger.info("access control on", metadata: ["tokens": .stringConvertible(tokens.count)])
         }
+        for warning in Self.exposureWarnings(host: host, tokens: tokens != nil, tls: tls != nil, allowOpen: allowOpen) {
+            logger.warning("\(warning)")
+        }
+
         let reloader = Task { [logger] in
             for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                if blocklistPath == nil && tokensPath == nil {
+                    logger.notice("SIGHUP: nothing to reload (neither --blocklist nor --auth-tokens is given)")
+                }
                 if let blocklistPath {
                     do {
                         let reloaded = try Blocklist(contentsOfFile: blocklistPath)
                         await engine.updateGuards(Guards(blocklist: reloaded, limits: limits))
-                        logger.notice("blocklist reloaded", metadata: ["rules": "\(reloaded.ruleCount)"])
+                        metrics.recordReload(.blocklist, succeeded: true)
+                        logger.notice(
+                            "blocklist reloaded",
+                            metadata: ["rules": .stringConvertible(reloaded.ruleCount), "file": "\(blocklistPath)"]
+                        )
                     } catch {
+                        metrics.recordReload(.blocklist, succeeded: false)
                         logger.error("blocklist reload failed; the previous rules stay in force: \(error)")
                     }
                 }
@@ -225,12 +285,17 @@ struct Serve: AsyncParsableCommand {
                     do {
                         let reloaded = try TokenTable(contentsOfFile: tokensPath)
                         let closed = access.reload(reloaded)
+                        metrics.recordReload(.tokens, succeeded: true)
                         logger.notice(
                             "tokens reloaded",
-                            metadata: ["tokens": "\(reloaded.count)", "closedConnections": "\(closed)"]
+                            metadata: [
+                                "tokens": .stringConvertible(reloaded.count), "closedConnections": .stringConvertible(closed),
+                                "file": "\(tokensPath)",
+                            ]
                         )
                     } catch {
                         // The error names the file and line, never the line's text, which may hold a token.
+                        metrics.recordReload(.tokens, succeeded: false)
                         logger.error("token reload failed; the previous tokens stay in force: \(error)")
                     }
                 }
@@ -238,17 +303,22 @@ struct Serve: AsyncParsableCommand {
         }
         defer { reloader.cancel() }
 
-        let configuration = ServerConfiguration(
-            host: host, httpPort: httpPort, tcpPort: tcpPort, maxBodyBytes: maxBody, idleTimeout: .seconds(Int64(idle)),
-            changesHeartbeat: .seconds(heartbeatSeconds), tls: tls
-        )
         let services = try IdentityServer.services(
             engine: engine, configuration: configuration, access: access, metrics: metrics, logger: logger
-        ) { bound in
+        ) { [logger] bound in
+            if let pidPath {
+                // Written once the server listens, so that a script that waits for the file can signal it.
+                do {
+                    try "\(getpid())\n".write(toFile: pidPath, atomically: true, encoding: .utf8)
+                } catch {
+                    logger.error("cannot write the pid file \(pidPath): \(error.localizedDescription)")
+                }
+            }
             let lines = "http listening on \(Self.describe(bound.http, host: host))\n"
                 + "tcp listening on \(Self.describe(bound.tcp, host: host))\n"
             FileHandle.standardOutput.write(Data(lines.utf8))
         }
+        defer { if let pidPath { try? FileManager.default.removeItem(atPath: pidPath) } }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
@@ -256,10 +326,42 @@ struct Serve: AsyncParsableCommand {
             try await group.run()
         } catch {
             engine.close()
-            throw CommandFailure(message: "\(error)")
+            throw CommandFailure(message: Self.describeFailure(error, configuration))
         }
         engine.close()
-        logger.info("stopped; store flushed")
+        // The store refuses changes while a commit fails; those never reached the disk, and the
+        // shutdown line must not say otherwise.
+        if let refusal = await engine.refusal {
+            logger.error("stopped; the store was not flushed: its last commit failed (\(refusal))")
+        } else {
+            logger.info("stopped; store flushed")
+        }
+    }
+
+    /// The warnings a start-up owes an operator whose server is reachable from other machines:
+    /// bearer tokens sent in plain text, or no access control at all.
+    static func exposureWarnings(host: String, tokens: Bool, tls: Bool, allowOpen: Bool) -> [String] {
+        guard !isLoopback(host) else { return [] }
+        if tokens && !tls {
+            return [
+                "bearer tokens travel in plain text: \(host) is reachable from other machines and no --tls-cert "
+                    + "is given, so anyone on the network path can read the tokens"
+            ]
+        }
+        if !tokens && allowOpen {
+            return [
+                "--allow-unauthenticated on \(host): anyone who can reach it can read, change and erase every profile"
+            ]
+        }
+        return []
+    }
+
+    /// A listener that failed after the ports were found free (another process took one meanwhile).
+    private static func describeFailure(_ error: any Error, _ configuration: ServerConfiguration) -> String {
+        if let error = error as? IOError, error.errnoCode == EADDRINUSE {
+            return "http port \(configuration.httpPort) or tcp port \(configuration.tcpPort) is in use"
+        }
+        return "\(error)"
     }
 
     /// Whether `host` names only this machine: `localhost`, 127.0.0.0/8 or ::1.
@@ -269,7 +371,10 @@ struct Serve: AsyncParsableCommand {
         return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
     }
 
-    private static func describe(_ address: SocketAddress, host: String) -> String {
-        "\(address.ipAddress ?? host):\(address.port ?? 0)"
+    /// `HOST:PORT`, with an IPv6 address in brackets (`[::1]:8080`) so that the port stays apart.
+    static func describe(_ address: SocketAddress, host: String) -> String {
+        let ip = address.ipAddress ?? host
+        if case .v6 = address, !ip.hasPrefix("[") { return "[\(ip)]:\(address.port ?? 0)" }
+        return "\(ip):\(address.port ?? 0)"
     }
 }

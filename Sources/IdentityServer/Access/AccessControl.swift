@@ -76,13 +76,27 @@ public struct TokenTable: Sendable {
 
     /// Reads and parses the file at `path`.
     public init(contentsOfFile path: String) throws(TokenFileError) {
-        let text: String
+        let data: Data
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw TokenFileError(path: path, line: nil, reason: "cannot be read (\(error.localizedDescription))")
+            throw TokenFileError(path: path, line: nil, reason: "cannot be read: \(Self.readFailure(error))")
+        }
+        guard let text = String(validating: data, as: UTF8.self) else {
+            throw TokenFileError(path: path, line: nil, reason: "is not UTF-8 text")
         }
         try self.init(parsing: text, path: path)
+    }
+
+    /// The system's reason (`No such file or directory`), as the blocklist reports it: Foundation
+    /// wraps it in words of its own ("The operation could not be completed") that tell an operator nothing.
+    private static func readFailure(_ error: any Error) -> String {
+        if let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError,
+            underlying.domain == NSPOSIXErrorDomain, let message = strerror(Int32(underlying.code))
+        {
+            return String(cString: message)
+        }
+        return error.localizedDescription
     }
 
     /// The role of `token`, comparing against every entry in time that does not depend on where the
@@ -123,8 +137,11 @@ public final class AccessControl: Sendable {
     /// The outcome of checking a request against the role it needs.
     enum Verdict: Equatable {
         case allowed
-        /// No token, or one nobody knows: 401.
-        case unauthenticated
+        /// No token: 401.
+        case missingToken
+        /// A token nobody holds: 401, saying so (as the line protocol does), so that a client with a
+        /// stale or mistyped token does not look for a missing header.
+        case unknownToken
         /// A known token whose role is too low: 403.
         case forbidden(has: Role)
     }
@@ -134,7 +151,8 @@ public final class AccessControl: Sendable {
         guard let needed else { return .allowed }
         return state.withLockedValue { state in
             guard let table = state.table else { return .allowed }
-            guard let token, let role = table.role(of: token) else { return .unauthenticated }
+            guard let token else { return .missingToken }
+            guard let role = table.role(of: token) else { return .unknownToken }
             return role >= needed ? .allowed : .forbidden(has: role)
         }
     }

@@ -93,11 +93,13 @@ public struct IdentityHTTPResponder: HTTPResponder {
         switch access.check(token: token, needs: needed) {
         case .allowed:
             return
-        case .unauthenticated:
+        case .missingToken:
             throw Problem(
                 status: 401, title: "Unauthorized",
                 detail: "this request needs a bearer token with the \(needed) role (Authorization: Bearer TOKEN)"
             )
+        case .unknownToken:
+            throw Problem(status: 401, title: "Unauthorized", detail: "unknown token")
         case .forbidden(let role):
             throw Problem(
                 status: 403, title: "Forbidden", detail: "this request needs the \(needed) role; the token has \(role)"
