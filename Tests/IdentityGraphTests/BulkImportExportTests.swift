@@ -49,6 +49,16 @@ import Testing
         return (summary, rejections)
     }
 
+    /// A store that is not empty (one contact, `seed@x.io`), so that an import into it applies Contact
+    /// records as identify rather than restoring them (SPEC.md section 16). Returns that contact's shape.
+    @discardableResult
+    static func nonEmptyStore(_ directory: String) async throws -> Shape {
+        let engine = try IdentityEngine(dataDirectory: directory)
+        _ = try await engine.identify(IdentifyRequest(email: "seed@x.io", phoneNumber: nil))
+        engine.close()
+        return Shape(emails: ["seed@x.io"], phones: [])
+    }
+
     /// A store with merges (some by links), an unmerge with a keep-apart rule, erasures (tombstones),
     /// and values the blocklist held back. Returns the rule's email and phone number.
     static func buildRichStore(_ directory: String) async throws -> (email: String, phone: String) {
@@ -77,7 +87,7 @@ import Testing
         return ("lorraine@hv.edu", "555002")
     }
 
-    @Test("an NDJSON export imported into an empty store rebuilds the same profiles, links and keep-apart rules")
+    @Test("an NDJSON export imported into a store that is not empty merges in the same profiles, links and rules")
     func ndjsonRoundTrip() async throws {
         let directory = TemporaryDirectory()
         let source = directory.subdirectory("source")
@@ -92,12 +102,13 @@ import Testing
         let file = directory.subdirectory("export.ndjson")
         try Self.write(exported, to: file)
         let target = directory.subdirectory("target")
+        let seed = try await Self.nonEmptyStore(target)
         let (summary, rejections) = try Self.importFiles([file], into: target)
         #expect(rejections.isEmpty, "\(rejections)")
-        #expect(summary.outcome == .completed)
+        #expect(summary.outcome == .completed && !summary.restored)
         #expect(summary.erasedSkipped == original.contacts.filter { $0.deletedAt != nil }.count)
         #expect(summary.keepApartRules == 1)
-        #expect(try Self.shapes(of: target) == Self.shapes(of: source))
+        #expect(try Self.shapes(of: target) == Self.shapes(of: source).union([seed]))
         let imported = try StoredContacts.readContents(dataDirectory: target)
         #expect(Set(imported.keepApart.map { [$0.email, $0.phoneNumber] }) == Set(original.keepApart.map { [$0.email, $0.phoneNumber] }))
         #expect(Set(imported.links.map { [$0.email, $0.phoneNumber] }) == Set(original.links.map { [$0.email, $0.phoneNumber] }))
@@ -109,7 +120,7 @@ import Testing
         engine.close()
     }
 
-    @Test("a CSV export imported into an empty store rebuilds the same profiles from linkedId")
+    @Test("a CSV export imported into a store that is not empty rebuilds the same profiles from linkedId")
     func csvRoundTrip() async throws {
         let directory = TemporaryDirectory()
         let source = directory.subdirectory("source")
@@ -119,9 +130,10 @@ import Testing
         let file = directory.subdirectory("export.csv")
         try Self.write(exported, to: file)
         let target = directory.subdirectory("target")
+        let seed = try await Self.nonEmptyStore(target)
         let (_, rejections) = try Self.importFiles([file], into: target)
         #expect(rejections.isEmpty, "\(rejections)")
-        #expect(try Self.shapes(of: target) == Self.shapes(of: source))
+        #expect(try Self.shapes(of: target) == Self.shapes(of: source).union([seed]))
         // Links have no place in CSV: the profiles the store merged without a row are joined again by a link.
         #expect(try !StoredContacts.readContents(dataDirectory: target).links.isEmpty)
     }
@@ -136,8 +148,38 @@ import Testing
         #expect(lines.map(String.init) == contacts.map { String(decoding: $0.json, as: UTF8.self) })
     }
 
+    @Test("erased values are gone from export: no byte of them in NDJSON or CSV, links and rules included")
+    func erasedValuesAreGoneFromExport() async throws {
+        let directory = TemporaryDirectory()
+        let store = directory.subdirectory("store")
+        let engine = try IdentityEngine(dataDirectory: store)
+        let secretEmail = "erase-me-export-41c2@example.org"
+        let secretPhone = "+4915550999123"
+        _ = try await engine.identify(.json(#"{"email":"\#(secretEmail)","phoneNumber":"100"}"#))
+        _ = try await engine.identify(.json(#"{"email":"other@example.org","phoneNumber":"\#(secretPhone)"}"#))
+        // A link and a keep-apart rule hold both values too.
+        _ = try await engine.identify(.json(#"{"email":"\#(secretEmail)","phoneNumber":"\#(secretPhone)"}"#))
+        _ = try await engine.unmerge(email: secretEmail, phoneNumber: secretPhone, keepApart: true)
+        _ = try await engine.identify(.json(#"{"email":"bridge@example.org","phoneNumber":"100"}"#))
+        let before = try await engine.contents()
+        #expect(before.links.count + before.keepApart.count >= 1)
+        _ = try await engine.erase(.values(email: secretEmail, phoneNumber: nil))
+        _ = try await engine.erase(.values(email: nil, phoneNumber: secretPhone))
+        engine.close()
+        for format in BulkImport.Format.allCases {
+            var bytes: [UInt8] = []
+            _ = try BulkExport.run(dataDirectory: store, format: format) { bytes.append(contentsOf: $0) }
+            let data = Data(bytes)
+            #expect(data.range(of: Data(secretEmail.utf8)) == nil, "\(format) export holds the erased email")
+            #expect(data.range(of: Data(secretPhone.utf8)) == nil, "\(format) export holds the erased phone number")
+            // The phone number's digits alone, as a normalizer might have kept them.
+            #expect(data.range(of: Data("15550999123".utf8)) == nil, "\(format)")
+            #expect(data.range(of: Data("other@example.org".utf8)) != nil, "\(format) export lost a live value")
+        }
+    }
+
     @Test("a Bitespeed Contact table in CSV: secondaries join their primary, erased rows are skipped, quotes work")
-    func bitespeedTable() throws {
+    func bitespeedTable() async throws {
         let directory = TemporaryDirectory()
         let file = directory.subdirectory("contact.csv")
         try Self.write("""
@@ -152,6 +194,7 @@ import Testing
 
             """, to: file)
         let target = directory.subdirectory("store")
+        let seed = try await Self.nonEmptyStore(target)
         let (summary, rejections) = try Self.importFiles([file], into: target)
         // The quoted email keeps its comma (a valid email), the quoted phone number its line break
         // (whitespace, removed by normalization); 2 and 3 share no value and are joined by a link.
@@ -161,12 +204,12 @@ import Testing
         #expect(try Self.shapes(of: target) == [
             Shape(emails: ["lorraine@hillvalley.edu", "mcfly@hillvalley.edu"], phones: ["123456"]),
             Shape(emails: ["george@hillvalley.edu", "biff,sucks@hillvalley.edu"], phones: ["919191", "717171"]),
-            Shape(emails: ["doc@hillvalley.edu"], phones: ["2233"]),
+            Shape(emails: ["doc@hillvalley.edu"], phones: ["2233"]), seed,
         ])
     }
 
     @Test("Contact records of one profile that share no value are joined by a link, as the merge did")
-    func contactRecordsJoinedByLink() throws {
+    func contactRecordsJoinedByLink() async throws {
         let directory = TemporaryDirectory()
         let file = directory.subdirectory("records.ndjson")
         try Self.write("""
@@ -177,7 +220,9 @@ import Testing
             {"id":3,"email":"late@x.io","phoneNumber":null,"linkedId":null,"linkPrecedence":"primary","createdAt":"x","updatedAt":"x","deletedAt":null}
             """, to: file)
         let target = directory.subdirectory("store")
-        let (_, rejections) = try Self.importFiles([file], into: target)
+        try await Self.nonEmptyStore(target)
+        let (summary, rejections) = try Self.importFiles([file], into: target)
+        #expect(summary.outOfOrder == 1)
         // Record 4 cannot be joined to 3 (two emails, no phone number); the repeated id is out of order.
         #expect(rejections.map(\.line).sorted() == [4, 5])
         #expect(rejections.contains { $0.reason.contains("ascending id order") })

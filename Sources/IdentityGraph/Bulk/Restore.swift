@@ -297,7 +297,8 @@ struct Restore {
     /// problem: ``problems`` then says each, by file and line.
     mutating func build(now: Int64) -> Built? {
         guard problems.isEmpty else { return nil }
-        rows.sort { $0.id < $1.id }
+        // By id, then by place, so that of two records with one id the later one is reported.
+        rows.sort { ($0.id, $0.place.file, $0.place.line) < ($1.id, $1.place.file, $1.place.line) }
         for index in rows.indices.dropFirst() where rows[index].id == rows[index - 1].id {
             let other = rows[index - 1].place
             problem(rows[index].place, "Contact record \(rows[index].id) is given twice; "
