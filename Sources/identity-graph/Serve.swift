@@ -328,11 +328,13 @@ struct Serve: AsyncParsableCommand {
             engine.close()
             throw CommandFailure(message: Self.describeFailure(error, configuration))
         }
-        engine.close()
+        let flushFailure = engine.close()
         // The store refuses changes while a commit fails; those never reached the disk, and the
         // shutdown line must not say otherwise.
         if let refusal = await engine.refusal {
             logger.error("stopped; the store was not flushed: its last commit failed (\(refusal))")
+        } else if let flushFailure {
+            logger.error("stopped; the store was not flushed: \(flushFailure)")
         } else {
             logger.info("stopped; store flushed")
         }

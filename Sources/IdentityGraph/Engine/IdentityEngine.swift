@@ -517,7 +517,10 @@ public actor IdentityEngine {
     /// Stops taking requests, commits what is pending, waits for the writer and flushes the store.
     /// Requests after this fail with ``StorageError/Kind-swift.enum/closed``. Blocks the caller
     /// (which must not be the engine's own thread) for at most the last commit.
-    public nonisolated func close() {
+    /// Returns why the final flush failed, if it did, so that a shutdown never claims a flush it
+    /// did not make.
+    @discardableResult
+    public nonisolated func close() -> StorageError? {
         precondition(!executor.isCurrent, "close() would wait for the engine's thread on that very thread")
         let marked = DispatchSemaphore(value: 0)
         executor.execute {
@@ -531,10 +534,15 @@ public actor IdentityEngine {
             }
         }
         marked.wait()
-        guard let store, let writer else { return }
+        guard let store, let writer else { return nil }
         writer.waitUntilFinished()
-        try? store.sync()
-        notifier.wakeAll()
+        defer { notifier.wakeAll() }
+        do {
+            try store.sync()
+        } catch {
+            return error
+        }
+        return nil
     }
 
     /// Makes the next `count` commits fail as a full disk would (for tests of the failure path).
