@@ -157,7 +157,7 @@ struct Serve: AsyncParsableCommand {
                 """)
         }
         let access = AccessControl(tokens: tokens)
-        var tls: TLSConfiguration?
+        var tls: NIOSSLContext?
         switch (Setting.value(tlsCert, "IDENTITY_GRAPH_TLS_CERT"), Setting.value(tlsKey, "IDENTITY_GRAPH_TLS_KEY")) {
         case (nil, nil):
             break

@@ -26,7 +26,7 @@ public final class LineServer: Service, Sendable {
         logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) throws {
-        sslContext = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
+        sslContext = configuration.tls
         self.engine = engine
         self.configuration = configuration
         self.access = access

@@ -1,6 +1,5 @@
 import Hummingbird
 import HummingbirdCore
-import HummingbirdTLS
 import IdentityGraph
 import Logging
 import NIOCore
@@ -23,18 +22,21 @@ public enum IdentityServer {
         logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
-        let http1 = HTTPServerBuilder.http1(
-            configuration: .init(
-                additionalChannelHandlers: [ConnectionCounter(metrics: metrics, transport: .http)],
-                idleTimeout: configuration.idleTimeout
-            )
+        let channel = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [ConnectionCounter(metrics: metrics, transport: .http)],
+            idleTimeout: configuration.idleTimeout
         )
+        let server = HTTPServerBuilder { responder in
+            let http1 = HTTP1Channel(responder: responder, configuration: channel)
+            guard let context = configuration.tls else { return http1 }
+            return SharedTLSChannel(base: http1, context: context)
+        }
         return Application(
             responder: IdentityHTTPResponder(
                 engine: engine, maxBodyBytes: configuration.maxBodyBytes, heartbeat: configuration.changesHeartbeat,
                 access: access, metrics: metrics, bitespeedCompat: configuration.bitespeedCompat
             ),
-            server: try configuration.tls.map { try .tls(http1, tlsConfiguration: $0) } ?? http1,
+            server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.httpPort)),
             onServerRunning: { channel in
                 if let address = channel.localAddress { await onListening(address) }

@@ -26,8 +26,9 @@ public struct ServerConfiguration: Sendable {
     public var shutdownGracePeriod: TimeAmount
     /// The longest a change stream (Server-Sent Events) stays silent before a comment line.
     public var changesHeartbeat: Duration
-    /// When set, both listeners speak TLS only (SPEC.md section 14).
-    public var tls: TLSConfiguration?
+    /// When set, both listeners speak TLS only (SPEC.md section 14), with this one context: built
+    /// once, by ``tls(certificateFile:keyFile:)``, and shared.
+    public var tls: NIOSSLContext?
     /// Identify answers also carry `primaryContatctId` (`--bitespeed-compat`, SPEC.md section 6).
     public var bitespeedCompat = false
 
@@ -41,7 +42,7 @@ public struct ServerConfiguration: Sendable {
         maxInFlightPerConnection: Int = 512,
         shutdownGracePeriod: TimeAmount = .seconds(10),
         changesHeartbeat: Duration = .seconds(15),
-        tls: TLSConfiguration? = nil
+        tls: NIOSSLContext? = nil
     ) {
         self.host = host
         self.httpPort = httpPort
@@ -55,9 +56,18 @@ public struct ServerConfiguration: Sendable {
         self.tls = tls
     }
 
-    /// A TLS 1.2+ server configuration from PEM files, checked now: an unreadable or malformed file,
-    /// or a key that does not belong to the certificate, throws a message naming the file.
-    public static func tls(certificateFile: String, keyFile: String) throws -> TLSConfiguration {
+    /// Mozilla's "intermediate" profile: TLS 1.3 with its own suites (always on, not configurable
+    /// in BoringSSL), and on TLS 1.2 only ECDHE key exchange (forward secrecy) with AEAD ciphers:
+    /// no static RSA, no CBC, no SHA-1. TLS 1.0 and 1.1 are off.
+    public static let tls12CipherSuites = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ]
+
+    /// The TLS context of both listeners, from PEM files, checked now: an unreadable or malformed
+    /// file, or a key that does not belong to the certificate, throws a message naming the file.
+    public static func tls(certificateFile: String, keyFile: String) throws -> NIOSSLContext {
         let chain: [NIOSSLCertificate]
         do {
             chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
@@ -75,12 +85,12 @@ public struct ServerConfiguration: Sendable {
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key)
         )
         configuration.minimumTLSVersion = .tlsv12
+        configuration.cipherSuites = tls12CipherSuites.joined(separator: ":")
         do {
-            _ = try NIOSSLContext(configuration: configuration)
+            return try NIOSSLContext(configuration: configuration)
         } catch {
             throw TLSSetupError(message: "\(keyFile) does not match the certificate in \(certificateFile) (\(error))")
         }
-        return configuration
     }
 }
 
