@@ -233,7 +233,7 @@ baseline=$(rss_kb "$pid")
 stop_server
 for size in $small $large; do
     "$bin/populate" --data-dir "$work/store-$size" --contacts "$size" >&2 || failed=1
-    restarts=(); restart_ratios=(); per_contacts=(); export_rates=(); export_ratios=()
+    restarts=(); restart_ratios=(); per_contacts=(); export_rates=(); export_ratios=(); restore_rates=(); restore_ratios=()
     for round in $(seq $rounds); do
         scan=$("$bin/populate" --data-dir "$work/store-$size" --scan | json_field "['seconds']") || failed=1
         start_server "$work/store-$size"
@@ -245,9 +245,25 @@ for size in $small $large; do
         "$server" export --data-dir "$work/store-$size" --out "$work/export.ndjson" || failed=1
         seconds=$(python3 -c "print(($(date +%s%N) - $started) / 1e9)")
         exported=$(wc -l < "$work/export.ndjson")
-        rm -f "$work/export.ndjson"
-        export_rates+=("$(python3 -c "print(int($exported / $seconds))")")
+        export_rate=$(python3 -c "print(int($exported / $seconds))")
+        export_rates+=("$export_rate")
         export_ratios+=("$(python3 -c "print(f'{$scan / $seconds:.3f}')")")
+        if [ "$size" -eq 1000000 ]; then
+            # Restore of that export into an empty store (every record kept, checked, one commit),
+            # beside the export of the same store in the same round; then the round trip must hold.
+            rm -rf "$work/restore-store"
+            started=$(date +%s%N)
+            "$server" import --data-dir "$work/restore-store" "$work/export.ndjson" > /dev/null 2> "$results/restore-$round.txt" || failed=1
+            seconds=$(python3 -c "print(($(date +%s%N) - $started) / 1e9)")
+            restore_rate=$(python3 -c "print(int($exported / $seconds))")
+            restore_rates+=("$restore_rate"); restore_ratios+=("$(ratio "$restore_rate" "$export_rate")")
+            if ! "$server" export --data-dir "$work/restore-store" | cmp -s - "$work/export.ndjson"; then
+                echo "the restored store's export differs from the export it was restored from" >&2
+                failed=1
+            fi
+            rm -rf "$work/restore-store"
+        fi
+        rm -f "$work/export.ndjson"
     done
     disk=$(stat -c %s "$work/store-$size/data.mdb")
     row "memory per contact at $size contacts (links and change feed included)" "$(spread "${per_contacts[@]}") B" \
@@ -260,6 +276,12 @@ for size in $small $large; do
     row "export of $size contacts to NDJSON" "$(spread "${export_ratios[@]}") x bare cursor scan; $(spread "${export_rates[@]}") records/s" \
         ">= 0.5 x scan and >= 2,000,000 /s" \
         "$(verdict "$(median "${export_ratios[@]}") >= 0.5 and $(median "${export_rates[@]}") >= 2e6")"
+    if [ ${#restore_rates[@]} -gt 0 ]; then
+        row "restore of the NDJSON export of $size contacts into an empty store" \
+            "$(spread "${restore_ratios[@]}") x export; $(spread "${restore_rates[@]}") records/s" \
+            ">= 0.1 x export and >= 500,000 /s" \
+            "$(verdict "$(median "${restore_ratios[@]}") >= 0.1 and $(median "${restore_rates[@]}") >= 5e5")"
+    fi
     rm -rf "$work/store-$size"
 done
 
