@@ -91,10 +91,11 @@ public struct TokenTable: Sendable {
     /// The system's reason (`No such file or directory`), as the blocklist reports it: Foundation
     /// wraps it in words of its own ("The operation could not be completed") that tell an operator nothing.
     private static func readFailure(_ error: any Error) -> String {
-        if let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError,
-            underlying.domain == NSPOSIXErrorDomain, let message = strerror(Int32(underlying.code))
-        {
-            return String(cString: message)
+        if let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? any Error {
+            let posix = underlying as NSError
+            if posix.domain == NSPOSIXErrorDomain, let message = strerror(Int32(posix.code)) {
+                return String(cString: message)
+            }
         }
         return error.localizedDescription
     }
