@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "identity-graph", targets: ["identity-graph"]),
         .library(name: "IdentityGraph", targets: ["IdentityGraph"]),
         .library(name: "IdentityServer", targets: ["IdentityServer"]),
+        .library(name: "IdentityGraphClient", targets: ["IdentityGraphClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -77,6 +78,21 @@ let package = Package(
             resources: [.copy("HTTP/openapi.json")],
             swiftSettings: swiftSettings
         ),
+        // A client of the line protocol for Swift applications (and cluster followers): SwiftNIO and
+        // NIOSSL only, no server code.
+        .target(
+            name: "IdentityGraphClient",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                // The TLS handshake's completion event, which NIOSSL sends.
+                .product(name: "NIOTLS", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "identity-graph",
             dependencies: [
@@ -113,6 +129,7 @@ let package = Package(
             dependencies: [
                 "IdentityServer",
                 "IdentityGraph",
+                "IdentityGraphClient",
                 "ConformanceSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
