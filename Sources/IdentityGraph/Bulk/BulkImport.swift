@@ -12,9 +12,10 @@ import Foundation
 /// What it reads, line by line (NDJSON) or record by record (CSV, with a header row):
 /// - identify bodies (`{"email": ..., "phoneNumber": ...}`; CSV columns `email` and `phoneNumber`);
 /// - Contact records, as `export` writes them or as the Bitespeed `Contact` table exported to CSV
-///   (a CSV header with `id` and `linkedId`, `linkPrecedence` or `deletedAt`). Erased ones are
-///   skipped, the others are applied as identify of their values; they must come in ascending `id`
-///   order within a file (one out of order is a bad record). At the end of the file, contacts the
+///   (a CSV header with `id` and `linkedId` or `deletedAt`). Into an empty store they are restored
+///   (see ``Restore``). Otherwise erased ones are skipped, the others are applied as identify of
+///   their values; they must come in ascending `id` order within a file (one out of order is a bad
+///   record, counted in ``Summary/outOfOrder``). At the end of the file, contacts the
 ///   file puts in one profile that the store still holds apart are joined by a link (identify of an
 ///   email of one part with a phone number of another, parts taken oldest first);
 /// - `{"link": {...}}` lines, applied as identify of their values, and `{"keepApart": {...}}` lines,

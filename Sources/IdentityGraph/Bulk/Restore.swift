@@ -147,37 +147,39 @@ struct Restore {
     /// One NDJSON line: a Contact record, or a `link` or `keepApart` line; returns what is wrong with it.
     private mutating func readJSON(_ bytes: UnsafeRawBufferPointer, _ place: Place) -> String? {
         guard bytes.isValidUTF8 else { return "the line is not valid UTF-8" }
-        var fields: [String: JSONValue] = [:]
+        // One slot per member read, in the order of `names`; a dictionary would cost every line.
+        let names = ["id", "linkedId", "linkPrecedence", "createdAt", "updatedAt", "deletedAt"]
+        var fields: [JSONValue?] = [nil, nil, nil, nil, nil, nil]
         var nested: String?
         let decoded: Result<IdentifyRequest, RequestError>
         do {
             decoded = try IdentifyRequest.decode(json: bytes) { key, value in
-                switch key {
-                case "id", "linkedId", "linkPrecedence", "createdAt", "updatedAt", "deletedAt": fields[key] = value
-                case "link", "keepApart": nested = key
-                default: break
+                if let slot = names.firstIndex(of: key) {
+                    fields[slot] = value
+                } else if key == "link" || key == "keepApart" {
+                    nested = key
                 }
             }
         } catch {
             return error.detail
         }
         if let nested { return readPair(bytes, member: nested, place) }
-        guard fields["id"] != nil else {
+        guard fields[0] != nil else {
             return "not a Contact record, a link or a keepApart line: a restore into an empty store reads only "
                 + "those; import identify bodies after it"
         }
-        func text(_ name: String) throws(RequestError) -> String? {
-            switch fields[name] {
+        func text(_ slot: Int) throws(RequestError) -> String? {
+            switch fields[slot] {
             case nil, .null?: return nil
             case .string(let value)?, .number(let value)?: return value
-            case let other?: throw RequestError(field: name, reason: "must be a string, a number or null, not \(other.kindDescription)")
+            case let other?:
+                throw RequestError(field: names[slot], reason: "must be a string, a number or null, not \(other.kindDescription)")
             }
         }
         do {
             return try addRow(
-                id: text("id"), linkedId: text("linkedId"), precedence: text("linkPrecedence"),
-                createdAt: text("createdAt"), updatedAt: text("updatedAt"), deletedAt: text("deletedAt"),
-                values: decoded, place
+                id: text(0), linkedId: text(1), precedence: text(2), createdAt: text(3), updatedAt: text(4),
+                deletedAt: text(5), values: decoded, place
             )
         } catch {
             return error.detail
