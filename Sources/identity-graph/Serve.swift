@@ -230,6 +230,11 @@ struct Serve: AsyncParsableCommand {
                             storeLogger.error("store write failed; refusing changes until a retry succeeds: \(error)")
                         case .recovered:
                             storeLogger.notice("store writes succeed again; accepting changes")
+                        case .fenced(let epoch):
+                            storeLogger.warning(
+                                "the log refused a batch: another server took the lease; following",
+                                metadata: ["epoch": "\(epoch)"]
+                            )
                         }
                     },
                     onCommit: { rows, seconds in metrics.recordCommit(rows: rows, seconds: seconds) }

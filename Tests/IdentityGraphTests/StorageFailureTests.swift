@@ -15,6 +15,7 @@ import Testing
                     case .writeFailed: $0.append("failed")
                     case .recovered: $0.append("recovered")
                     case .upgraded: $0.append("upgraded")
+                    case .fenced: $0.append("fenced")
                     }
                 }
             }

@@ -8,8 +8,15 @@ extension EngineState {
         var resume: (Result<Void, EngineError>) -> Void
     }
 
-    /// Whether changes can be made now: not while commits fail.
-    var canWrite: Bool { failure == nil }
+    /// Whether changes can be made now: not while commits fail, and in a cluster only on the leader
+    /// while its lease holds.
+    var canWrite: Bool { failure == nil && (!clustered || leads) }
+
+    /// Whether this cluster member leads now: it has a lease, and its own clock says it still holds.
+    var leads: Bool {
+        guard leaderEpoch != nil, let leaseDeadline else { return false }
+        return ContinuousClock.now < leaseDeadline
+    }
 
     /// Registers `resume` to run once `batch` is durable; returns the outcome instead when it is
     /// known now (the batch is durable, or the store is failing and it cannot become so soon).
@@ -36,7 +43,15 @@ extension EngineState {
     mutating func takeBatch() -> GroupCommitWriter.Batch? {
         guard persistent, !writerBusy, !openBatch.isEmpty else { return nil }
         writerBusy = true
-        let batch = GroupCommitWriter.Batch(rows: openBatch, number: openBatchNumber, seq: nextSeq - 1)
+        var replication: Replication?
+        if let leaderEpoch, !openCommands.isEmpty {
+            recordLogPosition(logPosition + 1)
+            replication = Replication(position: logPosition, epoch: leaderEpoch, commands: openCommands, lastSeq: nextSeq - 1)
+            openCommands.removeAll(keepingCapacity: true)
+        }
+        let batch = GroupCommitWriter.Batch(
+            rows: openBatch, number: openBatchNumber, seq: nextSeq - 1, replication: replication
+        )
         openBatch = RowBatch()
         openBatchNumber += 1
         return batch

@@ -49,6 +49,23 @@ struct EngineState {
     /// Scratch for one operation's changes, kept to reuse its capacity.
     private var changes = GraphChanges()
 
+    /// Cluster mode (SPEC.md section 17): every operation that changes something also appends its
+    /// ``ReplicatedCommand`` to `openCommands`, which goes to the log with the batch.
+    var shipsCommands = false
+    /// The commands of the open batch, back to back.
+    var openCommands: [UInt8] = []
+    /// While a follower replays a command: the leader's time for it, which ``tick()`` returns.
+    var pinnedClock: Int64?
+    /// The newest log batch the state holds (applied, or appended as leader).
+    var logPosition: UInt64 = 0
+    /// Cluster mode: the epoch of this server's lease while it leads, `nil` while it follows. A follower
+    /// refuses changes; a leader accepts them only until `leaseDeadline` (its own monotonic clock),
+    /// so that it stops before the lease can pass to another server.
+    var leaderEpoch: Int64?
+    var leaseDeadline: ContinuousClock.Instant?
+    /// Whether this state is a cluster member (otherwise it always accepts changes while its store does).
+    var clustered = false
+
     init(persistent: Bool) {
         self.persistent = persistent
     }
@@ -65,6 +82,7 @@ struct EngineState {
         state.guards = guards
         state.nextSeq = store.newestSeq + 1
         state.durableSeq = store.newestSeq
+        state.logPosition = store.logPosition
         guard store.needsLinkUpgrade else { return (state, nil) }
         var changes = GraphChanges()
         let added = state.graph.deriveMissingLinks(now: state.clock, changes: &changes)
@@ -96,8 +114,13 @@ struct EngineState {
         graph.exists(id) ? pendingBatch(of: graph.primary(of: UInt32(id))) : 0
     }
 
-    /// The clock for new and changed rows: wall time in milliseconds, never earlier than before.
+    /// The clock for new and changed rows: wall time in milliseconds, never earlier than before (the
+    /// leader's time while a follower replays a command).
     mutating func tick() -> Int64 {
+        if let pinnedClock {
+            clock = max(clock, pinnedClock)
+            return clock
+        }
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let milliseconds = Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
@@ -131,13 +154,16 @@ struct EngineState {
 
     /// Identify (SPEC.md sections 4 and 10). Returns the primary of the profile to answer with, the
     /// values held back, and the batch the answer must wait for. `canWrite` false (the store is
-    /// failing) refuses an identify that would change something.
-    mutating func identify(_ request: IdentifyRequest, canWrite: Bool) throws(EngineError)
+    /// failing) refuses an identify that would change something. `guarded` false (a follower replaying
+    /// the leader's command, whose values the leader's guards already screened) skips the blocklist and
+    /// the limits; keep-apart rules hold either way.
+    mutating func identify(_ request: IdentifyRequest, canWrite: Bool, guarded: Bool = true) throws(EngineError)
         -> (primary: UInt32, ignored: [IgnoredValue], wait: UInt64)
     {
         var ignored: [IgnoredValue] = []
-        let (email, phone) = screens ? try screen(request, ignored: &ignored) : (request.email, request.phoneNumber)
-        let plan = graph.plan(email: email, phone: phone, limits: limits, ignored: &ignored)
+        let (email, phone) = screens && guarded
+            ? try screen(request, ignored: &ignored) : (request.email, request.phoneNumber)
+        let plan = graph.plan(email: email, phone: phone, limits: guarded ? limits : .none, ignored: &ignored)
         for value in ignored { ignoredCounts[value.field.rawValue, default: [:]][value.metricReason, default: 0] += 1 }
         if plan.changes && !canWrite {
             throw Self.notAcceptingChanges
@@ -145,6 +171,7 @@ struct EngineState {
         changes.removeAll()
         let primary = graph.apply(plan, email: email, phone: phone, now: plan.changes ? tick() : clock, changes: &changes)
         guard !changes.isEmpty else { return (primary, ignored, pendingBatch(of: primary)) }
+        if shipsCommands { ReplicatedCommand.identify(email: email, phoneNumber: phone, at: clock).encode(into: &openCommands) }
         if case .merge(_, let loser, _, _) = plan {
             recordChanges(.merged, primaries: [Int(primary)], merged: [Int(loser)])
         } else {
@@ -277,6 +304,7 @@ struct EngineState {
         let outcome = ids.isEmpty
             ? graph.erase(emailValue: emailValue, phoneValue: phoneValue, now: now, changes: &changes)
             : graph.erase(contacts: ids, now: now, changes: &changes)
+        if shipsCommands && !changes.isEmpty { ReplicatedCommand.erase(target, at: now).encode(into: &openCommands) }
         writer.raw("{\"erasedContactIds\":[")
         for (index, id) in outcome.erased.enumerated() {
             if index > 0 { writer.raw(",") }
@@ -300,6 +328,10 @@ struct EngineState {
         let now = tick()
         let outcome = graph.unmerge(link: link, now: now, changes: &changes)
         if keepApart { graph.addRule(email: emailValue, phone: phoneValue, now: now, changes: &changes) }
+        if shipsCommands && !changes.isEmpty {
+            ReplicatedCommand.unmerge(email: email, phoneNumber: phone, keepApart: keepApart, at: now)
+                .encode(into: &openCommands)
+        }
         writer.raw("{\"profiles\":")
         writeProfiles(outcome.pieces, into: &writer)
         writer.raw("}")
@@ -314,6 +346,7 @@ struct EngineState {
         guard canWrite else { throw Self.notAcceptingChanges }
         changes.removeAll()
         graph.removeRule(rule, changes: &changes)
+        if shipsCommands { ReplicatedCommand.removeKeepApart(email: email, phoneNumber: phone).encode(into: &openCommands) }
         recordChanges(nil, primaries: [])
         return persistent ? openBatchNumber : 0
     }

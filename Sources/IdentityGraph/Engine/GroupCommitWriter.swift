@@ -17,6 +17,8 @@ final class GroupCommitWriter: @unchecked Sendable {
         var rows: RowBatch
         var number: UInt64
         var seq: UInt64
+        /// A cluster leader's batch: what goes to the log, before the rows go to the local store.
+        var replication: Replication?
     }
 
     enum Report: Sendable {
@@ -24,9 +26,12 @@ final class GroupCommitWriter: @unchecked Sendable {
         case committed(Batch, seconds: Double, recovered: Bool)
         /// A try at committing `batch` failed; the writer tries again after a pause.
         case failed(StorageError)
+        /// The log refused `batch`: another server holds the lease. Nothing of it was written.
+        case fenced(Batch)
     }
 
     private let store: ContactStore
+    private let replicator: (any Replicator)?
     private let lock = NSLock()
     private let wakeup = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
@@ -34,8 +39,11 @@ final class GroupCommitWriter: @unchecked Sendable {
     private var isClosing = false
     private var stopping = false
 
-    init(store: ContactStore) {
+    /// `replicator`, in cluster mode, appends a leader's batch to the log; the rows go to the store
+    /// only once it returns (SPEC.md section 17: acknowledged means committed in the log).
+    init(store: ContactStore, replicator: (any Replicator)? = nil) {
         self.store = store
+        self.replicator = replicator
     }
 
     /// Starts the thread; `report` runs on it after every commit and every failed try.
@@ -90,11 +98,20 @@ final class GroupCommitWriter: @unchecked Sendable {
         var backoff = 0.05
         var recovered = false
         let started = DispatchTime.now().uptimeNanoseconds
+        var replicated = batch.replication == nil
         while true {
             do {
+                if !replicated, let replication = batch.replication, let replicator {
+                    try replicator.append(replication)
+                    replicated = true
+                }
                 try store.write(batch.rows)
                 break
+            } catch let error as ReplicationError where error.isFenced {
+                report(.fenced(batch))
+                return true
             } catch {
+                let error = (error as? StorageError) ?? StorageError(.unavailable, "\(error)")
                 report(.failed(error))
                 recovered = true
                 if lock.withLock({ isClosing }) && backoff > 0.5 { return false }

@@ -41,6 +41,9 @@ public actor IdentityEngine {
         /// Called on the engine's thread after each commit with the rows it wrote and the seconds it
         /// took, fsync included (for metrics).
         public var onCommit: (@Sendable (_ rows: Int, _ seconds: Double) -> Void)?
+        /// Cluster mode (SPEC.md section 17): where a leader's batches go before they are acknowledged.
+        /// With it the engine starts as a follower, refusing changes until ``IdentityEngine/lead(epoch:until:)``.
+        public var replicator: (any Replicator)?
 
         public init(
             initialMapSize: Int = 64 << 20,
@@ -48,8 +51,10 @@ public actor IdentityEngine {
             guards: Guards = .none,
             changesRetained: Int = 10_000_000,
             onStorageEvent: (@Sendable (StorageEvent) -> Void)? = nil,
-            onCommit: (@Sendable (_ rows: Int, _ seconds: Double) -> Void)? = nil
+            onCommit: (@Sendable (_ rows: Int, _ seconds: Double) -> Void)? = nil,
+            replicator: (any Replicator)? = nil
         ) {
+            self.replicator = replicator
             self.initialMapSize = initialMapSize
             self.durable = durable
             self.guards = guards
@@ -65,6 +70,8 @@ public actor IdentityEngine {
         case upgraded(from: String, to: String, links: Int)
         case writeFailed(StorageError)
         case recovered
+        /// Cluster mode: the log refused a batch of `epoch`, since another server took the lease.
+        case fenced(epoch: Int64)
     }
 
     /// Counts, for reports and benchmarks.
@@ -80,16 +87,18 @@ public actor IdentityEngine {
     }
 
     /// The graph and its bookkeeping; every operation on it runs on the engine's thread.
-    private var state: EngineState
+    var state: EngineState
     private var closed = false
     /// Entries into the engine (one per HTTP request, one per line-protocol channel read), for tests.
     public private(set) var calls = 0
 
     private nonisolated let executor: EngineExecutor
-    private nonisolated let store: ContactStore?
+    nonisolated let store: ContactStore?
     private nonisolated let writer: GroupCommitWriter?
-    private nonisolated let options: Options
-    private nonisolated let notifier: ChangeNotifier
+    nonisolated let options: Options
+    nonisolated let notifier: ChangeNotifier
+    /// Waiting for the writer to report its batch, to rebuild once it is idle (cluster mode).
+    var idleWaiters: [CheckedContinuation<Void, Never>] = []
 
     /// The engine runs on a thread of its own (see ``EngineExecutor``).
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
@@ -116,9 +125,10 @@ public actor IdentityEngine {
             directory: dataDirectory, mapSize: options.initialMapSize, durable: options.durable,
             changesRetained: UInt64(max(options.changesRetained, 1))
         )
-        let (core, upgradedLinks) = try EngineState.loading(store, guards: options.guards)
+        var (core, upgradedLinks) = try EngineState.loading(store, guards: options.guards)
         if let upgradedLinks { options.onStorageEvent?(.upgraded(from: "v1", to: "v2", links: upgradedLinks)) }
-        let writer = GroupCommitWriter(store: store)
+        core.clustered = options.replicator != nil
+        let writer = GroupCommitWriter(store: store, replicator: options.replicator)
         self.notifier = ChangeNotifier(latest: core.durableSeq)
         self.state = core
         self.store = store
@@ -329,7 +339,7 @@ public actor IdentityEngine {
     // MARK: - Erasure and unmerge
 
     /// What an erasure removes (SPEC.md section 12).
-    public enum Erasure: Sendable {
+    public enum Erasure: Sendable, Equatable {
         /// One contact: `DELETE /contacts/{id}`.
         case contact(Int)
         /// Every live contact of the profile holding this contact: `DELETE /profiles/{id}`.
@@ -462,7 +472,7 @@ public actor IdentityEngine {
     private static let closedError = StorageError(.closed, "the engine is closed")
 
     /// Runs `body` on the state and returns its answer once the batch it names is durable.
-    private func run<T: Sendable>(_ body: (inout EngineState) throws(EngineError) -> (T, UInt64))
+    func run<T: Sendable>(_ body: (inout EngineState) throws(EngineError) -> (T, UInt64))
         async throws(EngineError) -> T
     {
         calls += 1
@@ -479,7 +489,7 @@ public actor IdentityEngine {
     }
 
     /// Hands the open batch to the writer when it is idle.
-    private func startCommit() {
+    func startCommit() {
         if let batch = state.takeBatch() { writer?.submit(batch) }
     }
 
@@ -502,6 +512,13 @@ public actor IdentityEngine {
                 StorageError(.unavailable, "the store could not commit: \(error.message)")
             )
             for waiter in failed { waiter.resume(.failure(unavailable)) }
+        case .fenced(let batch):
+            handleFenced(batch)
+        }
+        if !state.writerBusy, !idleWaiters.isEmpty {
+            let waiters = idleWaiters
+            idleWaiters.removeAll()
+            for waiter in waiters { waiter.resume() }
         }
     }
 

@@ -20,6 +20,12 @@ final class ContactStore: @unchecked Sendable {
     private static let formatKey = Array("format".utf8)
     static let formatV1 = Array("identity-graph contacts v1".utf8)
     private static let formatValue = Array("identity-graph contacts v2".utf8)
+    /// The key, in `meta`, of the newest cluster log batch this store holds (SPEC.md section 17):
+    /// written in the commit that applies the batch, so the copy and its position never disagree.
+    static let logPositionKey: UInt64 = 0x6C6F_6750_6F73_0001
+    /// The newest cluster log batch the store holds, 0 for none (a store that never joined a cluster).
+    /// Written by the writer's thread alone, read once the writer is idle (a rebuild) or at open.
+    private(set) var logPosition: UInt64 = 0
     static let maxDatabases: UInt32 = 8
 
     let environment: Environment
@@ -86,6 +92,10 @@ final class ContactStore: @unchecked Sendable {
                 }
                 if let last = try transaction.last(in: changeTable) {
                     newestSeq = last.key.withUnsafeBytes { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) }
+                }
+                let positionKey = withUnsafeBytes(of: Self.logPositionKey.bigEndian) { Array($0) }
+                if let position = try transaction.value(forKey: positionKey, in: meta), position.count == 8 {
+                    logPosition = position.withUnsafeBytes { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) }
                 }
             }
         } catch let error as StorageError {
@@ -267,10 +277,12 @@ final class ContactStore: @unchecked Sendable {
         if injected { throw StorageError(.unavailable, "cannot write to the store: injected failure") }
         while true {
             do {
+                var position: UInt64?
                 let (newest, oldest) = try environment.write { transaction in
-                    try apply(batch, in: transaction, appending: appending)
+                    try apply(batch, in: transaction, appending: appending, logPosition: &position)
                 }
                 (newestSeq, oldestSeq) = (newest, oldest)
+                if let position { logPosition = position }
                 return
             } catch let error as LMDBError where error.isMapFull {
                 do {
@@ -288,9 +300,9 @@ final class ContactStore: @unchecked Sendable {
 
     /// Applies the entries of `batch` in `transaction`, then deletes the change events beyond the
     /// retention; returns the newest and oldest stored seq that the commit will leave.
-    private func apply(_ batch: RowBatch, in transaction: Transaction, appending: Bool = false) throws
-        -> (UInt64, UInt64)
-    {
+    private func apply(
+        _ batch: RowBatch, in transaction: Transaction, appending: Bool = false, logPosition: inout UInt64?
+    ) throws -> (UInt64, UInt64) {
         var newest = newestSeq
         var oldest = oldestSeq
         try batch.forEach { table, key, value in
@@ -299,6 +311,7 @@ final class ContactStore: @unchecked Sendable {
             case .links: linkTable
             case .rules: ruleTable
             case .changes: changeTable
+            case .meta: meta
             }
             if let value {
                 // Events arrive in seq order, after every stored one: LMDB can append them.
@@ -306,6 +319,10 @@ final class ContactStore: @unchecked Sendable {
                 if table == .changes {
                     newest = UInt64(bigEndian: key.loadUnaligned(as: UInt64.self))
                     if oldest == 0 { oldest = newest }
+                } else if table == .meta, value.count == 8,
+                    UInt64(bigEndian: key.loadUnaligned(as: UInt64.self)) == Self.logPositionKey
+                {
+                    logPosition = UInt64(bigEndian: value.loadUnaligned(as: UInt64.self))
                 }
             } else {
                 try transaction.delete(key: Array(key), in: database)
@@ -337,7 +354,8 @@ final class ContactStore: @unchecked Sendable {
     func completeUpgrade(_ batch: RowBatch) throws(StorageError) {
         do {
             try environment.write { transaction in
-                _ = try apply(batch, in: transaction)
+                var position: UInt64?
+                _ = try apply(batch, in: transaction, logPosition: &position)
                 try transaction.put(Self.formatValue, forKey: Self.formatKey, in: meta)
             }
             needsLinkUpgrade = false

@@ -12,6 +12,8 @@ struct RowBatch: Sendable {
         case links = 1
         case rules = 2
         case changes = 3
+        /// The store's metadata; cluster mode keeps the position of the log it has applied there.
+        case meta = 4
     }
 
     private(set) var bytes: [UInt8] = []

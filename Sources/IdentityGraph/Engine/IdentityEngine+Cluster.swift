@@ -1,0 +1,105 @@
+/// Cluster mode (SPEC.md section 17), as the engine sees it: it leads (its batches go to the log
+/// before they are acknowledged) or it follows (it replays the log and refuses changes). Who leads is
+/// decided elsewhere, by the lease; the engine only keeps to what it is told, and stops accepting
+/// changes on its own when the lease's deadline passes on its clock.
+extension IdentityEngine {
+    /// The newest log batch this server holds.
+    public var logPosition: UInt64 {
+        state.logPosition
+    }
+
+    /// The epoch this server leads with, `nil` while it follows (or runs alone).
+    public var leaderEpoch: Int64? {
+        state.leaderEpoch
+    }
+
+    /// Whether this server accepts changes now: it runs alone, or it leads and its lease holds.
+    public var acceptsChanges: Bool {
+        state.canWrite
+    }
+
+    /// Leads with `epoch` until `deadline`: from now on changes are accepted, and each batch goes to the
+    /// log under `epoch` before it is acknowledged. Call it only once the log is applied to its end.
+    public func lead(epoch: Int64, until deadline: ContinuousClock.Instant) {
+        state.leaderEpoch = epoch
+        state.leaseDeadline = deadline
+        state.shipsCommands = true
+    }
+
+    /// The lease was renewed: changes are accepted until `deadline`.
+    public func extendLease(until deadline: ContinuousClock.Instant) {
+        guard state.leaderEpoch != nil else { return }
+        state.leaseDeadline = deadline
+    }
+
+    /// Stops leading and follows: changes are refused from now on. Whatever this server changed as leader
+    /// that is not in the log is dropped, with its waiting answers failed: the graph is rebuilt from the
+    /// local copy, which holds exactly the log's batches this server has, once the writer is idle.
+    public func follow(reason: String) async {
+        guard state.leaderEpoch != nil || state.shipsCommands else { return }
+        state.leaderEpoch = nil
+        state.leaseDeadline = nil
+        state.shipsCommands = false
+        while state.writerBusy {
+            await withCheckedContinuation { idleWaiters.append($0) }
+        }
+        rebuild(failing: "this server stopped leading (\(reason)); retry")
+    }
+
+    /// Applies log batch `replication` (a follower): replays its commands, checks that the replay ends
+    /// at the leader's seq, and returns once the rows are in the local copy. A batch this server holds
+    /// already is skipped; one that does not follow the newest it holds is an error.
+    public func apply(_ replication: Replication) async throws(EngineError) {
+        guard state.leaderEpoch == nil else {
+            throw .storage(StorageError(.unavailable, "a leader does not apply the log"))
+        }
+        if replication.position <= state.logPosition { return }
+        guard replication.position == state.logPosition + 1 else {
+            throw .storage(StorageError(
+                .corrupt, "log batch \(replication.position) does not follow \(state.logPosition), the newest applied"
+            ))
+        }
+        let commands: [ReplicatedCommand]
+        do {
+            commands = try ReplicatedCommand.decodeAll(replication.commands)
+        } catch {
+            throw .storage(error)
+        }
+        try await run { state throws(EngineError) in
+            ((), try state.replay(commands, position: replication.position, lastSeq: replication.lastSeq))
+        }
+    }
+
+    /// The log refused `batch`: another server leads. Its answers and every later one fail, and the graph
+    /// is rebuilt from the local copy.
+    func handleFenced(_ batch: GroupCommitWriter.Batch) {
+        state.writerBusy = false
+        state.leaderEpoch = nil
+        state.leaseDeadline = nil
+        state.shipsCommands = false
+        options.onStorageEvent?(.fenced(epoch: batch.replication?.epoch ?? 0))
+        rebuild(failing: "another server took the lease; this server follows now; retry")
+    }
+
+    /// Reloads the graph from the local copy (the writer is idle), failing every answer still waiting.
+    private func rebuild(failing reason: String) {
+        let error = EngineError.storage(StorageError(.unavailable, reason))
+        let waiting = state.waiting
+        state.waiting.removeAll()
+        for waiter in waiting { waiter.resume(.failure(error)) }
+        guard let store else { return }
+        do {
+            var (fresh, _) = try EngineState.loading(store, guards: state.guards)
+            fresh.clustered = true
+            fresh.ignoredCounts = state.ignoredCounts
+            fresh.commits = state.commits
+            fresh.openBatchNumber = state.openBatchNumber + 1
+            fresh.durableBatch = state.openBatchNumber
+            state = fresh
+        } catch {
+            // The local copy cannot be read: refuse everything until an operator looks.
+            state.failure = error
+            options.onStorageEvent?(.writeFailed(error))
+        }
+    }
+}

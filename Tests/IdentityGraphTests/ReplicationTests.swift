@@ -1,0 +1,157 @@
+import ConformanceSupport
+import Foundation
+import Testing
+
+@testable import IdentityGraph
+
+/// Cluster mode's engine half (SPEC.md section 17), without PostgreSQL: a leader's batches carry the
+/// commands that made them, a follower that replays them ends with the same rows, ids, links, rules
+/// and change events (the same export bytes), a fenced append fails its answers and rebuilds the
+/// leader from its local copy, and a leader whose lease ran out on its own clock refuses changes.
+@Suite struct ReplicationTests {
+    /// Keeps every batch the leader hands to the log, in order; fences from `fenceFrom` on.
+    final class MemoryLog: Replicator, @unchecked Sendable {
+        // `@unchecked`: `batches` and `fenceFrom` are touched only with `lock` held.
+        private let lock = NSLock()
+        private var batches: [Replication] = []
+        private var fenceFrom: UInt64?
+
+        func append(_ replication: Replication) throws {
+            try lock.withLock {
+                if let fenceFrom, replication.position >= fenceFrom {
+                    throw ReplicationError(fenced: true, "a newer epoch holds the lease")
+                }
+                batches.append(replication)
+            }
+        }
+
+        func fence(from position: UInt64) { lock.withLock { fenceFrom = position } }
+        var all: [Replication] { lock.withLock { batches } }
+    }
+
+    static func export(_ directory: String) throws -> String {
+        var bytes: [UInt8] = []
+        _ = try BulkExport.run(dataDirectory: directory, format: .ndjson, chunkBytes: 4096) { bytes.append(contentsOf: $0) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func changes(_ engine: IdentityEngine) async throws -> [ChangeEvent] {
+        try await engine.changes(after: 0, limit: 10_000).events
+    }
+
+    @Test("a follower replaying the leader's log ends with the same export and change feed, guards included")
+    func followerMatchesLeader() async throws {
+        let directory = TemporaryDirectory()
+        let log = MemoryLog()
+        // The leader blocks one value; the follower has no blocklist: what it replays is already screened.
+        let blocklist = try Blocklist(parsing: "email blocked@x.io\n", source: "test")
+        let leader = try IdentityEngine(
+            dataDirectory: directory.subdirectory("leader"),
+            options: .init(guards: Guards(blocklist: blocklist, limits: .none), replicator: log)
+        )
+        let follower = try IdentityEngine(
+            dataDirectory: directory.subdirectory("follower"), options: .init(replicator: MemoryLog())
+        )
+        await #expect(throws: EngineError.self, "a follower accepts no changes") {
+            _ = try await follower.identify(.json(#"{"email":"a@x.io"}"#))
+        }
+        await leader.lead(epoch: 1, until: .now + .seconds(60))
+
+        var generator = SeededGenerator(seed: 0x5EED_0017)
+        for step in 0..<400 {
+            let email = "p\(Int.random(in: 0..<40, using: &generator))@x.io"
+            let phone = "\(Int.random(in: 0..<40, using: &generator))"
+            switch Int.random(in: 0..<20, using: &generator) {
+            case 0:
+                _ = try? await leader.erase(.values(email: email, phoneNumber: nil))
+            case 1:
+                _ = try? await leader.erase(.contact(Int.random(in: 1...max(1, step), using: &generator)))
+            case 2:
+                _ = try? await leader.unmerge(email: email, phoneNumber: phone, keepApart: step % 2 == 0)
+            case 3:
+                try? await leader.removeKeepApart(email: email, phoneNumber: phone)
+            case 4:
+                _ = try await leader.identify(.json(#"{"email":"blocked@x.io","phoneNumber":"\#(phone)"}"#))
+            default:
+                _ = try await leader.identify(.json(#"{"email":"\#(email)","phoneNumber":"\#(phone)"}"#))
+            }
+        }
+        let batches = log.all
+        #expect(!batches.isEmpty)
+        #expect(batches.map(\.position) == Array(1...UInt64(batches.count)), "log positions have gaps")
+        for batch in batches {
+            try await follower.apply(batch)
+        }
+        #expect(await follower.logPosition == UInt64(batches.count))
+        #expect(await leader.logPosition == UInt64(batches.count))
+        #expect(try await Self.changes(follower) == (try await Self.changes(leader)))
+        leader.close()
+        follower.close()
+        let leaderExport = try Self.export(directory.subdirectory("leader"))
+        #expect(!leaderExport.contains("blocked@x.io"))
+        #expect(leaderExport == (try Self.export(directory.subdirectory("follower"))))
+    }
+
+    @Test("a batch applied twice is skipped, one that skips ahead is refused, a diverging replay is caught")
+    func applyChecksPositions() async throws {
+        let directory = TemporaryDirectory()
+        let log = MemoryLog()
+        let leader = try IdentityEngine(dataDirectory: directory.subdirectory("leader"), options: .init(replicator: log))
+        await leader.lead(epoch: 3, until: .now + .seconds(60))
+        _ = try await leader.identify(.json(#"{"email":"a@x.io","phoneNumber":"1"}"#))
+        _ = try await leader.identify(.json(#"{"email":"b@x.io","phoneNumber":"1"}"#))
+        let follower = try IdentityEngine(
+            dataDirectory: directory.subdirectory("follower"), options: .init(replicator: MemoryLog())
+        )
+        let batches = log.all
+        #expect(batches.allSatisfy { $0.epoch == 3 })
+        await #expect(throws: EngineError.self) { try await follower.apply(batches.last!) }
+        try await follower.apply(batches[0])
+        try await follower.apply(batches[0])
+        #expect(await follower.logPosition == 1)
+        if batches.count > 1 {
+            var wrong = batches[1]
+            wrong.lastSeq += 1
+            await #expect(throws: EngineError.self) { try await follower.apply(wrong) }
+        }
+        leader.close()
+        follower.close()
+    }
+
+    @Test("a fenced append fails its answer with 503, and the leader follows with only what the log holds")
+    func fencedAppend() async throws {
+        let directory = TemporaryDirectory()
+        let log = MemoryLog()
+        let store = directory.subdirectory("leader")
+        let leader = try IdentityEngine(dataDirectory: store, options: .init(replicator: log))
+        await leader.lead(epoch: 1, until: .now + .seconds(60))
+        _ = try await leader.identify(.json(#"{"email":"kept@x.io"}"#))
+        log.fence(from: 2)
+        await #expect(throws: EngineError.self) {
+            _ = try await leader.identify(.json(#"{"email":"lost@x.io"}"#))
+        }
+        #expect(await leader.leaderEpoch == nil)
+        #expect(await leader.acceptsChanges == false)
+        #expect(try await leader.contact(id: 1)?.email == "kept@x.io")
+        #expect(try await leader.contact(id: 2) == nil, "a change the log refused is still in memory")
+        #expect(await leader.logPosition == 1)
+        leader.close()
+        #expect(!(try Self.export(store)).contains("lost@x.io"))
+    }
+
+    @Test("a leader refuses changes once its lease deadline passes on its own clock; a renewal lets it go on")
+    func leaseDeadline() async throws {
+        let directory = TemporaryDirectory()
+        let leader = try IdentityEngine(dataDirectory: directory.path, options: .init(replicator: MemoryLog()))
+        await leader.lead(epoch: 1, until: .now + .milliseconds(100))
+        _ = try await leader.identify(.json(#"{"email":"a@x.io"}"#))
+        try await Task.sleep(for: .milliseconds(150))
+        #expect(await leader.acceptsChanges == false)
+        await #expect(throws: EngineError.self) { _ = try await leader.identify(.json(#"{"email":"b@x.io"}"#)) }
+        // Reads go on.
+        #expect(try await leader.contact(id: 1) != nil)
+        await leader.extendLease(until: .now + .seconds(60))
+        _ = try await leader.identify(.json(#"{"email":"b@x.io"}"#))
+        leader.close()
+    }
+}
