@@ -1,3 +1,4 @@
+import ConformanceSupport
 @testable import IdentityGraph
 import Testing
 

@@ -1,3 +1,4 @@
+import ConformanceSupport
 @testable import IdentityGraph
 
 /// A deliberately simple identify, written straight from SPEC.md section 4 with a list of rows and
@@ -51,21 +52,6 @@ struct ReferenceModel {
 extension ReferenceModel.Row {
     init(_ contact: Contact) {
         self.init(id: contact.id, email: contact.email, phoneNumber: contact.phoneNumber, linkedId: contact.linkedId)
-    }
-}
-
-/// A small, seeded generator (SplitMix64), so a failing sequence can be replayed from its seed.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
