@@ -1,3 +1,4 @@
+import Foundation
 import IdentityGraph
 import Testing
 
@@ -302,6 +303,11 @@ struct JSONObjectReaderTests {
         writer.raw("{\"s\":")
         writer.string(text)
         writer.raw("}")
+        // Foundation's parser, which shares no code with the writer, reads the same string back.
+        let parsed = try JSONSerialization.jsonObject(with: Data(writer.bytes)) as? [String: Any]
+        let fromFoundation = try #require(parsed?["s"] as? String, "\(String(decoding: writer.bytes, as: UTF8.self))")
+        #expect(Array(fromFoundation.utf8) == Array(text.utf8))
+        // And so does the project's reader.
         var read: [Member] = []
         try JSONObjectReader.readObject(writer.bytes) { key, value in read.append(Member(key, value)) }
         #expect(read == [Member("s", .string(text))])

@@ -79,22 +79,28 @@ import Testing
             let request = requests.next()
             acknowledged.append((request, try await engine.identify(request)))
         }
+        let committed = Protected(0)
         let writer = Task {
             var more = RequestGenerator(seed: 12, emails: 3000, phones: 2000)
-            var count = 0
             while !Task.isCancelled {
                 _ = try await engine.identify(more.next())
-                count += 1
+                committed.withLock { $0 += 1 }
             }
-            return count
         }
-        try await Task.sleep(for: .milliseconds(20))
+        defer { writer.cancel() }
+        // The snapshot starts once the writer has committed 100 requests, and the writer is still
+        // committing after it: the snapshot was taken in the middle of its writes.
+        try #require(try await Self.waited { committed.withLock { $0 } >= 100 }, "the writer never committed 100 requests")
         let copy = directory.subdirectory("snapshot")
         try engine.snapshot(to: copy)
+        let atSnapshot = committed.withLock { $0 }
+        try #require(
+            try await Self.waited { committed.withLock { $0 } >= atSnapshot + 100 },
+            "the writer stopped committing at the snapshot"
+        )
         writer.cancel()
-        let writtenDuring = try await writer.value
+        try await writer.value
         engine.close()
-        #expect(writtenDuring > 0)
 
         #expect(throws: StorageError.self) { try engine.snapshot(to: copy) }
         let restored = try IdentityEngine(dataDirectory: copy)
@@ -109,6 +115,16 @@ import Testing
             #expect(Set(profile.phoneNumbers).isSubset(of: now.phoneNumbers))
         }
         #expect((await restored.statistics).commits == commits, "an acknowledged request was missing from the snapshot")
+    }
+
+    /// Polls `condition` until it holds, for at most 60 s, then looks once more; returns whether it held.
+    private static func waited(_ condition: () -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !condition() {
+            if ContinuousClock.now >= deadline { return condition() }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        return true
     }
 
     @Test("a snapshot of a stopped store through StoredContacts holds every row")
