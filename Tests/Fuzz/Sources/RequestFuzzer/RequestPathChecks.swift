@@ -1,0 +1,1 @@
+../../../IdentityGraphTests/RequestPathChecks.swift
