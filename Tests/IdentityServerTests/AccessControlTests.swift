@@ -1,16 +1,17 @@
 import Foundation
+import IdentityServer
 import Testing
 
 /// Tokens and roles on both transports (SPEC.md section 14).
-@Suite struct AccessControlTests {
-    static let tokens = ["read": "reader-token-1111", "write": "writer-token-2222", "admin": "admin-token-3333"]
+@Suite(.timeLimit(.minutes(5))) struct AccessControlTests {
+    /// ``TestTokens`` by role name.
+    static let tokens = Dictionary(uniqueKeysWithValues: TestTokens.byRole.map { ($0.key.description, $0.value) })
     static let ranks = ["read": 1, "write": 2, "admin": 3]
 
     /// A server with one token per role, and a little data to act on.
     private func serverWithTokens(_ directory: borrowing TemporaryDirectory, extra: [String] = []) throws -> ServerProcess {
         let path = directory.path + "/tokens"
-        let text = "# roles\n" + Self.tokens.map { "\($0.key) \($0.value)" }.sorted().joined(separator: "\n") + "\n"
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        try TestTokens.write(to: path)
         return try ServerProcess(dataDirectory: directory.store, arguments: ["--auth-tokens", path] + extra)
     }
 
@@ -34,12 +35,10 @@ import Testing
         ("DELETE", "/profiles/99", nil, "admin"),
     ]
 
-    private static let tlsFlags = ["--tls-cert", TestCertificate.files.certificate, "--tls-key", TestCertificate.files.key]
-
     @Test("every HTTP route answers 401, 403 or passes for no token, an unknown one and each role", arguments: [false, true])
     func httpMatrix(tls: Bool) throws {
         let directory = TemporaryDirectory()
-        let server = try serverWithTokens(directory, extra: tls ? Self.tlsFlags : [])
+        let server = try serverWithTokens(directory, extra: tls ? TestCertificate.serveFlags : [])
         let tunnel = tls ? try TLSTunnel(to: server.httpPort) : nil
         let port = tunnel?.port ?? server.httpPort
         let seed = try HTTPExchange.send(
@@ -85,6 +84,54 @@ import Testing
         #expect(server.stop() == 0)
     }
 
+    @Test("a role too low is 403 before the body is read: a malformed body, an oversized one, or one that never comes")
+    func forbiddenFirst() throws {
+        let directory = TemporaryDirectory()
+        let server = try serverWithTokens(directory)
+        let reader = ["Content-Type": "application/json", "Authorization": "Bearer \(TestTokens.read)"]
+        let malformed = try HTTPExchange.send(
+            port: server.httpPort, method: "POST", path: "/identify", headers: reader, body: Array("{not json".utf8)
+        )
+        #expect(malformed.status == 403, "\(malformed.text)")
+        let oversized = try HTTPExchange.send(
+            port: server.httpPort, method: "POST", path: "/identify", headers: reader,
+            body: Array(repeating: UInt8(ascii: " "), count: 70_000)
+        )
+        #expect(oversized.status == 403, "\(oversized.text)")
+        #expect(try Self.statusLine(announcing: 1000, headers: reader, port: server.httpPort).hasPrefix("HTTP/1.1 403"))
+        #expect(try HTTPExchange.get(port: server.httpPort, path: "/contacts/1").status == 401)
+        #expect(server.stop() == 0)
+    }
+
+    @Test("an oversized body without a token is 401, not 413")
+    func unauthenticatedBeforeSize() throws {
+        let directory = TemporaryDirectory()
+        let server = try serverWithTokens(directory)
+        let oversized = try HTTPExchange.post(port: server.httpPort, json: Array(repeating: UInt8(ascii: " "), count: 70_000))
+        #expect(oversized.status == 401, "\(oversized.text)")
+        #expect(oversized.headers["www-authenticate"] == "Bearer")
+        let line = try Self.statusLine(announcing: 10_000_000, headers: ["Content-Type": "application/json"], port: server.httpPort)
+        #expect(line.hasPrefix("HTTP/1.1 401"), "\(line)")
+        // The same body with a token that may write is refused for its size: the 401 was not luck.
+        let writer = try HTTPExchange.send(
+            port: server.httpPort, method: "POST", path: "/identify",
+            headers: ["Content-Type": "application/json", "Authorization": "Bearer \(TestTokens.write)"],
+            body: Array(repeating: UInt8(ascii: " "), count: 70_000)
+        )
+        #expect(writer.status == 413, "\(writer.text)")
+        #expect(server.stop() == 0)
+    }
+
+    /// The status line of the answer to a `POST /identify` whose head announces `length` bytes of
+    /// body that are never sent: an answer at all means the server did not wait for the body.
+    private static func statusLine(announcing length: Int, headers: [String: String], port: Int) throws -> String {
+        let socket = try TestSocket(port: port)
+        var head = "POST /identify HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: \(length)\r\n"
+        for (name, value) in headers.sorted(by: { $0.key < $1.key }) { head += "\(name): \(value)\r\n" }
+        try socket.send(head + "\r\n")
+        return try #require(try socket.readLine(), "the server closed the connection without an answer")
+    }
+
     /// Every line op with the role it needs.
     static let lineOps: [(line: String, role: String)] = [
         (#"{"email":"l@x.io","phoneNumber":"7"}"#, "write"),
@@ -97,7 +144,7 @@ import Testing
     @Test("every line op answers 401, 403 or passes for no token, an unknown one and each role", arguments: [false, true])
     func lineMatrix(tls: Bool) throws {
         let directory = TemporaryDirectory()
-        let server = try serverWithTokens(directory, extra: tls ? Self.tlsFlags : [])
+        let server = try serverWithTokens(directory, extra: tls ? TestCertificate.serveFlags : [])
         let tunnel = tls ? try TLSTunnel(to: server.tcpPort) : nil
         for op in Self.lineOps {
             for who in ["none", "unknown", "read", "write", "admin"] {
@@ -156,8 +203,8 @@ import Testing
         try socket.send(#"{"op":"auth","token":"\#(Self.tokens["read"]!)"}"# + "\n")
         #expect(try lineJSON(socket.readLine())?["ok"] as? Bool == true)
 
-        try "admin \(Self.tokens["admin"]!)\n".write(toFile: directory.path + "/tokens", atomically: true, encoding: .utf8)
-        kill(server.process.processIdentifier, SIGHUP)
+        try TestTokens.write([.admin], to: directory.path + "/tokens")
+        try server.reload("tokens", expecting: "ok")
         #expect(socket.isClosedByServer(), "the connection of a removed token stayed open")
         let read = try HTTPExchange.send(
             port: server.httpPort, method: "GET", path: "/changes",
@@ -166,8 +213,7 @@ import Testing
         #expect(read.status == 401)
 
         try "admin\n".write(toFile: directory.path + "/tokens", atomically: true, encoding: .utf8)
-        kill(server.process.processIdentifier, SIGHUP)
-        Thread.sleep(forTimeInterval: 0.3)
+        try server.reload("tokens", expecting: "failed")
         let admin = try HTTPExchange.send(
             port: server.httpPort, method: "GET", path: "/changes",
             headers: ["Authorization": "Bearer \(Self.tokens["admin"]!)"]

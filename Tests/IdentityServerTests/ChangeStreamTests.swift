@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// The change feed as Server-Sent Events (SPEC.md section 13) and its retention, on the real server.
-@Suite struct ChangeStreamTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct ChangeStreamTests {
     @Test("a stream sends stored events, then new ones once durable, with heartbeats while idle")
     func streamsEventsAndHeartbeats() throws {
         let directory = TemporaryDirectory()
@@ -21,6 +21,41 @@ import Testing
             _ = try stream.nextLine()
         }
         #expect(stream.comments.contains { $0.contains("heartbeat") })
+        #expect(server.stop() == 0)
+    }
+
+    @Test("Last-Event-ID wins over after, whichever is further")
+    func lastEventIdWinsOverAfter() throws {
+        let directory = TemporaryDirectory()
+        let server = try ServerProcess(dataDirectory: directory.store)
+        for index in 1...3 {
+            #expect(try HTTPExchange.post(port: server.httpPort, json: #"{"email":"w\#(index)@x.io"}"#).status == 200)
+        }
+        let ahead = try EventStream(port: server.httpPort, query: "?after=1", lastEventId: 2)
+        #expect(try ahead.nextEvent()?.id == 3, "after=1 was followed instead of Last-Event-ID: 2")
+        let behind = try EventStream(port: server.httpPort, query: "?after=2", lastEventId: 1)
+        #expect(try behind.nextEvent()?.id == 2, "after=2 was followed instead of Last-Event-ID: 1")
+        #expect(server.stop() == 0)
+    }
+
+    @Test("a stream is exempt from the idle timeout: it outlives a silent connection and still gets new events")
+    func streamOutlivesIdleTimeout() throws {
+        let directory = TemporaryDirectory()
+        // Heartbeats every 15 s: nothing goes over the stream for far longer than the idle timeout.
+        let server = try ServerProcess(
+            dataDirectory: directory.store, arguments: ["--idle-timeout", "1", "--changes-heartbeat", "15"]
+        )
+        _ = try HTTPExchange.post(port: server.httpPort, json: #"{"email":"a@x.io"}"#)
+        let stream = try EventStream(port: server.httpPort)
+        #expect(try stream.nextEvent()?.id == 1)
+        // Opened after the stream went quiet: once the idle timeout has closed it, the stream has been
+        // quiet for longer than the timeout too.
+        let silent = try TestSocket(port: server.httpPort, timeout: 10)
+        #expect(silent.isClosedByServer(), "the idle timeout did not close a silent connection")
+        _ = try HTTPExchange.post(port: server.httpPort, json: #"{"email":"b@x.io"}"#)
+        let next = try #require(try stream.nextEvent(), "the idle timeout closed the stream")
+        #expect(next.id == 2)
+        #expect(!stream.comments.contains { $0.contains("heartbeat") }, "a heartbeat kept the stream busy: \(stream.comments)")
         #expect(server.stop() == 0)
     }
 
@@ -116,9 +151,9 @@ final class EventStream {
     private var text: [UInt8] = []
     private(set) var comments: [String] = []
 
-    init(port: Int, lastEventId: Int? = nil) throws {
+    init(port: Int, query: String = "", lastEventId: Int? = nil) throws {
         socket = try TestSocket(port: port, timeout: 20)
-        var head = "GET /changes HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+        var head = "GET /changes\(query) HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
         if let lastEventId { head += "Last-Event-ID: \(lastEventId)\r\n" }
         try socket.send(head + "\r\n")
         let status = try #require(try socket.readLine())

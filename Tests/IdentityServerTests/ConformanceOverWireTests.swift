@@ -5,7 +5,7 @@ import Testing
 /// The shared scenarios of `../shared/conformance/identify.json` against the real server, each on
 /// a fresh store: over HTTP on both paths, and over the line protocol. The final rows are read
 /// back over the same transport.
-@Suite struct ConformanceOverWireTests {
+@Suite(.timeLimit(.minutes(5))) struct ConformanceOverWireTests {
     @Test("conformance scenario over HTTP", arguments: ConformanceScenario.all, ["/identify", "/api/identify"])
     func overHTTP(_ scenario: ConformanceScenario, path: String) throws {
         let directory = TemporaryDirectory()

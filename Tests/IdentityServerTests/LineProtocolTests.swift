@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// The line protocol over a real socket.
-@Suite struct LineProtocolTests {
+@Suite(.timeLimit(.minutes(5))) struct LineProtocolTests {
     private func answer(_ socket: TestSocket) throws -> [String: Any] {
         try #require(try lineJSON(socket.readLine()))
     }

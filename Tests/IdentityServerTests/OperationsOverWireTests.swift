@@ -5,7 +5,7 @@ import Testing
 /// The shared scenarios of `../shared/conformance/operations.json` against the real server, each on a
 /// fresh store with the scenario's guards given as flags: every op over HTTP, and identify, dry runs
 /// and look-ups over the line protocol (the only ops it has). Final rows are read back over HTTP.
-@Suite struct OperationsOverWireTests {
+@Suite(.timeLimit(.minutes(5))) struct OperationsOverWireTests {
     @Test("operations scenario over HTTP", arguments: OperationScenario.all)
     func overHTTP(_ scenario: OperationScenario) throws {
         let directory = TemporaryDirectory()
@@ -25,6 +25,7 @@ import Testing
         }
         try expectFinalRows(scenario, server: server)
         #expect(server.stop() == 0)
+        try expectFinalLinks(scenario, store: directory.store)
     }
 
     @Test(
@@ -35,7 +36,7 @@ import Testing
         let directory = TemporaryDirectory()
         let server = try ServerProcess(dataDirectory: directory.store, arguments: guardFlags(scenario, in: directory.path))
         let socket = try TestSocket(port: server.tcpPort)
-        for (index, step) in scenario.steps.enumerated() where ["identify", "dryRun", "lookup"].contains(step.op) {
+        for (index, step) in scenario.steps.enumerated() where Self.lineOps.contains(step.op) {
             var request = (step.object["request"] as? [String: Any]) ?? [:]
             request["id"] = index
             if step.op == "dryRun" { request["dryRun"] = true }
@@ -50,12 +51,17 @@ import Testing
                 #expect(error["status"] as? Int == step.status, "step \(index) (\(step.op))")
             }
         }
-        // Steps the line protocol lacks ran nowhere, so only scenarios made of its ops end in the file's rows.
-        if scenario.steps.allSatisfy({ ["identify", "dryRun", "lookup", "changes"].contains($0.op) }) {
-            try expectFinalRows(scenario, server: server)
-        }
+        // Steps the line protocol lacks ran nowhere: when they only read, the store must still end in
+        // the file's rows and links.
+        let endsInFileRows = scenario.steps.allSatisfy { Self.lineOps.contains($0.op) || Self.readOnlyOps.contains($0.op) }
+        if endsInFileRows { try expectFinalRows(scenario, server: server) }
         #expect(server.stop() == 0)
+        if endsInFileRows { try expectFinalLinks(scenario, store: directory.store) }
     }
+
+    /// The ops the line protocol has, and the HTTP-only ops that write nothing.
+    static let lineOps: Set = ["identify", "dryRun", "lookup"]
+    static let readOnlyOps: Set = ["profile", "explain", "changes"]
 
     private func guardFlags(_ scenario: OperationScenario, in directory: String) throws -> [String] {
         var flags: [String] = []
@@ -70,15 +76,32 @@ import Testing
     }
 
     private func latestSeq(_ server: ServerProcess) throws -> Int {
-        try HTTPExchange.get(port: server.httpPort, path: "/changes?limit=1").json["latestSeq"] as? Int ?? -1
+        let answer = try HTTPExchange.get(port: server.httpPort, path: "/changes?limit=1")
+        return try #require(answer.json["latestSeq"] as? Int, "GET /changes answered \(answer.status): \(answer.text)")
     }
 
+    /// The rows of `contactsAfter` are the store's rows, all of them.
     private func expectFinalRows(_ scenario: OperationScenario, server: ServerProcess) throws {
         for row in scenario.contactsAfter {
             let answer = try HTTPExchange.get(port: server.httpPort, path: "/contacts/\(row.id)")
             #expect(answer.status == 200)
             #expect(OperationScenario.Row(json: answer.json) == row)
         }
+        let next = try HTTPExchange.get(port: server.httpPort, path: "/contacts/\(scenario.contactsAfter.count + 1)")
+        #expect(next.status == 404, "a row beyond the file's: \(next.text)")
+    }
+
+    /// The links of `linksAfter` are the store's links, oldest first, as `export` reads them.
+    private func expectFinalLinks(_ scenario: OperationScenario, store: String) throws {
+        let export = try runIdentityGraph(["export", "--data-dir", store])
+        #expect(export.status == 0, "\(export.output)")
+        // Standard error shares the output: only its JSON lines are records.
+        let links = export.output.split(separator: "\n").compactMap { line -> OperationScenario.Link? in
+            let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+            guard let link = object?["link"] as? [String: Any] else { return nil }
+            return OperationScenario.Link(email: link["email"] as? String ?? "", phoneNumber: link["phoneNumber"] as? String ?? "")
+        }
+        #expect(links == scenario.linksAfter)
     }
 
     /// One step as the HTTP request SPEC.md names for its op.

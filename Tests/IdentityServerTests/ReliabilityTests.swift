@@ -1,10 +1,11 @@
+import ConformanceSupport
 import Foundation
 import Testing
 @testable import IdentityGraph
 
 /// Crashes under load, races, and the store checker: the promises of SPEC.md sections 2 and 5
 /// when things go wrong.
-@Suite struct ReliabilityTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct ReliabilityTests {
     /// One acknowledged identify: what the server answered for it.
     struct Acknowledged: Sendable {
         var primary: Int
@@ -23,7 +24,7 @@ import Testing
 
     /// Every acknowledged answer holds in `rows`: its contacts exist in one profile whose primary is
     /// no newer than the acknowledged one, and that profile still carries every email and phone.
-    static func expectAcknowledgedHold(_ acknowledged: [Acknowledged], in rows: [Contact]) {
+    static func expectAcknowledgedHold(_ acknowledged: [Acknowledged], in rows: [Contact], context: String) {
         let primaryOf = Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.linkedId ?? $0.id) })
         var emailsOf: [Int: Set<String>] = [:]
         var phonesOf: [Int: Set<String>] = [:]
@@ -34,29 +35,31 @@ import Testing
         }
         for answer in acknowledged {
             guard let primary = primaryOf[answer.primary] else {
-                Issue.record("acknowledged contact \(answer.primary) is missing")
+                Issue.record("\(context): acknowledged contact \(answer.primary) is missing")
                 continue
             }
-            #expect(primary <= answer.primary)
+            #expect(primary <= answer.primary, "\(context)")
             for member in answer.members where primaryOf[member] != primary {
-                Issue.record("acknowledged contact \(member) left profile \(primary)")
+                Issue.record("\(context): acknowledged contact \(member) left profile \(primary)")
             }
-            #expect(Set(answer.emails).isSubset(of: emailsOf[primary] ?? []), "emails of \(answer.primary) lost")
-            #expect(Set(answer.phones).isSubset(of: phonesOf[primary] ?? []), "phones of \(answer.primary) lost")
+            #expect(Set(answer.emails).isSubset(of: emailsOf[primary] ?? []), "\(context): emails of \(answer.primary) lost")
+            #expect(Set(answer.phones).isSubset(of: phonesOf[primary] ?? []), "\(context): phones of \(answer.primary) lost")
         }
     }
 
-    @Test("kill -9 under load over both transports loses no acknowledged answer, round after round")
-    func crashUnderLoad() throws {
+    /// The seed of each random test below: it picks the requests and the moment of each kill (the
+    /// interleaving of the clients is the machine's). A failure names it, to replay the same choices.
+    @Test("kill -9 under load over both transports loses no acknowledged answer, round after round", arguments: [7] as [UInt64])
+    func crashUnderLoad(seed: UInt64) throws {
         let directory = TemporaryDirectory()
-        var random = SystemRandomNumberGenerator()
+        var random = SeededGenerator(seed: seed)
         var acknowledged: [Acknowledged] = []
         for round in 0..<8 {
             let server = try ServerProcess(dataDirectory: directory.store)
             let received = Protected<[Acknowledged]>([])
             let clients = (0..<4).map { client in
                 TestSocket.async {
-                    var local = SystemRandomNumberGenerator()
+                    var local = SeededGenerator(seed: seed, part: round * 16 + client)
                     let socket = client % 2 == 0 ? try? TestSocket(port: server.tcpPort, timeout: 5) : nil
                     for index in 0..<100_000 {
                         // Small universes so links and merges are frequent, plus a stream of new people.
@@ -76,15 +79,18 @@ import Testing
                     }
                 }
             }
-            Thread.sleep(forTimeInterval: Double.random(in: 0.4...1.2, using: &random))
+            // Kill at a random moment under load: once the clients have a random number of answers.
+            let target = Int.random(in: 100...1500, using: &random)
+            let reached = waitUntil { received.withLock { $0.count } >= target }
             server.stop(signal: SIGKILL)
             for client in clients { _ = try? client.get() }
             acknowledged += received.withLock { $0 }
+            #expect(reached, "seed \(seed), round \(round): the clients had only \(received.withLock { $0.count }) answers")
 
             let rows = try StoredContacts.read(dataDirectory: directory.store)
-            Self.expectAcknowledgedHold(acknowledged, in: rows)
+            Self.expectAcknowledgedHold(acknowledged, in: rows, context: "seed \(seed), round \(round)")
             let check = try runIdentityGraph(["check", "--data-dir", directory.store])
-            #expect(check.status == 0, "round \(round): \(check.output)")
+            #expect(check.status == 0, "seed \(seed), round \(round): \(check.output)")
         }
         #expect(acknowledged.count > 100, "the clients got too few answers to test anything")
     }
@@ -173,11 +179,14 @@ import Testing
 }
 
 /// kill -9 while identify and erasures run together: the store and its change feed agree.
-@Suite struct FeedCrashTests {
-    @Test("kill -9 under identify and erasures: every acknowledged change has its event, every event its rows, no seq gap")
-    func crashWithErasures() throws {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct FeedCrashTests {
+    @Test(
+        "kill -9 under identify and erasures: every acknowledged change has its event, every event its rows, no seq gap",
+        arguments: [11] as [UInt64]
+    )
+    func crashWithErasures(seed: UInt64) throws {
         let directory = TemporaryDirectory()
-        var random = SystemRandomNumberGenerator()
+        var random = SeededGenerator(seed: seed)
         var erasedAcknowledged = Set<Int>()
         var identifyAcknowledged = 0
         for round in 0..<4 {
@@ -186,7 +195,7 @@ import Testing
             let identified = Protected(0)
             let clients = (0..<3).map { client in
                 TestSocket.async {
-                    var local = SystemRandomNumberGenerator()
+                    var local = SeededGenerator(seed: seed, part: round * 16 + client)
                     for index in 0..<100_000 {
                         if client == 2 {
                             // The eraser: a random contact, often one that exists.
@@ -209,9 +218,13 @@ import Testing
                     }
                 }
             }
-            Thread.sleep(forTimeInterval: Double.random(in: 0.5...1.2, using: &random))
+            // Kill at a random moment under load: once a random number of changes are acknowledged.
+            let target = Int.random(in: 100...1000, using: &random)
+            let acknowledgedNow = { identified.withLock { $0 } + erased.withLock { $0.count } }
+            let reached = waitUntil { acknowledgedNow() >= target }
             server.stop(signal: SIGKILL)
             for client in clients { _ = try? client.get() }
+            #expect(reached, "seed \(seed), round \(round): only \(acknowledgedNow()) changes acknowledged")
             erasedAcknowledged.formUnion(erased.withLock { $0 })
             identifyAcknowledged += identified.withLock { $0 }
 
@@ -229,7 +242,7 @@ import Testing
             #expect(restarted.stop() == 0)
             let rows = try StoredContacts.read(dataDirectory: directory.store)
             let seqs = events.compactMap { $0["seq"] as? Int }
-            #expect(seqs == Array(stride(from: 1, through: seqs.count, by: 1)), "round \(round): a seq gap")
+            #expect(seqs == Array(stride(from: 1, through: seqs.count, by: 1)), "seed \(seed), round \(round): a seq gap")
             var lastWrite: [Int: [String: Any]] = [:]
             var created = Set<Int>()
             var tombstoned = Set<Int>()
@@ -243,21 +256,21 @@ import Testing
                 tombstoned.formUnion(event["erasedContactIds"] as? [Int] ?? [])
             }
             for row in rows {
-                #expect(created.contains(row.id), "round \(round): contact \(row.id) has no created event")
+                #expect(created.contains(row.id), "seed \(seed), round \(round): contact \(row.id) has no created event")
                 if row.deletedAt != nil {
-                    #expect(tombstoned.contains(row.id), "round \(round): erased contact \(row.id) has no erased event")
+                    #expect(tombstoned.contains(row.id), "seed \(seed), round \(round): erased contact \(row.id) has no erased event")
                 } else if let event = lastWrite[row.id] {
                     // The newest event that wrote the row names the profile it is in now.
                     let primaries = event["primaryContactIds"] as? [Int] ?? []
-                    #expect(primaries.contains(row.linkedId ?? row.id), "round \(round): contact \(row.id)")
+                    #expect(primaries.contains(row.linkedId ?? row.id), "seed \(seed), round \(round): contact \(row.id)")
                 }
             }
             for id in erasedAcknowledged {
-                #expect(rows.first { $0.id == id }?.deletedAt != nil, "acknowledged erasure of \(id) lost")
-                #expect(tombstoned.contains(id), "acknowledged erasure of \(id) has no event")
+                #expect(rows.first { $0.id == id }?.deletedAt != nil, "seed \(seed): acknowledged erasure of \(id) lost")
+                #expect(tombstoned.contains(id), "seed \(seed): acknowledged erasure of \(id) has no event")
             }
             let check = try runIdentityGraph(["check", "--data-dir", directory.store])
-            #expect(check.status == 0, "round \(round): \(check.output)")
+            #expect(check.status == 0, "seed \(seed), round \(round): \(check.output)")
         }
         #expect(identifyAcknowledged > 100 && erasedAcknowledged.count > 10, "too few acknowledged changes to test anything")
     }

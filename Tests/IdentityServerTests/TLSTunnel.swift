@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Testing
 
 /// A throwaway self-signed certificate for `localhost` and 127.0.0.1, made once per test run with
 /// the openssl command-line tool.
@@ -28,15 +29,12 @@ enum TestCertificate {
         return files
     }()
 
+    /// The `serve` flags that turn TLS on with this certificate.
+    static var serveFlags: [String] { ["--tls-cert", files.certificate, "--tls-key", files.key] }
+
     private static func openssl(_ arguments: [String]) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try! process.run()
-        process.waitUntilExit()
-        precondition(process.terminationStatus == 0, "openssl \(arguments.first ?? "") failed")
+        let result = try! runProcess(URL(fileURLWithPath: "/usr/bin/openssl"), arguments, timeout: 120)
+        precondition(result.status == 0, "openssl \(arguments.first ?? "") failed: \(result.output)")
     }
 }
 

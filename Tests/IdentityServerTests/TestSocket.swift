@@ -109,6 +109,39 @@ final class TestSocket: @unchecked Sendable {
         }
     }
 
+    /// The local port of this connection.
+    var localPort: Int {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Waits until the server's end of this connection holds no unread bytes (per `/proc/net/tcp`):
+    /// the server has read everything sent so far. Gives up after `seconds`; returns whether it came.
+    func waitUntilPeerHasRead(serverPort: Int, seconds: Double = 30) -> Bool {
+        // The server's end: local address 127.0.0.1:serverPort, remote 127.0.0.1:localPort, in hex.
+        let local = String(format: "0100007F:%04X", serverPort)
+        let remote = String(format: "0100007F:%04X", localPort)
+        let deadline = Date().addingTimeInterval(seconds)
+        while true {
+            // Read to the end: `String(contentsOfFile:)` stops after the first block of a /proc file.
+            let file = FileHandle(forReadingAtPath: "/proc/net/tcp")
+            let table = String(decoding: file?.readDataToEndOfFile() ?? Data(), as: UTF8.self)
+            try? file?.close()
+            for line in table.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                // sl local_address rem_address st tx_queue:rx_queue ...
+                guard fields.count > 4, fields[1] == local, fields[2] == remote else { continue }
+                if fields[4].split(separator: ":").last.flatMap({ Int($0, radix: 16) }) == 0 { return true }
+            }
+            if Date() >= deadline { return false }
+            usleep(2000)
+        }
+    }
+
     /// Whether the server has closed the connection (reads end of stream within the timeout).
     func isClosedByServer() -> Bool {
         (try? receive().isEmpty) ?? false
