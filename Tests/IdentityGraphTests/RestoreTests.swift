@@ -198,6 +198,24 @@ import Testing
         }
     }
 
+    @Test("the first file that holds a record decides: an empty file before an export still restores it")
+    func firstFileWithRecordsDecides() async throws {
+        let directory = TemporaryDirectory()
+        let file = directory.subdirectory("contact.csv")
+        try Bulk.write(Self.bitespeedTable, to: file)
+        let empty = directory.subdirectory("empty.ndjson")
+        try Bulk.write("\n\n", to: empty)
+        let restored = directory.subdirectory("restored")
+        let (summary, rejections) = try Bulk.importFiles([empty, file], into: restored)
+        #expect(rejections.isEmpty && summary.restored && summary.contacts == 7, "\(rejections)")
+        // Identify bodies first: an import, and the records after them are applied as identify.
+        let bodies = directory.subdirectory("bodies.ndjson")
+        try Bulk.write(#"{"email":"first@x.io"}"#, to: bodies)
+        let imported = directory.subdirectory("imported")
+        let (other, _) = try Bulk.importFiles([bodies, file], into: imported)
+        #expect(!other.restored && other.outOfOrder > 0)
+    }
+
     @Test("into a store that is not empty, records are applied as identify and get new ids")
     func nonEmptyStoreMerges() async throws {
         let directory = TemporaryDirectory()

@@ -150,8 +150,8 @@ public struct BulkImport {
     /// Imports `files` into the store in `dataDirectory` (created when missing). Every file is opened,
     /// and every CSV header read, before anything is written. `shouldStop` is polled between records.
     ///
-    /// When the store is empty (no contact and no change event, ever) and the first file begins with a
-    /// Contact record, this is a restore (see ``Restore``): every file is read as Contact records,
+    /// When the store is empty (no contact and no change event, ever) and the first file that holds a
+    /// record begins with a Contact record, this is a restore (see ``Restore``): every file is read as Contact records,
     /// links and keep-apart rules, and kept exactly; a problem anywhere writes nothing.
     public static func run(
         dataDirectory: String, files: [String], options: Options = Options(),
@@ -197,9 +197,19 @@ public struct BulkImport {
         importer.startTime = start
         importer.summary.unusedColumns = unused
         do {
-            if importer.isEmptyStore, let first = plans.first,
-                try Restore.startsWithContactRecords(first.path, format: first.format, options: options)
-            {
+            var restore = false
+            // The first file that holds a record decides.
+            for plan in plans where importer.isEmptyStore {
+                // Looking would consume a pipe's first line: a pipe is imported, never restored.
+                var status = stat()
+                guard stat(plan.path, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else { break }
+                guard let startsWithRecords = try Restore.startsWithContactRecords(
+                    plan.path, format: plan.format, options: options
+                ) else { continue }
+                restore = startsWithRecords
+                break
+            }
+            if restore {
                 try importer.restore(plans)
                 var summary = importer.summary
                 summary.seconds = Self.now() - start

@@ -65,15 +65,17 @@ struct Restore {
     // MARK: - Telling a restore from an import
 
     /// Whether the file's first record is a Contact record (or a link or keep-apart line, as an export
-    /// holds them): what makes an import into an empty store a restore.
+    /// holds them), which makes an import into an empty store a restore; `nil` when the file holds no
+    /// record (nor, for CSV, a header), so that the next file decides.
     static func startsWithContactRecords(
         _ path: String, format: BulkImport.Format, options: BulkImport.Options
-    ) throws(LineReader.ReadError) -> Bool {
+    ) throws(LineReader.ReadError) -> Bool? {
         var lines = try LineReader(path: path, maximumLineBytes: options.maximumLineBytes)
         if format == .csv {
-            return try CSVColumns(
+            let columns = try CSVColumns(
                 reading: &lines, path: path, maximumRecordBytes: options.maximumLineBytes, choice: options.columns
-            ).contactRecords
+            )
+            return columns.count == 0 ? nil : columns.contactRecords
         }
         while let line = try lines.next() {
             guard case .text(_, let bytes) = line else { return false }
@@ -87,7 +89,7 @@ struct Restore {
             return (keys.contains("id") && (keys.contains("linkedId") || keys.contains("deletedAt")))
                 || keys == ["link"] || keys == ["keepApart"]
         }
-        return false
+        return nil
     }
 
     // MARK: - Reading
