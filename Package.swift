@@ -35,6 +35,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // The C library, found through pkg-config; Debian's liblmdb-dev provides it.
@@ -60,6 +61,7 @@ let package = Package(
             name: "IdentityServer",
             dependencies: [
                 "IdentityGraph",
+                "IdentityCluster",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -76,6 +78,21 @@ let package = Package(
             ],
             // The OpenAPI document served at GET /openapi.json, byte for byte (see OpenAPIDocument).
             resources: [.copy("HTTP/openapi.json")],
+            swiftSettings: swiftSettings
+        ),
+        // Cluster mode (SPEC.md section 17): the lease and the log in PostgreSQL. No HTTP.
+        .target(
+            name: "IdentityCluster",
+            dependencies: [
+                "IdentityGraph",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         // A client of the line protocol for Swift applications (and cluster followers): SwiftNIO and
@@ -98,6 +115,7 @@ let package = Package(
             dependencies: [
                 "IdentityGraph",
                 "IdentityServer",
+                "IdentityCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -12,6 +12,9 @@ public struct Problem: Error, Sendable, Hashable {
     public var detail: String
     /// For a 405: the methods the path serves, sent as `Allow`.
     public var allow: String?
+    /// Seconds after which a retry may succeed: every 503 of cluster mode says 1 (SPEC.md section 17), as
+    /// `Retry-After` over HTTP and `"retryAfter"` in a line-protocol error.
+    public var retryAfter: Int?
 
     public init(status: Int, title: String, detail: String) {
         self.statusCode = status
@@ -70,6 +73,10 @@ public struct Problem: Error, Sendable, Hashable {
         writer.string(title)
         writer.raw(",\"detail\":")
         writer.string(detail)
+        if let retryAfter {
+            writer.raw(",\"retryAfter\":")
+            writer.integer(retryAfter)
+        }
     }
 }
 
@@ -88,6 +95,7 @@ extension Problem: HTTPResponseError {
         headers[.contentType] = "application/problem+json"
         if statusCode == 401 { headers[.wwwAuthenticate] = "Bearer" }
         if let allow { headers[.allow] = allow }
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         return Response(
             status: status, headers: headers,
             body: .init(byteBuffer: ByteBuffer(bytes: problemDocument))

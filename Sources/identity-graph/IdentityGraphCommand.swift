@@ -28,6 +28,9 @@ struct IdentityGraphCommand: AsyncParsableCommand {
         } catch let failure as CommandFailure {
             FatalReport.write(failure.message)
             Foundation.exit(1)
+        } catch let refusal as ClusterRefusal {
+            FatalReport.write(refusal.message)
+            Foundation.exit(2)
         } catch let failure as StorageError {
             // A store that cannot be opened or locked (another writer holds it): not a usage error.
             FatalReport.write(failure.message)
@@ -101,6 +104,12 @@ enum FatalReport {
 
 /// A failure to report in one line and exit 1.
 struct CommandFailure: Error {
+    var message: String
+}
+
+/// Cluster mode refuses to start (SPEC.md section 17: a schema of another format, a node name a live
+/// server holds): a configuration to fix, reported in one line with exit 2.
+struct ClusterRefusal: Error {
     var message: String
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IdentityCluster
 import IdentityGraph
 import IdentityServer
 import Logging
@@ -58,6 +59,8 @@ struct Serve: AsyncParsableCommand {
     var logFormat: String?
 
     @OptionGroup var guardOptions: GuardOptions
+
+    @OptionGroup(title: "Cluster mode") var clusterOptions: ClusterOptions
 
     @Option(help: "How many change events to keep, the newest (IDENTITY_GRAPH_CHANGES_RETAIN; default 10000000).")
     var changesRetain: Int?
@@ -198,6 +201,7 @@ struct Serve: AsyncParsableCommand {
             changesHeartbeat: .seconds(heartbeatSeconds), tls: tls
         )
         configuration.bitespeedCompat = Setting.flag(bitespeedCompat, "IDENTITY_GRAPH_BITESPEED_COMPAT")
+        let clusterConfiguration = try clusterOptions.resolve(host: host, httpPort: httpPort)
         // Before the store is touched: a port in use must leave no new store directory behind, and
         // must be reported as such rather than as the listeners' own errors.
         do {
@@ -212,6 +216,14 @@ struct Serve: AsyncParsableCommand {
 
         let storeLogger = logger
         let metrics = ServerMetrics(enabled: !Setting.flag(noMetrics, "IDENTITY_GRAPH_NO_METRICS"))
+        // Cluster mode: the database client runs for as long as the server, and the leader's batches go
+        // through it to the log before they are acknowledged.
+        let database: ClusterDatabase?
+        do {
+            database = try clusterConfiguration.map { try ClusterDatabase(configuration: $0, logger: logger) }
+        } catch {
+            throw CommandFailure(message: "--cluster: cannot set up TLS for PostgreSQL: \(error)")
+        }
         let engine: IdentityEngine
         do {
             engine = try IdentityEngine(
@@ -237,7 +249,8 @@ struct Serve: AsyncParsableCommand {
                             )
                         }
                     },
-                    onCommit: { rows, seconds in metrics.recordCommit(rows: rows, seconds: seconds) }
+                    onCommit: { rows, seconds in metrics.recordCommit(rows: rows, seconds: seconds) },
+                    replicator: database?.replicator
                 )
             )
         } catch {
@@ -265,6 +278,23 @@ struct Serve: AsyncParsableCommand {
         }
         for warning in Self.exposureWarnings(host: host, tokens: tokens != nil, tls: tls != nil, allowOpen: allowOpen) {
             logger.warning("\(warning)")
+        }
+
+        var clusterNode: ClusterNode?
+        if let clusterConfiguration, let database {
+            let node = ClusterNode(database: database, engine: engine, logger: logger)
+            logger.info(
+                "cluster mode",
+                metadata: ["database": "\(clusterConfiguration.databaseDescription)", "node": "\(clusterConfiguration.nodeName)"]
+            )
+            do {
+                try await node.prepare()
+            } catch let refusal as ClusterNode.Refusal {
+                engine.close()
+                throw ClusterRefusal(message: refusal.description)
+            }
+            configuration.cluster = node
+            clusterNode = node
         }
 
         let reloader = Task { [logger] in
@@ -310,7 +340,10 @@ struct Serve: AsyncParsableCommand {
 
         let services = try IdentityServer.services(
             engine: engine, configuration: configuration, access: access, metrics: metrics, logger: logger
-        ) { [logger] bound in
+        ) { [logger, clusterNode] bound in
+            clusterNode?.listening(
+                http: "http://\(Self.describe(bound.http, host: host))", tcp: Self.describe(bound.tcp, host: host)
+            )
             if let pidPath {
                 // Written once the server listens, so that a script that waits for the file can signal it.
                 do {
@@ -325,15 +358,22 @@ struct Serve: AsyncParsableCommand {
         }
         defer { if let pidPath { try? FileManager.default.removeItem(atPath: pidPath) } }
         let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(
+                services: services + (clusterNode.map { [$0] } ?? []), gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
         )
         do {
             try await group.run()
+        } catch let refusal as ClusterNode.Refusal {
+            engine.close()
+            throw ClusterRefusal(message: refusal.description)
         } catch {
             engine.close()
             throw CommandFailure(message: Self.describeFailure(error, configuration))
         }
         let flushFailure = engine.close()
+        await database?.close()
         // The store refuses changes while a commit fails; those never reached the disk, and the
         // shutdown line must not say otherwise.
         if let refusal = await engine.refusal {

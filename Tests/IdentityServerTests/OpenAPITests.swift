@@ -130,7 +130,7 @@ import Testing
     static let exampleSequence = [
         "POST /identify", "POST /api/identify", "GET /healthz", "GET /", "GET /profiles", "GET /profiles/{id}",
         "DELETE /profiles/{id}", "GET /contacts/{id}", "DELETE /contacts/{id}", "GET /explain", "POST /erase",
-        "POST /unmerge", "GET /keep-apart", "DELETE /keep-apart", "GET /changes", "GET /metrics", "GET /openapi.json",
+        "POST /unmerge", "GET /keep-apart", "DELETE /keep-apart", "GET /changes", "GET /cluster", "GET /metrics", "GET /openapi.json",
     ]
 
     /// The request the live test sends for each route, in ``exampleSequence`` order on one new store:
@@ -152,6 +152,7 @@ import Testing
         "GET /keep-apart": ("/keep-apart", nil),
         "DELETE /keep-apart": ("/keep-apart?email=doc@hillvalley.edu&phoneNumber=123456", nil),
         "GET /changes": ("/changes?after=0&limit=10", nil),
+        "GET /cluster": ("/cluster", nil),
         "GET /metrics": ("/metrics", nil),
         "GET /openapi.json": ("/openapi.json", nil),
     ]

@@ -31,7 +31,7 @@ import Testing
     /// SPEC.md section 14's list, written out from the text: the role each operation needs, `nil` for open.
     static let specRoles: [String: Role?] = [
         "GET /contacts/{id}": .read, "GET /profiles": .read, "GET /profiles/{id}": .read, "GET /explain": .read,
-        "GET /changes": .read, "GET /keep-apart": .read,
+        "GET /changes": .read, "GET /keep-apart": .read, "GET /cluster": .read,
         "POST /identify": .write, "POST /api/identify": .write,
         "DELETE /contacts/{id}": .admin, "DELETE /profiles/{id}": .admin, "POST /erase": .admin,
         "POST /unmerge": .admin, "DELETE /keep-apart": .admin,

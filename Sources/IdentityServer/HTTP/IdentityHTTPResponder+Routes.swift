@@ -60,6 +60,9 @@ extension IdentityHTTPResponder {
                 responder, call in try await responder.removeKeepApart(call)
             },
         ]),
+        HTTPRoute("/cluster", [
+            HTTPOperation(.get, "cluster", role: .read) { responder, _ in try await responder.clusterStatus() },
+        ]),
         HTTPRoute("/changes", [
             HTTPOperation(.get, "changes", role: .read, parameters: ["after", "limit"]) { responder, call in
                 try await responder.changes(call)
@@ -88,6 +91,7 @@ extension IdentityHTTPResponder {
     /// `200 {"status":"ok"}` while the store accepts changes; `503 {"status":"degraded",...}` while a
     /// failed commit is being retried (SPEC.md section 8), so that a load balancer stops sending writes.
     func health() async -> Response {
+        if let cluster { return await clusterHealth(cluster) }
         guard let refusal = await engine.refusal else { return Self.json(Array(#"{"status":"ok"}"#.utf8)) }
         var writer = JSONWriter()
         writer.raw(#"{"status":"degraded","detail":"#)

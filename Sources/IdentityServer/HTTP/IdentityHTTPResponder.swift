@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import IdentityCluster
 import IdentityGraph
 import Logging
 import NIOCore
@@ -21,13 +22,16 @@ public struct IdentityHTTPResponder: HTTPResponder {
     let metrics: ServerMetrics
     /// Identify answers also carry `primaryContatctId` (`--bitespeed-compat`, SPEC.md section 6).
     let bitespeedCompat: Bool
+    /// Cluster mode (SPEC.md section 17): who leads, whether this server has caught up.
+    let cluster: ClusterNode?
 
     public init(
         engine: IdentityEngine, maxBodyBytes: Int, heartbeat: Duration = .seconds(15),
         access: AccessControl = AccessControl(tokens: nil), metrics: ServerMetrics = ServerMetrics(),
-        bitespeedCompat: Bool = false
+        bitespeedCompat: Bool = false, cluster: ClusterNode? = nil
     ) {
         self.bitespeedCompat = bitespeedCompat
+        self.cluster = cluster
         self.engine = engine
         self.maxBodyBytes = maxBodyBytes
         self.heartbeat = heartbeat
@@ -66,7 +70,12 @@ public struct IdentityHTTPResponder: HTTPResponder {
             try authorize(request, needs: operation.role)
             let query = try Self.query(request)
             try Self.parameter { () throws(RequestError) in try operation.checkParameters(query) }
+            if let cluster { try Self.admit(operation, in: cluster) }
             return (try await operation.handler(self, .init(request: request, query: query, id: id)), operation.name)
+        } catch var problem as Problem {
+            // Every 503 of cluster mode says when to retry (SPEC.md section 17).
+            if cluster != nil, problem.statusCode == 503 { problem.retryAfter = 1 }
+            return (problem.render(), operation.name)
         } catch let error as any HTTPResponseError {
             // A `Problem` renders itself, as Hummingbird's router does with its errors.
             let response = (try? error.response(from: request, context: context)) ?? Problem.internalError.render()

@@ -1,3 +1,4 @@
+import IdentityCluster
 import IdentityGraph
 import Logging
 import NIOCore
@@ -23,6 +24,8 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     private let shutdownGracePeriod: TimeAmount
     /// Identify answers also carry `primaryContatctId` (`--bitespeed-compat`).
     private let bitespeedCompat: Bool
+    /// Cluster mode (SPEC.md section 17): who leads, whether this server has caught up.
+    private let cluster: ClusterNode?
     private let logger: Logger
 
     private var context: ChannelHandlerContext?
@@ -50,8 +53,10 @@ final class LineProtocolHandler: ChannelDuplexHandler {
 
     init(
         engine: IdentityEngine, access: AccessControl, metrics: ServerMetrics, maxInFlight: Int, maxLineBytes: Int,
-        shutdownGracePeriod: TimeAmount = .seconds(10), bitespeedCompat: Bool = false, logger: Logger
+        shutdownGracePeriod: TimeAmount = .seconds(10), bitespeedCompat: Bool = false, cluster: ClusterNode? = nil,
+        logger: Logger
     ) {
+        self.cluster = cluster
         self.shutdownGracePeriod = shutdownGracePeriod
         self.bitespeedCompat = bitespeedCompat
         self.engine = engine
@@ -142,6 +147,10 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             finish(LineRequest.errorLine(id: id, problem), status: problem.statusCode)
             return
         }
+        if let cluster, case .success(let operation) = request.operation, let problem = Self.refusal(operation, cluster) {
+            finish(LineRequest.errorLine(id: id, problem), status: problem.statusCode)
+            return
+        }
         switch request.operation {
         case .failure(let problem):
             finish(LineRequest.errorLine(id: id, problem), status: problem.statusCode)
@@ -198,15 +207,33 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         _ pending: [Gathered], _ answers: [IdentityEngine.BatchedAnswer], finished: ContinuousClock.Instant
     ) {
         for (request, answer) in zip(pending, answers) {
-            let (bytes, status) = Self.answer(answer, id: request.id)
+            let (bytes, status) = self.answer(answer, id: request.id)
             metrics.recordRequest(.line, op: request.op, status: status, duration: finished - request.started)
             complete(request.sequence, bytes)
         }
         flushIfNeeded()
     }
 
+    /// Cluster mode's rules for a line before it runs (SPEC.md section 17): only `ping` before the server
+    /// has caught up with the log, and no change on a server that does not lead.
+    private static func refusal(_ operation: LineRequest.Operation, _ cluster: ClusterNode) -> Problem? {
+        if case .ping = operation { return nil }
+        let status = cluster.status
+        var problem: Problem
+        if !status.caughtUp {
+            problem = Problem(status: 503, title: "Not ready", detail: "this server is still catching up with the cluster's log")
+        } else if case .identify(_, dryRun: false) = operation, status.role != .leader {
+            let leader = status.leader.map { "the leader is \($0.node)" } ?? "no server leads now (an election is under way)"
+            problem = Problem(status: 503, title: "Not the leader", detail: "this server does not accept changes; \(leader)")
+        } else {
+            return nil
+        }
+        problem.retryAfter = 1
+        return problem
+    }
+
     /// An answer line from an engine answer, and its status.
-    private static func answer(_ answer: IdentityEngine.BatchedAnswer, id: JSONValue?) -> ([UInt8], Int) {
+    private func answer(_ answer: IdentityEngine.BatchedAnswer, id: JSONValue?) -> ([UInt8], Int) {
         switch answer {
         case .written(var writer):
             writer.raw("}\n")
@@ -214,7 +241,8 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         case .contact(let contact):
             return (LineRequest.answerLine(id: id, member: "record") { contact.writeJSON(into: &$0) }, 200)
         case .failed(let error):
-            let problem = Problem(error)
+            var problem = Problem(error)
+            if cluster != nil, problem.statusCode == 503 { problem.retryAfter = 1 }
             return (LineRequest.errorLine(id: id, problem), problem.statusCode)
         }
     }

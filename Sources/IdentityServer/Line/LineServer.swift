@@ -77,6 +77,7 @@ public final class LineServer: Service, Sendable {
                             maxLineBytes: configuration.maxLineBytes,
                             shutdownGracePeriod: configuration.shutdownGracePeriod,
                             bitespeedCompat: configuration.bitespeedCompat,
+                            cluster: configuration.cluster,
                             logger: logger
                         ),
                     ])

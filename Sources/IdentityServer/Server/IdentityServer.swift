@@ -34,7 +34,8 @@ public enum IdentityServer {
         return Application(
             responder: IdentityHTTPResponder(
                 engine: engine, maxBodyBytes: configuration.maxBodyBytes, heartbeat: configuration.changesHeartbeat,
-                access: access, metrics: metrics, bitespeedCompat: configuration.bitespeedCompat
+                access: access, metrics: metrics, bitespeedCompat: configuration.bitespeedCompat,
+                cluster: configuration.cluster
             ),
             server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.httpPort)),

@@ -1,3 +1,4 @@
+import IdentityCluster
 import NIOCore
 import NIOSSL
 
@@ -31,6 +32,8 @@ public struct ServerConfiguration: Sendable {
     public var tls: NIOSSLContext?
     /// Identify answers also carry `primaryContatctId` (`--bitespeed-compat`, SPEC.md section 6).
     public var bitespeedCompat = false
+    /// Cluster mode (SPEC.md section 17): this server's part in the cluster, `nil` for a server alone.
+    public var cluster: ClusterNode?
 
     public init(
         host: String = "127.0.0.1",

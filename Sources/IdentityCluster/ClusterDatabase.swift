@@ -1,0 +1,33 @@
+import IdentityGraph
+import Logging
+import NIOSSL
+import PostgresNIO
+
+/// The connections to the cluster's PostgreSQL database, one for each use (see ``PostgresLink``), and
+/// the ``Replicator`` the engine must be created with so that a leader's batches reach the log.
+public final class ClusterDatabase: Sendable {
+    let configuration: ClusterConfiguration
+    /// The leader's appends, from the writer's thread.
+    let appends: PostgresLink
+    /// The node's lease, log reads and name.
+    let control: PostgresLink
+    /// `LISTEN` for appends.
+    let notifications: PostgresLink
+    let logger: Logger
+    public let replicator: any Replicator
+
+    public init(configuration: ClusterConfiguration, logger: Logger) throws {
+        let connection = try configuration.connection
+        self.configuration = configuration
+        self.logger = logger
+        appends = PostgresLink(configuration: connection, name: "appends", logger: logger)
+        control = PostgresLink(configuration: connection, name: "control", logger: logger)
+        notifications = PostgresLink(configuration: connection, name: "notifications", logger: logger)
+        replicator = PostgresReplicator(log: ChangeLog(link: appends, schema: configuration.schema, node: configuration.nodeName))
+    }
+
+    /// Ends every connection.
+    public func close() async {
+        for link in [appends, control, notifications] { await link.close() }
+    }
+}

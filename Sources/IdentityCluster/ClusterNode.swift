@@ -1,0 +1,371 @@
+import Foundation
+import IdentityGraph
+import Logging
+import NIOConcurrencyHelpers
+import PostgresNIO
+import ServiceLifecycle
+
+/// One server's part in the cluster (SPEC.md section 17): it keeps the engine leading or following as
+/// the lease says. As a follower it applies the log (woken by `NOTIFY`, and polling every 50 ms) and
+/// tries to take the lease once it has ended; as the leader it renews the lease every third of its
+/// length, and stops leading the moment it cannot prove it holds it. Every role change is logged with
+/// its reason.
+public final class ClusterNode: Service, Sendable {
+    public enum Role: String, Sendable {
+        case leader, follower, candidate
+    }
+
+    /// What `GET /cluster` and `/healthz` report.
+    public struct Status: Sendable {
+        public var node: String
+        public var role: Role
+        public var epoch: Int64
+        public var leader: (node: String, http: String?, tcp: String?)?
+        /// The newest event both in the graph and in the local copy.
+        public var appliedSeq: UInt64
+        /// Seconds since this server last saw itself at the end of the log (0 for the leader).
+        public var lagSeconds: Double
+        /// Whether the server has applied the log to its end at least once since it started.
+        public var caughtUp: Bool
+    }
+
+    public let configuration: ClusterConfiguration
+    private let database: ClusterDatabase
+    private let engine: IdentityEngine
+    private let lease: Lease
+    private let log: ChangeLog
+    private let logger: Logger
+    private let instance = UUID().uuidString
+    private let state: NIOLockedValueBox<Status>
+    /// When the log was last seen applied to its end, on this server's clock.
+    private let lastCaughtUp = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
+    /// How the other servers reach this one, once its listeners are bound (see ``listening(http:tcp:)``).
+    private let addresses = NIOLockedValueBox<(http: String, tcp: String)?>(nil)
+    /// Set by a notification of an append (or a shutdown) to cut the loop's sleep short.
+    private let woken = NIOLockedValueBox(false)
+
+    /// A node on `database`, whose ``ClusterDatabase/replicator`` `engine` was created with.
+    public init(database: ClusterDatabase, engine: IdentityEngine, logger: Logger) {
+        let configuration = database.configuration
+        self.configuration = configuration
+        self.database = database
+        self.engine = engine
+        self.logger = logger
+        lease = Lease(
+            link: database.control, schema: configuration.schema, node: configuration.nodeName,
+            ttl: configuration.leaseTTL
+        )
+        log = ChangeLog(link: database.control, schema: configuration.schema, node: configuration.nodeName)
+        state = NIOLockedValueBox(Status(
+            node: configuration.nodeName, role: .candidate, epoch: 0, leader: nil, appliedSeq: 0, lagSeconds: 0,
+            caughtUp: false
+        ))
+    }
+
+    /// The node's status now.
+    public var status: Status {
+        var status = state.withLockedValue { $0 }
+        if status.role != .leader, let seen = lastCaughtUp.withLockedValue({ $0 }) {
+            let elapsed = ContinuousClock.now - seen
+            status.lagSeconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        }
+        return status
+    }
+
+    /// Why a server cannot join: a refusal the operator must act on (exit 2), not an outage to wait out.
+    public struct Refusal: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Connects (retrying with a back-off while PostgreSQL cannot be reached, and logging why), creates or
+    /// checks the schema, and claims the node name. Throws ``Refusal`` for a schema of another format or
+    /// a name another live server holds.
+    public func prepare() async throws {
+        var backoff = Duration.milliseconds(200)
+        while true {
+            do {
+                try await ClusterSchema.prepare(database.control, schema: configuration.schema, logger: logger)
+                try await claimName()
+                break
+            } catch let refusal as Refusal {
+                throw refusal
+            } catch let mismatch as ClusterSchema.FormatMismatch {
+                throw Refusal(description: mismatch.description)
+            } catch {
+                logger.warning(
+                    "cannot reach the cluster database; retrying",
+                    metadata: ["database": "\(configuration.databaseDescription)", "error": "\(Self.describe(error))"]
+                )
+                try await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Registers this server's name. A name whose holder stopped renewing it (a crash, a `kill -9`) is
+    /// taken over; one whose holder renews it while this server watches, for half a lease, belongs to a
+    /// live server: that is a ``Refusal``.
+    private func claimName() async throws {
+        let schema = configuration.schema
+        while true {
+            let inserted = try await database.control.rows(
+                """
+                INSERT INTO \(unescaped: schema).nodes (name, instance, seen_at, http, tcp)
+                VALUES (\(configuration.nodeName), \(instance), now(), \(advertised.http), \(advertised.tcp))
+                ON CONFLICT (name) DO NOTHING RETURNING name
+                """
+            )
+            if !inserted.isEmpty { return }
+            let before = try await nameHolder()
+            try await Task.sleep(for: configuration.leaseTTL / 2)
+            let after = try await nameHolder()
+            guard let before, before == after else {
+                if after == nil { continue }
+                throw Refusal(
+                    description: "another live server is named \(configuration.nodeName); give each --node-name once"
+                )
+            }
+            // Nobody renewed the name for half a lease (a heartbeat comes every third): take it over.
+            let taken = try await database.control.rows(
+                """
+                UPDATE \(unescaped: schema).nodes SET instance = \(instance), seen_at = now()
+                WHERE name = \(configuration.nodeName) AND instance = \(before.instance) RETURNING name
+                """
+            )
+            if !taken.isEmpty { return }
+        }
+    }
+
+    private struct NameHolder: Equatable {
+        var instance: String
+        var seen: String
+    }
+
+    private func nameHolder() async throws -> NameHolder? {
+        let rows = try await database.control.rows(
+            """
+            SELECT instance, seen_at::text FROM \(unescaped: configuration.schema).nodes
+            WHERE name = \(configuration.nodeName)
+            """
+        )
+        guard let row = rows.first else { return nil }
+        let (instance, seen) = try row.decode((String, String).self)
+        return NameHolder(instance: instance, seen: seen)
+    }
+
+    /// Keeps this server's name claimed; false when another instance took it over.
+    private func heartbeat() async throws -> Bool {
+        let rows = try await database.control.rows(
+            """
+            UPDATE \(unescaped: configuration.schema).nodes SET seen_at = now(), http = \(advertised.http),
+                tcp = \(advertised.tcp)
+            WHERE name = \(configuration.nodeName) AND instance = \(instance) RETURNING name
+            """
+        )
+        return !rows.isEmpty
+    }
+
+    /// Applies every log batch after the engine's position; returns how many it applied.
+    @discardableResult
+    public func catchUp() async throws -> Int {
+        var applied = 0
+        while true {
+            let batches = try await log.batches(after: await engine.logPosition)
+            for batch in batches {
+                try await engine.apply(batch)
+            }
+            applied += batches.count
+            if batches.isEmpty {
+                lastCaughtUp.withLockedValue { $0 = .now }
+                let seq = await engine.latestSeq
+                state.withLockedValue {
+                    $0.caughtUp = true
+                    $0.appliedSeq = seq
+                }
+                return applied
+            }
+        }
+    }
+
+    /// Both listeners are bound: the addresses the lease advertises, unless configured. The node takes no
+    /// part in elections before this.
+    public func listening(http: String, tcp: String) {
+        addresses.withLockedValue {
+            $0 = (configuration.advertisedHTTP.isEmpty ? http : configuration.advertisedHTTP,
+                  configuration.advertisedTCP.isEmpty ? tcp : configuration.advertisedTCP)
+        }
+    }
+
+    private var advertised: (http: String, tcp: String) {
+        addresses.withLockedValue { $0 } ?? (configuration.advertisedHTTP, configuration.advertisedTCP)
+    }
+
+    public func run() async throws {
+        while addresses.withLockedValue({ $0 }) == nil, !Task.isShuttingDownGracefully, !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        let listener = Task { await listen() }
+        defer { listener.cancel() }
+        let renewEvery = configuration.leaseTTL / 3
+        var nextLeaseCheck = ContinuousClock.now
+        var nextHeartbeat = ContinuousClock.now
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                do {
+                    if ContinuousClock.now >= nextHeartbeat {
+                        nextHeartbeat = .now + renewEvery
+                        if try await !heartbeat() {
+                            logger.error("another server claimed this node name; stepping down")
+                            await demote(reason: "the node name was claimed by another server")
+                        }
+                    }
+                    if state.withLockedValue({ $0.role }) == .leader {
+                        if ContinuousClock.now >= nextLeaseCheck {
+                            nextLeaseCheck = .now + renewEvery
+                            try await renew()
+                        }
+                        await sleep(until: min(nextLeaseCheck, nextHeartbeat))
+                    } else {
+                        try await catchUp()
+                        if ContinuousClock.now >= nextLeaseCheck {
+                            nextLeaseCheck = .now + renewEvery
+                            try await campaign()
+                        }
+                        await sleep(until: min(.now + .milliseconds(50), nextLeaseCheck))
+                    }
+                } catch {
+                    await unreachable(error)
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+        } onGracefulShutdown: {
+            self.woken.withLockedValue { $0 = true }
+        }
+        await resign()
+    }
+
+    /// Renews the lease; stops leading when it was lost.
+    private func renew() async throws {
+        let epoch = state.withLockedValue { $0.epoch }
+        let sent = ContinuousClock.now
+        if try await lease.renew(epoch: epoch) {
+            await engine.extendLease(until: sent + safeLength)
+            let seq = await engine.latestSeq
+            state.withLockedValue { $0.appliedSeq = seq }
+        } else {
+            await demote(reason: "the lease of epoch \(epoch) passed to another server")
+        }
+    }
+
+    /// What this server counts on of a lease it just took or renewed: less than its length, so that its
+    /// own clock runs out before PostgreSQL's can hand the lease to another server.
+    private var safeLength: Duration { configuration.leaseTTL * 0.8 }
+
+    /// Reads who leads; takes the lease when it has ended, reads the log to its end, and then leads.
+    private func campaign() async throws {
+        let holder = try await lease.holder()
+        if holder.live, holder.node != configuration.nodeName {
+            state.withLockedValue {
+                if $0.role == .candidate || $0.leader?.node != holder.node {
+                    $0.role = .follower
+                }
+                $0.epoch = holder.epoch
+                $0.leader = holder.node.map { ($0, holder.http, holder.tcp) }
+            }
+            return
+        }
+        let sent = ContinuousClock.now
+        let (http, tcp) = advertised
+        guard let epoch = try await lease.take(http: http, tcp: tcp) else { return }
+        // Nobody can append under an older epoch now: read the log to its end before writing.
+        try await catchUp()
+        await engine.lead(epoch: epoch, until: sent + safeLength)
+        let seq = await engine.latestSeq
+        state.withLockedValue {
+            $0.role = .leader
+            $0.epoch = epoch
+            $0.leader = (configuration.nodeName, http, tcp)
+            $0.appliedSeq = seq
+        }
+        let position = await engine.logPosition
+        logger.notice(
+            "leading", metadata: ["epoch": "\(epoch)", "reason": "the lease had ended", "logPosition": "\(position)"]
+        )
+    }
+
+    private func demote(reason: String) async {
+        let wasLeader = state.withLockedValue { status in
+            defer {
+                status.role = .candidate
+                status.leader = nil
+            }
+            return status.role == .leader
+        }
+        await engine.follow(reason: reason)
+        if wasLeader { logger.warning("stopped leading", metadata: ["reason": "\(reason)"]) }
+    }
+
+    /// PostgreSQL cannot be reached: a leader stops leading once its lease may have ended; a follower
+    /// goes on serving reads from what it has.
+    private func unreachable(_ error: any Error) async {
+        let role = state.withLockedValue { $0.role }
+        logger.warning("cannot reach the cluster database", metadata: ["role": "\(role)", "error": "\(Self.describe(error))"])
+        if role == .leader, await !engine.acceptsChanges {
+            await demote(reason: "PostgreSQL could not be reached to renew the lease")
+        } else if role == .follower {
+            state.withLockedValue { $0.role = .candidate }
+        }
+    }
+
+    /// Ends the lease at a clean stop, so that another server takes over at once.
+    private func resign() async {
+        let (role, epoch) = state.withLockedValue { ($0.role, $0.epoch) }
+        guard role == .leader else { return }
+        await engine.follow(reason: "the server is stopping")
+        do {
+            try await lease.resign(epoch: epoch)
+            logger.notice("resigned the lease", metadata: ["epoch": "\(epoch)"])
+        } catch {
+            logger.warning("could not resign the lease; it runs out by itself", metadata: ["error": "\(Self.describe(error))"])
+        }
+    }
+
+    /// Wakes the follower loop on every append (`LISTEN`), reconnecting while the node runs.
+    private func listen() async {
+        while !Task.isCancelled {
+            do {
+                let (channel, woken) = (log.channel, woken)
+                // No deadline: a LISTEN waits for as long as the node runs; a broken connection ends it.
+                try await database.notifications.run(timeout: .seconds(365 * 86_400)) { connection in
+                    try await connection.listen(on: channel) { notifications in
+                        for try await _ in notifications { woken.withLockedValue { $0 = true } }
+                    }
+                }
+            } catch {
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+
+    /// Sleeps until `deadline`, or less when a notification (or a shutdown) arrives: in 5 ms steps, a
+    /// cost too small to measure, rather than a wake-up channel between tasks.
+    private func sleep(until deadline: ContinuousClock.Instant) async {
+        while ContinuousClock.now < deadline, !woken.withLockedValue({ $0 }), !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        woken.withLockedValue { $0 = false }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    /// An error as an operator can read it: PostgreSQL's own message when it sent one.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PSQLError {
+            if let message = error.serverInfo?[.message] { return message }
+            return "\(error.code)"
+        }
+        return "\(error)"
+    }
+}

@@ -1,0 +1,76 @@
+import Logging
+import PostgresNIO
+
+/// The cluster's tables in PostgreSQL (SPEC.md section 17), created by the first server in one
+/// transaction, and the format version every later server checks.
+///
+/// - `meta`: the format version.
+/// - `lease`: one row: the leader's node name, its epoch (grows with every new leader), when the lease
+///   ends by PostgreSQL's clock, and how to reach the leader.
+/// - `log`: one row per leader batch, numbered without gaps, holding the batch's commands as bytes.
+/// - `nodes`: the live servers by name, so that two never share one.
+/// - `checkpoints`: consistent exports of one server's state at a log position.
+enum ClusterSchema {
+    /// The format of these tables; a schema of another format is refused.
+    static let format = 1
+
+    struct FormatMismatch: Error, CustomStringConvertible {
+        var found: String
+        var schema: String
+        var description: String {
+            "the schema \(schema) holds cluster tables of format \(found); this server speaks format \(ClusterSchema.format)"
+        }
+    }
+
+    /// Creates the tables when missing (two servers starting at once are serialized by an advisory lock)
+    /// and checks the format of those that exist.
+    static func prepare(_ link: PostgresLink, schema: String, logger: Logger) async throws {
+        try await link.run { connection in try await prepare(connection, schema: schema, logger: logger) }
+    }
+
+    private static func prepare(_ connection: PostgresConnection, schema: String, logger: Logger) async throws {
+        try await connection.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema)))", logger: logger)
+            for statement in statements(schema: schema) {
+                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+            try await connection.query(
+                "INSERT INTO \(unescaped: schema).meta (key, value) VALUES ('format', \(String(format))) ON CONFLICT (key) DO NOTHING",
+                logger: logger
+            )
+            let rows = try await connection.query(
+                "SELECT value FROM \(unescaped: schema).meta WHERE key = 'format'", logger: logger
+            )
+            for try await value in rows.decode(String.self) where value != String(format) {
+                throw FormatMismatch(found: value, schema: schema)
+            }
+        }
+    }
+
+    private static func statements(schema: String) -> [String] {
+        [
+            "CREATE SCHEMA IF NOT EXISTS \(schema)",
+            "CREATE TABLE IF NOT EXISTS \(schema).meta (key text PRIMARY KEY, value text NOT NULL)",
+            """
+            CREATE TABLE IF NOT EXISTS \(schema).lease (
+                id int PRIMARY KEY CHECK (id = 1), holder text, epoch bigint NOT NULL,
+                expires_at timestamptz NOT NULL, http text, tcp text)
+            """,
+            "INSERT INTO \(schema).lease VALUES (1, NULL, 0, '-infinity', NULL, NULL) ON CONFLICT (id) DO NOTHING",
+            """
+            CREATE TABLE IF NOT EXISTS \(schema).log (
+                position bigint PRIMARY KEY, epoch bigint NOT NULL, last_seq bigint NOT NULL,
+                commands bytea NOT NULL, appended_at timestamptz NOT NULL DEFAULT now())
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS \(schema).nodes (
+                name text PRIMARY KEY, instance text NOT NULL, seen_at timestamptz NOT NULL, http text, tcp text)
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS \(schema).checkpoints (
+                position bigint PRIMARY KEY, seq bigint NOT NULL, export bytea NOT NULL,
+                written_at timestamptz NOT NULL DEFAULT now())
+            """,
+        ]
+    }
+}

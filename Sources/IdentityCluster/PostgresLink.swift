@@ -1,0 +1,85 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PostgresNIO
+
+/// One connection to the cluster's database, opened when first needed and opened again after it broke.
+/// Each use of the cluster (the leader's appends, the node's lease and log reads, `LISTEN`) has one of
+/// its own, so that none waits behind another, and every statement has a deadline: a database that
+/// stops answering fails the statement instead of hanging the caller, and the connection is dropped.
+actor PostgresLink {
+    private let configuration: PostgresConnection.Configuration
+    private let logger: Logger
+    private let name: String
+    private var connection: PostgresConnection?
+    private static let ids = NIOLockedValueBox(0)
+
+    init(configuration: PostgresConnection.Configuration, name: String, logger: Logger) {
+        self.configuration = configuration
+        self.name = name
+        self.logger = logger
+    }
+
+    /// A statement took longer than its deadline.
+    struct Timeout: Error, CustomStringConvertible {
+        var seconds: Duration
+        var description: String { "PostgreSQL did not answer within \(seconds)" }
+    }
+
+    /// Runs `body` on the connection, opening it first when needed. An error other than one PostgreSQL
+    /// itself reported about the statement drops the connection, so that the next use opens a new one.
+    func run<T: Sendable>(
+        timeout: Duration = .seconds(10), _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let connection = try await connected()
+        do {
+            return try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask { try await body(connection) }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let value = first else { throw Timeout(seconds: timeout) }
+                return value
+            }
+        } catch let error as PSQLError where error.code == .server {
+            throw error
+        } catch {
+            drop(connection)
+            throw error
+        }
+    }
+
+    /// The rows `query` answers with, all read.
+    func rows(_ query: PostgresQuery, timeout: Duration = .seconds(10)) async throws -> [PostgresRow] {
+        let logger = self.logger
+        return try await run(timeout: timeout) { connection in
+            try await connection.query(query, logger: logger).collect()
+        }
+    }
+
+    private func connected() async throws -> PostgresConnection {
+        if let connection, !connection.isClosed { return connection }
+        let id = Self.ids.withLockedValue { $0 += 1; return $0 }
+        var logger = self.logger
+        logger[metadataKey: "cluster.connection"] = "\(name)"
+        let opened = try await PostgresConnection.connect(
+            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: id, logger: logger
+        ).get()
+        connection = opened
+        return opened
+    }
+
+    private func drop(_ broken: PostgresConnection) {
+        if connection === broken { connection = nil }
+        Task { try? await broken.close() }
+    }
+
+    /// Closes the connection.
+    func close() async {
+        if let connection { try? await connection.close() }
+        connection = nil
+    }
+}
