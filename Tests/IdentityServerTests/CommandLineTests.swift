@@ -3,7 +3,7 @@ import IdentityServer
 import Testing
 
 /// The executable's commands, flags, variables and exit codes (SPEC.md section 8).
-@Suite struct CommandLineTests {
+@Suite(.timeLimit(.minutes(5))) struct CommandLineTests {
     @Test("usage errors exit 2 with a message on stderr")
     func usageErrors() throws {
         for arguments in [["serve", "--http-port", "abc"], ["frobnicate"], ["snapshot", "--data-dir", "/tmp/x"],
@@ -65,7 +65,7 @@ import Testing
 }
 
 /// `--log-format json` (SPEC.md section 15).
-@Suite struct LogFormatTests {
+@Suite(.timeLimit(.minutes(5))) struct LogFormatTests {
     @Test("--log-format json writes one JSON object a line, start and stop with structured fields")
     func jsonLogs() throws {
         let directory = TemporaryDirectory()
@@ -116,7 +116,7 @@ import Testing
 }
 
 /// Messages a person can act on (issue 16, item 4): each names what is wrong and where it came from.
-@Suite struct CommandLineMessageTests {
+@Suite(.timeLimit(.minutes(5))) struct CommandLineMessageTests {
     @Test("a port in use prints only 'http port N is in use' (or tcp), exits 1, and creates no store directory")
     func portInUse() throws {
         let directory = TemporaryDirectory()

@@ -12,9 +12,7 @@ import Testing
 /// a fresh in-memory engine, driven through HummingbirdTesting's router client without binding a socket. Every
 /// error is a problem document with its status, and a rejected request writes nothing.
 @Suite struct HTTPRoutesInProcessTests {
-    static let tokens = try! TokenTable(
-        parsing: "read reader-token-1111\nwrite writer-token-2222\nadmin admin-token-3333\n", path: "t"
-    )
+    static let tokens = TestTokens.table
     static let json: HTTPFields = [.contentType: "application/json"]
 
     /// Runs `test` against the application on `engine`.
@@ -556,9 +554,7 @@ import Testing
         (.delete, "/profiles/99", nil, .admin),
     ]
 
-    static let tokenOfRole: [Role: String] = [
-        .read: "reader-token-1111", .write: "writer-token-2222", .admin: "admin-token-3333",
-    ]
+    static let tokenOfRole = TestTokens.byRole
 
     private func headers(bearer token: String?) -> HTTPFields {
         var headers = Self.json
@@ -582,7 +578,7 @@ import Testing
                 }
             }
             try await client.execute(
-                uri: "/identify", method: .post, headers: [.authorization: "Basic reader-token-1111"],
+                uri: "/identify", method: .post, headers: [.authorization: "Basic \(TestTokens.read)"],
                 body: ByteBuffer(string: #"{"email":"a@x.io"}"#)
             ) { response in
                 #expect(response.status == .unauthorized, "only a Bearer token counts")

@@ -4,7 +4,7 @@ import Testing
 
 /// `identity-graph import` and `export` as a user runs them (SPEC.md section 16): messages, exit
 /// codes, and what an interrupted or killed import leaves behind.
-@Suite struct ImportExportCommandTests {
+@Suite(.timeLimit(.minutes(10))) struct ImportExportCommandTests {
     static func write(_ bytes: [UInt8], to path: String) throws {
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }

@@ -4,7 +4,7 @@ import IdentityServer
 import Testing
 
 /// `GET /metrics` (SPEC.md section 15) after traffic on both transports.
-@Suite struct MetricsTests {
+@Suite(.timeLimit(.minutes(5))) struct MetricsTests {
     @Test("after a load, /metrics shows every series SPEC names, and a Prometheus text parser reads it")
     func metricsAfterLoad() throws {
         let directory = TemporaryDirectory()
@@ -41,25 +41,14 @@ import Testing
         #expect(!text.contains("@x.io"), "personal data in the metrics")
 
         // The official Prometheus client's parser must read every line.
-        let parser = Process()
-        parser.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        parser.arguments = ["python3", "-c", """
+        let parser = try runPython(["-c", """
             import sys
             from prometheus_client.parser import text_string_to_metric_families
             families = list(text_string_to_metric_families(sys.stdin.read()))
             print(len(families), sum(len(f.samples) for f in families))
-            """]
-        let input = Pipe()
-        let output = Pipe()
-        parser.standardInput = input
-        parser.standardOutput = output
-        parser.standardError = output
-        try parser.run()
-        input.fileHandleForWriting.write(Data(answer.body))
-        try input.fileHandleForWriting.close()
-        parser.waitUntilExit()
-        let parsed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(parser.terminationStatus == 0, "\(parsed)")
+            """], input: Data(answer.body), timeout: 120)
+        let parsed = parser.output
+        #expect(parser.status == 0, "\(parsed)")
         #expect((Int(parsed.split(separator: " ").first ?? "") ?? 0) >= 9, "\(parsed)")
         #expect(server.stop() == 0)
     }

@@ -3,7 +3,7 @@ import Testing
 
 /// One writer per store (SPEC.md section 8): `serve` and `import` lock the data directory; readers
 /// run beside them; the shutdown line never claims a flush that failed.
-@Suite struct StoreWriterTests {
+@Suite(.timeLimit(.minutes(5))) struct StoreWriterTests {
     /// How long a refused second writer may take: it must not wait for the lock, only start and stop.
     static let refusalTimeout: Double = 60
 
