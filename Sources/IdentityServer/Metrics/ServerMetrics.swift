@@ -1,3 +1,4 @@
+import HTTPTypes
 import IdentityGraph
 import NIOConcurrencyHelpers
 import Prometheus
@@ -27,41 +28,50 @@ public final class ServerMetrics: Sendable {
     }
 
     /// The operations of each transport and the statuses each usually answers, whose series are
-    /// created at 0 at start. The names are the `op` labels the HTTP responder and the line protocol
-    /// record. For now a list of its own; once the HTTP route table exists (`HTTPRoute.all`, with an
-    /// `operation` per route) the HTTP half should be derived from it.
-    static let operations: [Transport: [(op: String, statuses: [Int])]] = [
-        .http: [
-            ("identify", [200, 400, 401, 403, 413, 415, 422, 503]),
-            ("dryRun", [200, 400, 401, 403, 413, 415, 422]),
-            ("lookup", [200, 400, 401, 403]),
-            ("profile", [200, 400, 401, 403, 404]),
-            ("eraseProfile", [200, 400, 401, 403, 404, 503]),
-            ("contact", [200, 400, 401, 403, 404]),
-            ("eraseContact", [200, 400, 401, 403, 404, 503]),
-            ("explain", [200, 400, 401, 403, 404]),
-            ("erase", [200, 400, 401, 403, 413, 415, 503]),
-            ("unmerge", [200, 400, 401, 403, 413, 415, 503]),
-            ("keep-apart", [200, 204, 400, 401, 403, 404, 503]),
-            ("changes", [200, 400, 401, 403]),
-            ("healthz", [200, 503]),
-            ("metrics", [200]),
-            ("openapi", [200]),
-            ("page", [200]),
-            ("unknown", [404, 405]),
-        ],
-        .line: [
-            ("identify", [200, 400, 401, 403, 422, 503]),
-            ("dryRun", [200, 400, 401, 403, 422]),
-            ("lookup", [200, 400, 401, 403]),
-            ("get", [200, 400, 401, 403, 404]),
-            ("ping", [200, 401]),
-            ("auth", [200, 401]),
-            // A line whose `op` is not ours; a line over the length limit, whose op is never read.
-            ("unknown", [400]),
-            ("invalid", [413]),
-        ],
+    /// created at 0 at start. HTTP's come from the route table (``IdentityHTTPResponder/routes``), so
+    /// that a new route is counted from the start without a second list to keep in step; the line
+    /// protocol's are its operations as `LineRequest` names them.
+    static var operations: [Transport: [(op: String, statuses: [Int])]] {
+        [.http: httpOperations, .line: lineOperations]
+    }
+
+    static let lineOperations: [(op: String, statuses: [Int])] = [
+        ("identify", [200, 400, 401, 403, 422, 503]),
+        ("dryRun", [200, 400, 401, 403, 422]),
+        ("lookup", [200, 400, 401, 403]),
+        ("get", [200, 400, 401, 403, 404]),
+        ("ping", [200, 401]),
+        ("auth", [200, 401]),
+        // A line whose `op` is not ours; a line over the length limit, whose op is never read.
+        ("unknown", [400]),
+        ("invalid", [413]),
     ]
+
+    /// Each HTTP operation once (identify serves two paths), with the statuses its kind answers:
+    /// `401`/`403` when it needs a role, `400` when it reads a body, a query or an id, `404` for an
+    /// id, `413`/`415` for a body, `503` when it writes; and `unknown` (no route, `404`; wrong method, `405`).
+    static var httpOperations: [(op: String, statuses: [Int])] {
+        let extra: [String: Set<Int>] = [
+            "identify": [422], "dryRun": [422], "healthz": [503], "explain": [404], "removeKeepApart": [204],
+        ]
+        var seen: Set<String> = []
+        var operations: [(op: String, statuses: [Int])] = []
+        for route in IdentityHTTPResponder.routes {
+            let hasID = route.path.hasSuffix("{id}")
+            for operation in route.operations where seen.insert(operation.name).inserted {
+                var statuses: Set<Int> = [200]
+                if operation.role != nil { statuses.formUnion([401, 403]) }
+                if operation.method == .post { statuses.formUnion([400, 413, 415]) }
+                if !operation.parameters.isEmpty { statuses.insert(400) }
+                if hasID { statuses.formUnion([400, 404]) }
+                if operation.writes { statuses.insert(503) }
+                statuses.formUnion(extra[operation.name] ?? [])
+                operations.append((operation.name, statuses.sorted()))
+            }
+        }
+        operations.append(("unknown", [404, 405]))
+        return operations
+    }
 
     /// The `field` and `reason` labels of ignored values: every ``IgnoredValue/metricReason``.
     static let ignoredReasons = ["blocked", "emailLimit", "phoneLimit", "keptApart"]
