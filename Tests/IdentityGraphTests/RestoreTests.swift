@@ -182,6 +182,13 @@ import Testing
             1,a@x.io,1,,secondary,2023-01-01,2023-01-01,
             2,b@x.io,2,,primary,yesterday,2023-01-01,
             """, 2, "linkPrecedence"),
+            // A secondary that shares no value with its primary, and no email of one with a phone
+            // number of the other from which a link could be derived.
+            ("""
+            id,email,phoneNumber,linkedId,linkPrecedence,createdAt,updatedAt,deletedAt
+            1,a@x.io,,,primary,2023-01-01,2023-01-01,
+            2,b@x.io,,1,secondary,2023-01-02,2023-01-02,
+            """, 2, "profile 1 is not connected by shared values and links"),
         ]
         for (index, (text, line, reason)) in cases.enumerated() {
             let file = directory.subdirectory("case\(index).csv")

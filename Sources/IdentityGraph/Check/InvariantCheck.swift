@@ -44,14 +44,18 @@ public struct InvariantCheck: Sendable {
     /// contacts, that a link's two values share a profile, and that each profile is connected by
     /// shared values and links (SPEC.md section 2). The rows should have passed ``init(contacts:)``.
     public mutating func checkPairs(_ contents: StoreContents) {
+        let rows = contents.contacts
+        let position = Self.positions(of: rows)
+        var primaryRow = [Int](repeating: -1, count: rows.count)
         var emailPrimary: [String: Int] = [:]
         var phonePrimary: [String: Int] = [:]
-        var members: [Int: [Contact]] = [:]
-        for row in contents.contacts where row.deletedAt == nil {
+        emailPrimary.reserveCapacity(rows.count)
+        phonePrimary.reserveCapacity(rows.count)
+        for (index, row) in rows.enumerated() where row.deletedAt == nil {
             let primary = row.linkedId ?? row.id
+            primaryRow[index] = position(primary) ?? -1
             if let email = row.email { emailPrimary[email] = primary }
             if let phone = row.phoneNumber { phonePrimary[phone] = primary }
-            members[primary, default: []].append(row)
         }
         var linksOfProfile: [Int: [StoredPair]] = [:]
         for (index, link) in contents.links.enumerated() {
@@ -68,11 +72,47 @@ public struct InvariantCheck: Sendable {
         where emailPrimary[rule.email] == nil || phonePrimary[rule.phoneNumber] == nil {
             add(.keepApart(index), "a keep-apart rule dated \(rule.at) names a value that no live contact carries")
         }
-        for (primary, profile) in members.sorted(by: { $0.key < $1.key }) where profile.count > 1 {
-            if !Self.isConnected(profile, links: linksOfProfile[primary] ?? []) {
-                add(.contact(primary), "profile \(primary) is not connected by shared values and links")
+        let grouping = Self.group(primaryRow)
+        for (primary, range) in grouping.groups where range.count > 1 {
+            let profile = grouping.order[range].map { rows[$0] }
+            let primaryId = rows[primary].id
+            if !Self.isConnected(profile, links: linksOfProfile[primaryId] ?? []) {
+                add(.contact(primaryId), "profile \(primaryId) is not connected by shared values and links")
             }
         }
+    }
+
+    /// The position of each row by its id: arithmetic when the ids are dense, as a store's are.
+    private static func positions(of rows: [Contact]) -> (Int) -> Int? {
+        if rows.indices.allSatisfy({ rows[$0].id == $0 + 1 }) {
+            let count = rows.count
+            return { id in id >= 1 && id <= count ? id - 1 : nil }
+        }
+        var byId: [Int: Int] = [:]
+        byId.reserveCapacity(rows.count)
+        for (index, row) in rows.enumerated() where byId[row.id] == nil { byId[row.id] = index }
+        return { byId[$0] }
+    }
+
+    /// Rows grouped by the position of their primary (`primaryRow`, -1 for rows in no profile),
+    /// without a collection per profile (a store has about as many profiles as rows): `order` lists
+    /// row positions group by group, each group in row order, and `groups` each group's primary
+    /// position and range in `order`, in primary position order.
+    private static func group(_ primaryRow: [Int]) -> (order: [Int], groups: [(primary: Int, range: Range<Int>)]) {
+        var start = [Int](repeating: 0, count: primaryRow.count + 1)
+        for primary in primaryRow where primary >= 0 { start[primary + 1] += 1 }
+        for index in primaryRow.indices { start[index + 1] += start[index] }
+        var next = start
+        var order = [Int](repeating: 0, count: start[primaryRow.count])
+        for (index, primary) in primaryRow.enumerated() where primary >= 0 {
+            order[next[primary]] = index
+            next[primary] += 1
+        }
+        var groups: [(primary: Int, range: Range<Int>)] = []
+        for primary in primaryRow.indices where start[primary + 1] > start[primary] {
+            groups.append((primary, start[primary]..<start[primary + 1]))
+        }
+        return (order, groups)
     }
 
     /// Whether shared values and `links` join every member of `profile` into one group.
@@ -104,7 +144,7 @@ public struct InvariantCheck: Sendable {
     /// Checks `contacts`, which must be every row of a store in id order.
     public init(contacts rows: [Contact]) {
         contacts = rows.count
-        var byId: [Int: Contact] = [:]
+        let position = Self.positions(of: rows)
         for (index, row) in rows.enumerated() {
             if row.id != index + 1 {
                 add(.contact(row.id), "contact ids are not dense: found \(row.id) where \(index + 1) was expected")
@@ -122,35 +162,41 @@ public struct InvariantCheck: Sendable {
             } else if row.email == nil && row.phoneNumber == nil {
                 add(.contact(row.id), "contact \(row.id) has neither an email nor a phone number")
             }
-            byId[row.id] = row
         }
-        var members: [Int: [Contact]] = [:]
-        for row in rows where row.deletedAt == nil {
+        // Each live row's profile, by the position of its primary; -1 for rows in none.
+        var primaryRow = [Int](repeating: -1, count: rows.count)
+        for (index, row) in rows.enumerated() where row.deletedAt == nil {
             guard let linkedId = row.linkedId else {
-                members[row.id, default: []].append(row)
+                primaryRow[index] = index
                 continue
             }
-            guard let primary = byId[linkedId] else {
+            guard let primary = position(linkedId) else {
                 add(.contact(row.id), "contact \(row.id) links to contact \(linkedId), which does not exist")
                 continue
             }
-            guard primary.linkedId == nil, primary.deletedAt == nil else {
-                let what = primary.deletedAt == nil ? "is itself a secondary" : "was erased"
+            guard rows[primary].linkedId == nil, rows[primary].deletedAt == nil else {
+                let what = rows[primary].deletedAt == nil ? "is itself a secondary" : "was erased"
                 add(.contact(row.id), "contact \(row.id) links to contact \(linkedId), which \(what)")
                 continue
             }
-            members[linkedId, default: []].append(row)
+            primaryRow[index] = primary
         }
-        profiles = members.count
-        largestProfile = members.values.map(\.count).max() ?? 0
+        let grouping = Self.group(primaryRow)
+        profiles = grouping.groups.count
+        largestProfile = grouping.groups.map(\.range.count).max() ?? 0
         var emailProfile: [String: Int] = [:]
         var phoneProfile: [String: Int] = [:]
-        for (primaryId, profile) in members.sorted(by: { $0.key < $1.key }) {
-            let oldest = profile.min { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }!
+        emailProfile.reserveCapacity(rows.count)
+        phoneProfile.reserveCapacity(rows.count)
+        for (primary, range) in grouping.groups {
+            let primaryId = rows[primary].id
+            let members = grouping.order[range]
+            let oldest = rows[members.min { (rows[$0].createdAt, rows[$0].id) < (rows[$1].createdAt, rows[$1].id) }!]
             if oldest.id != primaryId {
                 add(.contact(oldest.id), "profile \(primaryId): its oldest contact \(oldest.id) is not its primary")
             }
-            for row in profile {
+            for member in members {
+                let row = rows[member]
                 if let email = row.email, let other = emailProfile.updateValue(primaryId, forKey: email),
                     other != primaryId
                 {
