@@ -12,6 +12,7 @@ extension Timestamp {
     }
 
     private static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> Int64? {
+        if let milliseconds = parseExportForm(bytes) { return milliseconds }
         var index = 0
         func digits(_ count: Int) -> Int64? {
             guard index + count <= bytes.count else { return nil }
@@ -73,6 +74,30 @@ extension Timestamp {
         }
         guard index == bytes.count else { return nil }
         return milliseconds - sign * (offsetHours * 3_600_000 + offsetMinutes * 60_000)
+    }
+
+    /// `2026-11-27T05:33:28.123Z`, the one form export writes (every timestamp of a restore of an
+    /// export), read by position; `nil` for anything else, which the general reader then tries.
+    private static func parseExportForm(_ bytes: UnsafeBufferPointer<UInt8>) -> Int64? {
+        guard bytes.count == 24, bytes[4] == 0x2D, bytes[7] == 0x2D, bytes[10] == 0x54, bytes[13] == 0x3A,
+            bytes[16] == 0x3A, bytes[19] == 0x2E, bytes[23] == 0x5A
+        else { return nil }
+        func number(_ start: Int, _ count: Int) -> Int64? {
+            var value: Int64 = 0
+            for offset in start..<start + count {
+                let digit = bytes[offset] &- 0x30
+                guard digit < 10 else { return nil }
+                value = value * 10 + Int64(digit)
+            }
+            return value
+        }
+        guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2), let hour = number(11, 2),
+            let minute = number(14, 2), let second = number(17, 2), let milli = number(20, 3),
+            (1...12).contains(month), day >= 1, day <= daysInMonth(year: year, month: month), hour < 24,
+            minute < 60, second < 60
+        else { return nil }
+        return daysFromCivil(year: year, month: month, day: day) * 86_400_000 + hour * 3_600_000 + minute * 60_000
+            + second * 1000 + milli
     }
 
     private static func daysInMonth(year: Int64, month: Int64) -> Int64 {

@@ -47,13 +47,18 @@ public struct InvariantCheck: Sendable {
         let rows = contents.contacts
         let position = Self.positions(of: rows)
         var primaryRow = [Int](repeating: -1, count: rows.count)
+        // Which profile holds each value: needed only to place links and rules.
+        let placesPairs = !contents.links.isEmpty || !contents.keepApart.isEmpty
         var emailPrimary: [String: Int] = [:]
         var phonePrimary: [String: Int] = [:]
-        emailPrimary.reserveCapacity(rows.count)
-        phonePrimary.reserveCapacity(rows.count)
+        if placesPairs {
+            emailPrimary.reserveCapacity(rows.count)
+            phonePrimary.reserveCapacity(rows.count)
+        }
         for (index, row) in rows.enumerated() where row.deletedAt == nil {
             let primary = row.linkedId ?? row.id
             primaryRow[index] = position(primary) ?? -1
+            guard placesPairs else { continue }
             if let email = row.email { emailPrimary[email] = primary }
             if let phone = row.phoneNumber { phonePrimary[phone] = primary }
         }
