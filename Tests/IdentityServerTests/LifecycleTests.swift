@@ -142,8 +142,12 @@ extension TestSocket {
             done.signal()
         }
 
-        func get() throws -> T {
-            done.wait()
+        /// The result, once the exchange has finished; throws if it has not within `seconds` (every
+        /// socket of these tests times out far sooner, so only a hung thread gets here).
+        func get(seconds: Double = 300) throws -> T {
+            guard done.wait(timeout: .now() + seconds) == .success else {
+                throw TestSocket.SocketError(description: "a background exchange did not finish within \(Int(seconds)) s")
+            }
             done.signal()
             return try result!.get()
         }
