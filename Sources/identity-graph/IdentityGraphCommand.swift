@@ -18,6 +18,8 @@ struct IdentityGraphCommand: AsyncParsableCommand {
     )
 
     static func main() async {
+        // Errors found while parsing come before `serve` reads its settings: look for the log format now.
+        FatalReport.useJSON(Self.asksForJSONLogs(Array(CommandLine.arguments.dropFirst())))
         do {
             var command = try parseAsRoot()
             if var command = command as? any AsyncParsableCommand {
@@ -49,6 +51,17 @@ struct IdentityGraphCommand: AsyncParsableCommand {
             FatalReport.write(message(for: error))
             Foundation.exit(1)
         }
+    }
+
+    /// Whether `serve` is asked for `--log-format json`, by its flag or its variable (the flag wins).
+    static func asksForJSONLogs(_ arguments: [String]) -> Bool {
+        guard arguments.first == "serve" else { return false }
+        var format = ProcessInfo.processInfo.environment["IDENTITY_GRAPH_LOG_FORMAT"]
+        for (index, argument) in arguments.enumerated() {
+            if argument == "--log-format", index + 1 < arguments.count { format = arguments[index + 1] }
+            if argument.hasPrefix("--log-format=") { format = String(argument.dropFirst("--log-format=".count)) }
+        }
+        return format == "json"
     }
 
     /// `identity-graph` and the subcommand the arguments name, if any, so that a usage error points

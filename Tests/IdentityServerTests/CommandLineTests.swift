@@ -97,6 +97,7 @@ import Testing
         for (arguments, status, mentions) in [
             (["--http-port", "\(server.httpPort)"], Int32(1), "http port \(server.httpPort) is in use"),
             (["--durability", "sometimes"], 2, "--durability"),
+            (["--max-body-bytes", "lots"], 2, "--max-body-bytes"),
         ] {
             let result = try runIdentityGraph(
                 ["serve", "--data-dir", directory.path + "/other", "--tcp-port", "0", "--log-format", "json"]
