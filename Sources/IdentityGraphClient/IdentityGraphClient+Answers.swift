@@ -134,8 +134,7 @@ struct AnswerLine {
     }
 
     static func int(_ value: Any?) -> Int? {
-        // Foundation on Linux gives Int for whole numbers; elsewhere an NSNumber, which may be a Bool.
-        if value is Bool { return nil }
+        // Foundation gives an NSNumber (or an Int); the members read here are never booleans.
         if let int = value as? Int { return int }
         if let number = value as? NSNumber, number.doubleValue == number.doubleValue.rounded() { return number.intValue }
         return nil
