@@ -17,6 +17,9 @@ import NIOSSL
 /// connects again, after a back-off (``ReconnectBackoff``) when attempts keep failing.
 ///
 /// A request the server refuses throws ``ServerError`` with the server's status and detail.
+///
+/// Cancelling a call's task does not withdraw the call: once written, an identify may be applied,
+/// so the call waits for its answer (or a ``ConnectionError``) like any other.
 public final class IdentityGraphClient: Sendable {
     public struct Configuration: Sendable {
         public var host: String
@@ -28,8 +31,8 @@ public final class IdentityGraphClient: Sendable {
         public var serverHostname: String?
         /// A bearer token (SPEC.md section 14), for a server started with `--auth-tokens`.
         public var token: String?
-        /// Requests on the wire at a time; the server reads at most 512 per connection ahead of
-        /// its answers.
+        /// Requests on the wire at a time, at least 1; the server reads at most 512 per connection
+        /// ahead of its answers.
         public var maxInFlight: Int
         /// For connecting, the TLS handshake included.
         public var connectTimeout: Duration
