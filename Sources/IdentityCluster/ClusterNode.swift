@@ -80,15 +80,26 @@ public final class ClusterNode: Service, Sendable {
     /// Connects (retrying with a back-off while PostgreSQL cannot be reached, and logging why), creates or
     /// checks the schema, and claims the node name. Throws ``Refusal`` for a schema of another format or
     /// a name another live server holds.
-    public func prepare() async throws {
+    ///
+    /// With `retrying` false it tries once and returns false when the database cannot be reached, so that
+    /// the server can start its listeners (answering `503` meanwhile) and ``run()`` goes on trying.
+    @discardableResult
+    public func prepare(retrying: Bool = true) async throws -> Bool {
         var backoff = Duration.milliseconds(200)
-        while true {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 try await ClusterSchema.prepare(database.control, schema: configuration.schema, logger: logger)
                 try await claimName()
-                break
+                prepared.withLockedValue { $0 = true }
+                return true
             } catch let refusal as Refusal {
                 throw refusal
+            } catch let error as PSQLError where Self.isConfigurationError(error) {
+                // A wrong password or database name does not fix itself: say so and stop.
+                throw Refusal(
+                    description: "the cluster database \(configuration.databaseDescription) refused this server: "
+                        + Self.describe(error)
+                )
             } catch let mismatch as ClusterSchema.FormatMismatch {
                 throw Refusal(description: mismatch.description)
             } catch {
@@ -96,11 +107,16 @@ public final class ClusterNode: Service, Sendable {
                     "cannot reach the cluster database; retrying",
                     metadata: ["database": "\(configuration.databaseDescription)", "error": "\(Self.describe(error))"]
                 )
-                try await Task.sleep(for: backoff)
+                if !retrying { return false }
+                try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(5))
             }
         }
+        return false
     }
+
+    /// Whether ``prepare(retrying:)`` has succeeded.
+    private let prepared = NIOLockedValueBox(false)
 
     /// Registers this server's name. A name whose holder stopped renewing it (a crash, a `kill -9`) is
     /// taken over; one whose holder renews it while this server watches, for half a lease, belongs to a
@@ -204,6 +220,9 @@ public final class ClusterNode: Service, Sendable {
         while addresses.withLockedValue({ $0 }) == nil, !Task.isShuttingDownGracefully, !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(5))
         }
+        if !prepared.withLockedValue({ $0 }) {
+            guard try await prepare(retrying: true) else { return }
+        }
         let listener = Task { await listen() }
         defer { listener.cancel() }
         let renewEvery = configuration.leaseTTL / 3
@@ -233,6 +252,11 @@ public final class ClusterNode: Service, Sendable {
                         }
                         await sleep(until: min(.now + .milliseconds(50), nextLeaseCheck))
                     }
+                } catch let error as EngineError {
+                    // The local copy cannot take the log (its disk, or a replay that diverged): keep
+                    // serving reads, say why, and try again.
+                    logger.error("cannot apply the cluster's log", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: .milliseconds(200))
                 } catch {
                     await unreachable(error)
                     try? await Task.sleep(for: .milliseconds(200))
@@ -354,6 +378,12 @@ public final class ClusterNode: Service, Sendable {
             try? await Task.sleep(for: .milliseconds(5))
         }
         woken.withLockedValue { $0 = false }
+    }
+
+    /// PostgreSQL refused the login (SQLSTATE class 28) or knows no such database (3D000).
+    static func isConfigurationError(_ error: PSQLError) -> Bool {
+        guard let state = error.serverInfo?[.sqlState] else { return false }
+        return state.hasPrefix("28") || state == "3D000"
     }
 
     static func milliseconds(_ duration: Duration) -> Int64 {

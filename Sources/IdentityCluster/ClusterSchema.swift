@@ -25,10 +25,15 @@ enum ClusterSchema {
     /// Creates the tables when missing (two servers starting at once are serialized by an advisory lock)
     /// and checks the format of those that exist.
     static func prepare(_ link: PostgresLink, schema: String, logger: Logger) async throws {
-        try await link.run { connection in try await prepare(connection, schema: schema, logger: logger) }
+        let found = try await link.run { connection in try await prepare(connection, schema: schema, logger: logger) }
+        // Thrown here, not in the transaction, which would wrap it in its own error.
+        if let found, found != String(format) { throw FormatMismatch(found: found, schema: schema) }
     }
 
-    private static func prepare(_ connection: PostgresConnection, schema: String, logger: Logger) async throws {
+    /// Creates what is missing; returns the format the schema holds.
+    private static func prepare(_ connection: PostgresConnection, schema: String, logger: Logger) async throws
+        -> String?
+    {
         try await connection.withTransaction(logger: logger) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema)))", logger: logger)
             for statement in statements(schema: schema) {
@@ -41,9 +46,8 @@ enum ClusterSchema {
             let rows = try await connection.query(
                 "SELECT value FROM \(unescaped: schema).meta WHERE key = 'format'", logger: logger
             )
-            for try await value in rows.decode(String.self) where value != String(format) {
-                throw FormatMismatch(found: value, schema: schema)
-            }
+            for try await value in rows.decode(String.self) { return value }
+            return nil
         }
     }
 

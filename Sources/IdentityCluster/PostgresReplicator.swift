@@ -23,8 +23,12 @@ final class PostgresReplicator: Replicator {
             do {
                 try await log.append(replication)
                 outcome.withLockedValue { $0 = .success(()) }
-            } catch {
+            } catch let error as ReplicationError {
                 outcome.withLockedValue { $0 = .failure(error) }
+            } catch {
+                // PostgreSQL's own message: its errors describe themselves only generically.
+                let failure = ReplicationError(fenced: false, "cannot append to the log: \(ClusterNode.describe(error))")
+                outcome.withLockedValue { $0 = .failure(failure) }
             }
             done.signal()
         }

@@ -288,9 +288,12 @@ struct Serve: AsyncParsableCommand {
                 metadata: ["database": "\(clusterConfiguration.databaseDescription)", "node": "\(clusterConfiguration.nodeName)"]
             )
             do {
-                try await node.prepare()
+                // One try now, so that a refusal comes before the listeners start; an unreachable
+                // database is retried by the node while the listeners answer 503.
+                try await node.prepare(retrying: false)
             } catch let refusal as ClusterNode.Refusal {
                 engine.close()
+                await database.close()
                 throw ClusterRefusal(message: refusal.description)
             }
             configuration.cluster = node
@@ -367,9 +370,11 @@ struct Serve: AsyncParsableCommand {
             try await group.run()
         } catch let refusal as ClusterNode.Refusal {
             engine.close()
+            await database?.close()
             throw ClusterRefusal(message: refusal.description)
         } catch {
             engine.close()
+            await database?.close()
             throw CommandFailure(message: Self.describeFailure(error, configuration))
         }
         let flushFailure = engine.close()

@@ -139,6 +139,49 @@ import Testing
         #expect(!(try Self.export(store)).contains("lost@x.io"))
     }
 
+    /// Holds every append until `release()`.
+    final class HeldLog: Replicator, @unchecked Sendable {
+        // `@unchecked`: the semaphores are thread-safe; `log` is.
+        private let gate = DispatchSemaphore(value: 0)
+        private let arrived = DispatchSemaphore(value: 0)
+        let log = MemoryLog()
+
+        func append(_ replication: Replication) throws {
+            arrived.signal()
+            gate.wait()
+            try log.append(replication)
+        }
+
+        func waitForAppend() { arrived.wait() }
+        func release() { gate.signal() }
+    }
+
+    @Test("a leader that stops leading with a batch in flight writes the batch it has logged, and nothing it gathered after")
+    func followDropsUnloggedChanges() async throws {
+        let directory = TemporaryDirectory()
+        let held = HeldLog()
+        let leader = try IdentityEngine(dataDirectory: directory.path, options: .init(replicator: held))
+        await leader.lead(epoch: 1, until: .now + .seconds(60))
+        let first = Task { try await leader.identify(.json(#"{"email":"logged@x.io"}"#)) }
+        held.waitForAppend()
+        // Gathered while the first batch is with the log: never logged.
+        let second = Task { try await leader.identify(.json(#"{"email":"unlogged@x.io"}"#)) }
+        try await Task.sleep(for: .milliseconds(50))
+        let stepDown = Task { await leader.follow(reason: "test") }
+        try await Task.sleep(for: .milliseconds(50))
+        held.release()
+        held.release()
+        await stepDown.value
+        #expect(try await first.value.primaryContactId == 1)
+        await #expect(throws: EngineError.self) { _ = try await second.value }
+        #expect(held.log.all.count == 1)
+        #expect(try await leader.contact(id: 2) == nil)
+        leader.close()
+        let exported = try Self.export(directory.path)
+        #expect(exported.contains("logged@x.io"))
+        #expect(!exported.contains("unlogged@x.io"), "a change that is in no log reached the local copy")
+    }
+
     @Test("a leader refuses changes once its lease deadline passes on its own clock; a renewal lets it go on")
     func leaseDeadline() async throws {
         let directory = TemporaryDirectory()

@@ -6,7 +6,7 @@ import Foundation
 /// `@unchecked Sendable`: a socket is used by one thread at a time, except `shutdownBoth()`, which
 /// another thread may call to wake a blocked sender (the kernel makes that safe).
 final class TestSocket: @unchecked Sendable {
-    private let descriptor: Int32
+    private var descriptor: Int32
     private var pending: [UInt8] = []
 
     struct SocketError: Error, CustomStringConvertible {
@@ -26,7 +26,13 @@ final class TestSocket: @unchecked Sendable {
             }
         }
         guard connected == 0 else {
+            // Closed here and marked, so that deinit, which runs for a class whose init throws once
+            // every property is set, does not close the number again: by then another thread's new
+            // socket may hold it, and closing that one makes its requests and answers cross.
+            let failure = errno
             close(descriptor)
+            descriptor = -1
+            errno = failure
             throw SocketError(description: "connect to port \(port) failed: \(errno)")
         }
         var interval = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1_000_000))
@@ -34,7 +40,7 @@ final class TestSocket: @unchecked Sendable {
     }
 
     deinit {
-        close(descriptor)
+        if descriptor >= 0 { close(descriptor) }
     }
 
     func send(_ bytes: [UInt8]) throws {

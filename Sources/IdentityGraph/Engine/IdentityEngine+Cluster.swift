@@ -40,6 +40,10 @@ extension IdentityEngine {
         state.leaderEpoch = nil
         state.leaseDeadline = nil
         state.shipsCommands = false
+        // What was gathered but not handed to the writer is in no log: it must never reach the local
+        // copy either (the rebuild below drops it from memory and fails its answers).
+        state.openBatch = RowBatch()
+        state.openCommands.removeAll()
         while state.writerBusy {
             await withCheckedContinuation { idleWaiters.append($0) }
         }
