@@ -4,7 +4,7 @@ import NIOSSL
 import Testing
 
 /// The `IdentityGraphClient` library (issue 15, item 3) against real `identity-graph serve` processes.
-@Suite struct ClientLibraryTests {
+@Suite(.timeLimit(.minutes(5))) struct ClientLibraryTests {
     typealias Profile = IdentityGraphClient.Profile
 
     @Test("identify creates and merges, and each answer is the HTTP answer to the same request")

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// `deploy/identity-graph.service`, the systemd unit README.md's "Running under systemd" installs.
-@Suite struct DeployTests {
+@Suite(.timeLimit(.minutes(5))) struct DeployTests {
     static let root = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let installedBinary = "/usr/local/bin/identity-graph"

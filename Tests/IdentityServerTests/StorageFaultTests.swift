@@ -48,24 +48,14 @@ import Testing
             """
         )
         let directory = TemporaryDirectory()
-        let mount = directory.path + "/small-disk"
-        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
-        let server = try ServerProcess(dataDirectory: mount + "/store") { executable, arguments in
-            (URL(fileURLWithPath: "/usr/bin/unshare"),
-             ["--mount", "--map-root-user", "/bin/sh", "-c", #"mount -t tmpfs -o size=2m tmpfs "$0" && exec "$@""#,
-              mount, executable.path] + arguments)
-        }
-        let inside = "/proc/\(server.process.processIdentifier)/root" + mount
+        let (server, inside) = try SmallDisk.server(under: directory.path)
 
         // Leave the store a little room, then fill the rest of the disk.
         let filler = inside + "/filler"
-        #expect(FileManager.default.createFile(atPath: filler, contents: nil))
-        let handle = try #require(FileHandle(forWritingAtPath: filler))
-        let chunk = Data(count: 16 * 1024)
-        while (try? handle.write(contentsOf: chunk)) != nil {}
-        try handle.close()
+        try SmallDisk.fill(filler)
         try FileManager.default.removeItem(atPath: filler)
         #expect(FileManager.default.createFile(atPath: filler, contents: nil))
+        let chunk = Data(count: 16 * 1024)
         let refill = try #require(FileHandle(forWritingAtPath: filler))
         var room = 0
         let freeSpace = try FileManager.default.attributesOfFileSystem(forPath: inside)[.systemFreeSize] as? Int ?? 0
@@ -110,5 +100,30 @@ import Testing
         let log = server.log
         #expect(log.contains("store write failed"))
         #expect(log.contains("store writes succeed again"))
+    }
+}
+
+/// A server whose store is on a 2 MiB tmpfs, mounted in a mount namespace of its own so that no
+/// privilege is needed (`unshare --mount --map-root-user`), to fill its disk.
+enum SmallDisk {
+    /// The server, and the disk's directory as this process sees it (through `/proc/PID/root`).
+    static func server(under directory: String) throws -> (ServerProcess, inside: String) {
+        let mount = directory + "/small-disk"
+        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
+        let server = try ServerProcess(dataDirectory: mount + "/store") { executable, arguments in
+            (URL(fileURLWithPath: "/usr/bin/unshare"),
+             ["--mount", "--map-root-user", "/bin/sh", "-c", #"mount -t tmpfs -o size=2m tmpfs "$0" && exec "$@""#,
+              mount, executable.path] + arguments)
+        }
+        return (server, "/proc/\(server.process.processIdentifier)/root" + mount)
+    }
+
+    /// Writes the file at `path` until the disk is full.
+    static func fill(_ path: String) throws {
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        let chunk = Data(count: 16 * 1024)
+        while (try? handle.write(contentsOf: chunk)) != nil {}
+        try handle.close()
     }
 }

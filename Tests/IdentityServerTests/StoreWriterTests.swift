@@ -109,20 +109,9 @@ import Testing
     @Test("stopped while the disk is full, the server says the store was not flushed instead of 'store flushed'")
     func shutdownWithFailedFlush() throws {
         let directory = TemporaryDirectory()
-        let mount = directory.path + "/small-disk"
-        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
-        let server = try ServerProcess(dataDirectory: mount + "/store") { executable, arguments in
-            (URL(fileURLWithPath: "/usr/bin/unshare"),
-             ["--mount", "--map-root-user", "/bin/sh", "-c", #"mount -t tmpfs -o size=2m tmpfs "$0" && exec "$@""#,
-              mount, executable.path] + arguments)
-        }
-        let inside = "/proc/\(server.process.processIdentifier)/root" + mount
+        let (server, inside) = try SmallDisk.server(under: directory.path)
         let filler = inside + "/filler"
-        #expect(FileManager.default.createFile(atPath: filler, contents: nil))
-        let handle = try #require(FileHandle(forWritingAtPath: filler))
-        let chunk = Data(count: 16 * 1024)
-        while (try? handle.write(contentsOf: chunk)) != nil {}
-        try handle.close()
+        try SmallDisk.fill(filler)
 
         var status = 200
         for index in 0..<20_000 where status == 200 {

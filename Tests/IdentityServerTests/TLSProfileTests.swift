@@ -3,7 +3,7 @@ import Testing
 
 /// The TLS profile of both listeners (SPEC.md section 14, issue 16 item 8, issue 18): Mozilla's
 /// "intermediate" configuration, checked with a real TLS client that offers one thing at a time.
-@Suite struct TLSProfileTests {
+@Suite(.timeLimit(.minutes(5))) struct TLSProfileTests {
     /// A handshake with `openssl s_client` offering only what `options` allow; it ends when its input does.
     static func handshake(port: Int, _ options: [String]) throws -> (status: Int32, output: String) {
         try runProcess(
