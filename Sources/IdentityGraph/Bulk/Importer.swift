@@ -200,8 +200,11 @@ struct Importer {
         }
     }
 
-    /// A `{"link": {...}}` or `{"keepApart": {...}}` line.
-    private mutating func applyPair(_ bytes: UnsafeRawBufferPointer, member: String, line: Int) -> String? {
+    /// The object of a `{"link": {...}}` or `{"keepApart": {...}}` line (`member` names which), which
+    /// must be the line's one member; for import and restore alike.
+    static func pairObject(_ bytes: UnsafeRawBufferPointer, member: String)
+        -> Result<UnsafeRawBufferPointer, RequestError>
+    {
         var object: UnsafeRawBufferPointer?
         var members = 0
         do {
@@ -210,9 +213,21 @@ struct Importer {
                 if key.string == member, case .object(let slice) = value { object = slice }
             }
         } catch {
-            return error.detail
+            return .failure(error)
         }
-        guard let object, members == 1 else { return "\(member): must be the line's one member, an object" }
+        guard let object, members == 1 else {
+            return .failure(RequestError(field: member, reason: "must be the line's one member, an object"))
+        }
+        return .success(object)
+    }
+
+    /// A `{"link": {...}}` or `{"keepApart": {...}}` line.
+    private mutating func applyPair(_ bytes: UnsafeRawBufferPointer, member: String, line: Int) -> String? {
+        let object: UnsafeRawBufferPointer
+        switch Importer.pairObject(bytes, member: member) {
+        case .success(let found): object = found
+        case .failure(let reason): return reason.detail
+        }
         let request: IdentifyRequest
         do {
             request = try IdentifyRequest(json: object)

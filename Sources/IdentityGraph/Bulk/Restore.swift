@@ -190,17 +190,11 @@ struct Restore {
 
     /// A `{"link": {...}}` or `{"keepApart": {...}}` line, which must carry its `at`.
     private mutating func readPair(_ bytes: UnsafeRawBufferPointer, member: String, _ place: Place) -> String? {
-        var object: UnsafeRawBufferPointer?
-        var members = 0
-        do {
-            try JSONObjectReader.readRawObject(bytes) { key, value in
-                members += 1
-                if key.string == member, case .object(let slice) = value { object = slice }
-            }
-        } catch {
-            return error.detail
+        let object: UnsafeRawBufferPointer
+        switch Importer.pairObject(bytes, member: member) {
+        case .success(let found): object = found
+        case .failure(let reason): return reason.detail
         }
-        guard let object, members == 1 else { return "\(member): must be the line's one member, an object" }
         var at: JSONValue?
         let request: IdentifyRequest
         do {
