@@ -20,8 +20,6 @@ public struct ClusterConfiguration: Sendable {
     public var advertisedTCP: String
     /// How long a lease lasts unrenewed; the leader renews it every third of this.
     public var leaseTTL: Duration
-    /// A follower (the leader when alone) writes a checkpoint every this many change events.
-    public var checkpointEvery: Int
 
     public enum SSLMode: String, Sendable {
         case disable, prefer, require
@@ -37,7 +35,7 @@ public struct ClusterConfiguration: Sendable {
     public init(
         url text: String, environment: [String: String] = ProcessInfo.processInfo.environment, nodeName: String,
         advertisedHTTP: String, advertisedTCP: String, leaseTTL: Duration = .seconds(5),
-        schema: String = "identity_graph", checkpointEvery: Int = 1_000_000
+        schema: String = "identity_graph"
     ) throws(InvalidURL) {
         guard let components = URLComponents(string: text), let scheme = components.scheme,
             scheme == "postgres" || scheme == "postgresql"
@@ -72,7 +70,6 @@ public struct ClusterConfiguration: Sendable {
         self.advertisedHTTP = advertisedHTTP
         self.advertisedTCP = advertisedTCP
         self.leaseTTL = leaseTTL
-        self.checkpointEvery = checkpointEvery
     }
 
     /// The connection configuration for postgres-nio.

@@ -9,7 +9,8 @@ import PostgresNIO
 ///   ends by PostgreSQL's clock, and how to reach the leader.
 /// - `log`: one row per leader batch, numbered without gaps, holding the batch's commands as bytes.
 /// - `nodes`: the live servers by name, so that two never share one.
-/// - `checkpoints`: consistent exports of one server's state at a log position.
+/// - `checkpoints`: consistent exports of one server's state at a log position (created with the format,
+///   so that the checkpoints still to be built need no new format; nothing writes it yet).
 enum ClusterSchema {
     /// The format of these tables; a schema of another format is refused.
     static let format = 1
