@@ -4,7 +4,7 @@ import Testing
 /// What clients of other Bitespeed services and clients with a typo meet on a real server (SPEC.md
 /// section 6): a trailing slash is routed, `--bitespeed-compat` adds `primaryContatctId` to identify
 /// answers on both transports, and a typo in a query parameter or a member never writes.
-@Suite(.serialized, .timeLimit(.minutes(2))) struct ClientCompatibilityTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct ClientCompatibilityTests {
     static let doc = #"{"email":"doc@hillvalley.edu","phoneNumber":"123456"}"#
 
     @Test("POST /api/identify/ with a trailing slash is POST /api/identify on a real server")

@@ -11,15 +11,19 @@ import Testing
 
     /// One server of a test cluster.
     final class Node: @unchecked Sendable {
-        // `@unchecked`: `server` is replaced only by the test's own thread, between loads.
+        // `@unchecked`: `current` is read by the load's threads and replaced by a restart, always with
+        // `lock` held.
         let name: String
         let directory: String
-        var server: ServerProcess
+        private let lock = NSLock()
+        private var current: ServerProcess
+
+        var server: ServerProcess { lock.withLock { current } }
 
         init(name: String, directory: String, url: String, extra: [String] = []) throws {
             self.name = name
             self.directory = directory
-            server = try ServerProcess(dataDirectory: directory, arguments: Self.arguments(name, url) + extra)
+            current = try ServerProcess(dataDirectory: directory, arguments: Self.arguments(name, url) + extra)
         }
 
         static func arguments(_ name: String, _ url: String) -> [String] {
@@ -27,7 +31,8 @@ import Testing
         }
 
         func restart(url: String) throws {
-            server = try ServerProcess(dataDirectory: directory, arguments: Self.arguments(name, url))
+            let started = try ServerProcess(dataDirectory: directory, arguments: Self.arguments(name, url))
+            lock.withLock { current = started }
         }
 
         func status() -> [String: Any]? {
