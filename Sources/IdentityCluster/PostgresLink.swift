@@ -38,6 +38,9 @@ actor PostgresLink {
                 group.addTask { try await body(connection) }
                 group.addTask {
                     try await Task.sleep(for: timeout)
+                    // A statement on a connection that stopped answering may not heed cancellation, and
+                    // the group waits for it: closing the connection fails it.
+                    try? await connection.close()
                     return nil
                 }
                 defer { group.cancelAll() }

@@ -50,7 +50,7 @@ import Testing
         -> Node
     {
         var found: Node?
-        let elected = waitUntil(seconds: seconds) {
+        _ = waitUntil(seconds: seconds) {
             let leaders = nodes.filter { $0.role == "leader" }
             found = leaders.count == 1 ? leaders[0] : nil
             return found != nil
