@@ -56,8 +56,10 @@ public struct IdentityHTTPResponder: HTTPResponder {
         guard let (route, id) = HTTPRoute.find(request.uri.path, in: Self.routes) else {
             return (Problem.notFound("no resource at \(request.uri.path)").render(), "unknown")
         }
-        let query = request.uri.query.flatMap { try? QueryParameters($0) }
-        guard let operation = route.operation(for: request.method, query: query) else {
+        // Parsed once: the operation may depend on it (a dry run), but a malformed query is reported only
+        // after authorization, as every bad input is.
+        let parsed = Result { () throws(RequestError) in try QueryParameters(request.uri.query ?? "") }
+        guard let operation = route.operation(for: request.method, query: try? parsed.get()) else {
             let allowed = route.allowedMethods.map(\.rawValue).joined(separator: ", ")
             var problem = Problem(
                 status: 405, title: "Method not allowed",
@@ -68,7 +70,7 @@ public struct IdentityHTTPResponder: HTTPResponder {
         }
         do {
             try authorize(request, needs: operation.role)
-            let query = try Self.query(request)
+            let query = try Self.parameter { () throws(RequestError) in try parsed.get() }
             try Self.parameter { () throws(RequestError) in try operation.checkParameters(query) }
             if let cluster { try Self.admit(operation, in: cluster) }
             return (try await operation.handler(self, .init(request: request, query: query, id: id)), operation.name)
@@ -259,10 +261,6 @@ public struct IdentityHTTPResponder: HTTPResponder {
         } catch {
             throw Problem(error)
         }
-    }
-
-    private static func query(_ request: Request) throws -> QueryParameters {
-        try parameter { () throws(RequestError) in try QueryParameters(request.uri.query ?? "") }
     }
 
     /// The normalized `email` and `phoneNumber` of a query: at least one, or with `required` both.
