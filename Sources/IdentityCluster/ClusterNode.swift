@@ -72,6 +72,17 @@ public final class ClusterNode: Service, Sendable {
         return status
     }
 
+    /// Why this server must refuse a request now (SPEC.md section 17), as a title and a detail, or `nil`:
+    /// anything before it has applied the log to its end once, and a change (`writes`) on a server that
+    /// does not lead. Both transports answer it with a 503 that says when to retry.
+    public func refusal(writes: Bool) -> (title: String, detail: String)? {
+        let status = self.status
+        guard status.caughtUp else { return ("Not ready", "this server is still catching up with the cluster's log") }
+        guard writes, status.role != .leader else { return nil }
+        let leader = status.leader.map { "the leader is \($0.node)" } ?? "no server leads now (an election is under way)"
+        return ("Not the leader", "this server does not accept changes; \(leader)")
+    }
+
     /// Why a server cannot join: a refusal the operator must act on (exit 2), not an outage to wait out.
     public struct Refusal: Error, CustomStringConvertible {
         public var description: String

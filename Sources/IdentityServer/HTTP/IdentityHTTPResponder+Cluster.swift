@@ -12,13 +12,9 @@ extension IdentityHTTPResponder {
     /// on a server that does not lead.
     static func admit(_ operation: HTTPOperation, in cluster: ClusterNode) throws {
         if operation.name == "healthz" || operation.name == "metrics" { return }
-        let status = cluster.status
-        guard status.caughtUp else {
-            throw Problem(status: 503, title: "Not ready", detail: "this server is still catching up with the cluster's log")
+        if let (title, detail) = cluster.refusal(writes: operation.writes) {
+            throw Problem(status: 503, title: title, detail: detail)
         }
-        guard operation.writes, status.role != .leader else { return }
-        let leader = status.leader.map { "the leader is \($0.node)" } ?? "no server leads now (an election is under way)"
-        throw Problem(status: 503, title: "Not the leader", detail: "this server does not accept changes; \(leader)")
     }
 
     /// `GET /cluster`: this server's node, role, epoch, the leader and how far it has applied the log.

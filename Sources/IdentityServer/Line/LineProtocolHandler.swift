@@ -218,16 +218,10 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     /// has caught up with the log, and no change on a server that does not lead.
     private static func refusal(_ operation: LineRequest.Operation, _ cluster: ClusterNode) -> Problem? {
         if case .ping = operation { return nil }
-        let status = cluster.status
-        var problem: Problem
-        if !status.caughtUp {
-            problem = Problem(status: 503, title: "Not ready", detail: "this server is still catching up with the cluster's log")
-        } else if case .identify(_, dryRun: false) = operation, status.role != .leader {
-            let leader = status.leader.map { "the leader is \($0.node)" } ?? "no server leads now (an election is under way)"
-            problem = Problem(status: 503, title: "Not the leader", detail: "this server does not accept changes; \(leader)")
-        } else {
-            return nil
-        }
+        var writes = false
+        if case .identify(_, dryRun: false) = operation { writes = true }
+        guard let (title, detail) = cluster.refusal(writes: writes) else { return nil }
+        var problem = Problem(status: 503, title: title, detail: detail)
         problem.retryAfter = 1
         return problem
     }
