@@ -26,6 +26,11 @@ import Testing
             current = try ServerProcess(dataDirectory: directory, arguments: Self.arguments(name, url) + extra)
         }
 
+        /// `serve` on `data` as cluster node `name`, on ports the kernel picks.
+        static func serve(data: String, name: String, url: String) -> [String] {
+            ["serve", "--data-dir", data, "--http-port", "0", "--tcp-port", "0"] + arguments(name, url)
+        }
+
         static func arguments(_ name: String, _ url: String) -> [String] {
             ["--cluster", url, "--node-name", name, "--lease-ttl", "\(ClusterTests.ttl)"]
         }
@@ -267,8 +272,7 @@ import Testing
         let first = try Node(name: "same", directory: directory.path + "/a", url: url)
         _ = try Self.leader(of: [first])
         let twin = try runIdentityGraph(
-            ["serve", "--data-dir", directory.path + "/b", "--http-port", "0", "--tcp-port", "0"]
-                + Node.arguments("same", url),
+            Node.serve(data: directory.path + "/b", name: "same", url: url),
             timeout: 60
         )
         #expect(twin.status == 2, "\(twin.output)")
@@ -276,8 +280,7 @@ import Testing
         #expect(first.role == "leader", "the first server was disturbed")
 
         let wrong = try runIdentityGraph(
-            ["serve", "--data-dir", directory.path + "/c", "--http-port", "0", "--tcp-port", "0"]
-                + Node.arguments("c", postgres.url(password: "wrong")),
+            Node.serve(data: directory.path + "/c", name: "c", url: postgres.url(password: "wrong")),
             timeout: 60
         )
         #expect(wrong.status == 2, "\(wrong.output)")
@@ -287,8 +290,7 @@ import Testing
 
         try postgres.sql("UPDATE identity_graph.meta SET value = '99' WHERE key = 'format'")
         let other = try runIdentityGraph(
-            ["serve", "--data-dir", directory.path + "/d", "--http-port", "0", "--tcp-port", "0"]
-                + Node.arguments("d", url),
+            Node.serve(data: directory.path + "/d", name: "d", url: url),
             timeout: 60
         )
         #expect(other.status == 2, "\(other.output)")
@@ -302,8 +304,7 @@ import Testing
         let directory = TemporaryDirectory()
         let process = Process()
         process.executableURL = ServerProcess.executable
-        process.arguments = ["serve", "--data-dir", directory.path + "/n", "--http-port", "0", "--tcp-port", "0"]
-            + Node.arguments("n", postgres.url())
+        process.arguments = Node.serve(data: directory.path + "/n", name: "n", url: postgres.url())
         let log = PipeCollector()
         process.standardError = log.pipe
         process.standardOutput = FileHandle.nullDevice
