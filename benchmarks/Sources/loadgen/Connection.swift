@@ -14,6 +14,17 @@ enum MonotonicClock {
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)
     }
+
+    /// Sleeps until `deadline` (a `nanoseconds()` value); returns at once if it has passed.
+    static func sleep(until deadline: UInt64) {
+        while true {
+            let now = nanoseconds()
+            guard now < deadline else { return }
+            let rest = deadline - now
+            var request = timespec(tv_sec: Int(rest / 1_000_000_000), tv_nsec: Int(rest % 1_000_000_000))
+            _ = nanosleep(&request, nil)
+        }
+    }
 }
 
 struct Endpoint: Sendable {

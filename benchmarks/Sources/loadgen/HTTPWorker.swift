@@ -11,7 +11,7 @@ struct HTTPWorker {
     let plan: WorkerPlan
     let coordinator: RunCoordinator
 
-    private struct Response {
+    struct Response {
         var status = 0
         var closeAfter = false
     }
@@ -40,6 +40,7 @@ struct HTTPWorker {
         var input = InputBuffer()
         var body: [UInt8] = []
         var done = 0
+        let start = MonotonicClock.nanoseconds()
 
         do {
             while done < count {
@@ -51,9 +52,10 @@ struct HTTPWorker {
                 guard let current = connection else { break }
                 let id = plan.requestID(done)
                 let request = plan.workload.httpRequests[id % plan.workload.count]
+                plan.waitUntilDue(done, start: start)
                 let sentAt = MonotonicClock.nanoseconds()
                 try current.writeAll(request)
-                let response = try readResponse(from: current, input: &input, body: &body)
+                let response = try Self.readResponse(from: current, input: &input, body: &body)
                 result.recordLatency(sentAt: sentAt, answeredAt: input.lastFillNanos)
                 result.answered += 1
 
@@ -85,7 +87,7 @@ struct HTTPWorker {
     }
 
     /// Reads one response: status line, headers, then a Content-Length or chunked body into `body`.
-    private func readResponse(
+    static func readResponse(
         from connection: Connection,
         input: inout InputBuffer,
         body: inout [UInt8]

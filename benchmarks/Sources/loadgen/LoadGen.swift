@@ -12,13 +12,23 @@ enum WireProtocol: String, ExpressibleByArgument, CaseIterable, Sendable {
     case http
 }
 
-/// Replays a workload of identify bodies against a running identity-graph server and reports throughput and
-/// latency. Every connection runs on its own OS thread with blocking sockets, so what is measured is the server
-/// plus the kernel, not a client-side event loop.
+/// Load for a running identity-graph server. `replay` (the default, so `loadgen --protocol tcp ...` works as it
+/// always did) replays a workload flat out or at a fixed rate; `soak` runs a steady mixed load for a long time.
 @main
 struct LoadGen: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "loadgen",
+        abstract: "Load an identity-graph server: replay a workload, or soak it with a steady mixed load.",
+        subcommands: [Replay.self, Soak.self],
+        defaultSubcommand: Replay.self
+    )
+}
+
+/// Replays a workload of identify bodies against a running identity-graph server and reports throughput and
+/// latency. Every connection runs on its own OS thread with blocking sockets, so what is measured is the server
+/// plus the kernel, not a client-side event loop.
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(
         abstract: "Replay NDJSON identify bodies against an identity-graph server and report latency."
     )
 
@@ -39,6 +49,12 @@ struct LoadGen: ParsableCommand {
 
     @Option(help: "Total requests, cycling through the workload if needed (default: its line count).")
     var requests: Int?
+
+    @Option(help: "The first request's number: requests are lines FIRST, FIRST+1, ... of the workload (cycling).")
+    var firstRequest: Int = 0
+
+    @Option(help: "Requests per second, all connections together, paced evenly (default: as fast as answered).")
+    var rate: Double?
 
     @Option(help: "HTTP only: the identify path.")
     var path: String = "/identify"
@@ -67,6 +83,12 @@ struct LoadGen: ParsableCommand {
             throw ValidationError("--pipeline applies to --protocol tcp only (HTTP keeps one request in flight)")
         }
         if let requests, requests < 1 { throw ValidationError("--requests must be at least 1") }
+        guard firstRequest >= 0 else { throw ValidationError("--first-request must not be negative") }
+        if let rate {
+            guard rate > 0 else { throw ValidationError("--rate must be positive") }
+            // With a window, a paced send would wait behind answers it does not need: keep it simple and exact.
+            guard pipeline == 1 else { throw ValidationError("--rate needs --pipeline 1") }
+        }
         guard path.hasPrefix("/") else { throw ValidationError("--path must start with /") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
     }
@@ -98,6 +120,9 @@ struct LoadGen: ParsableCommand {
                 connectionIndex: index,
                 connections: connections,
                 totalRequests: total,
+                firstRequest: firstRequest,
+                // Each connection sends every `connections / rate` seconds, offset so that they take turns.
+                pacingNanos: rate.map { UInt64(Double(connections) / $0 * 1e9) },
                 pipeline: pipeline,
                 endpoint: endpoint,
                 workload: loaded

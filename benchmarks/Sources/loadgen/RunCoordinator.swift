@@ -8,6 +8,10 @@ struct WorkerPlan: Sendable {
     let connectionIndex: Int
     let connections: Int
     let totalRequests: Int
+    /// Added to every request number, so that a run can start on lines another run has not used.
+    let firstRequest: Int
+    /// With `--rate`: nanoseconds between this connection's requests; nil sends as soon as answered.
+    let pacingNanos: UInt64?
     let pipeline: Int
     let endpoint: Endpoint
     let workload: Workload
@@ -18,7 +22,15 @@ struct WorkerPlan: Sendable {
 
     /// The global number of this connection's n-th request: the TCP id and the workload line selector.
     func requestID(_ n: Int) -> Int {
-        connectionIndex + n * connections
+        firstRequest + connectionIndex + n * connections
+    }
+
+    /// With pacing, waits until request `n` is due: `start` plus n intervals, the connections staggered
+    /// evenly within one interval. A send that is late goes at once (the schedule does not slip).
+    func waitUntilDue(_ n: Int, start: UInt64) {
+        guard let pacingNanos else { return }
+        let due = start &+ UInt64(n) &* pacingNanos &+ pacingNanos * UInt64(connectionIndex) / UInt64(connections)
+        MonotonicClock.sleep(until: due)
     }
 }
 

@@ -36,11 +36,13 @@ struct TCPWorker {
         var input = InputBuffer()
         var sent = 0
         var answered = 0
+        let start = MonotonicClock.nanoseconds()
 
         do {
             while answered < count {
                 // Top the window up in one write: with pipelining, refills after a burst of answers go together.
                 if sent < count && sent - answered < window {
+                    plan.waitUntilDue(sent, start: start)  // only with --rate, which implies a window of 1
                     output.removeAll(keepingCapacity: true)
                     let firstInBatch = sent
                     while sent < count && sent - answered < window {
