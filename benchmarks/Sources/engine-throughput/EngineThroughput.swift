@@ -7,7 +7,9 @@ import IdentityGraph
 /// The requests go to the engine as the line protocol hands them over: decoded on the calling
 /// thread (an event loop's job), then `--batch` at a time in one call, with at most `--in-flight`
 /// requests outstanding; the answers are written straight from the index. `memory`: no store.
-/// `durable`: a store with durable commits, where group commit gathers what is outstanding.
+/// `durable`: a store with durable commits, where group commit gathers what is outstanding: a new one, or with
+/// `--data-dir` an existing one (for cost against store size; its index is loaded before the clock starts, and
+/// the workload's contacts are added to it).
 @main
 struct EngineThroughput: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Measure the engine's identify throughput in-process.")
@@ -18,6 +20,8 @@ struct EngineThroughput: ParsableCommand {
     @Option(help: "Requests handed to the engine in one call (a pipelined read).") var batch = 64
     @Option(help: "Requests outstanding at once.") var inFlight = 512
     @Option(help: "A blocklist file to configure, as `serve --blocklist` does.") var blocklist: String?
+    @Option(help: "durable only: run on this existing store (it is changed) instead of a new one.")
+    var dataDir: String?
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
     func run() throws {
@@ -31,11 +35,14 @@ struct EngineThroughput: ParsableCommand {
         let directory = NSTemporaryDirectory() + "identity-graph-throughput-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let engine: IdentityEngine
+        let opening = DispatchTime.now().uptimeNanoseconds
         switch mode {
-        case "memory": engine = IdentityEngine(options: .init(guards: guards))
-        case "durable": engine = try IdentityEngine(dataDirectory: directory, options: .init(guards: guards))
-        default: throw ValidationError("mode must be memory or durable")
+        case "memory" where dataDir == nil: engine = IdentityEngine(options: .init(guards: guards))
+        case "durable":
+            engine = try IdentityEngine(dataDirectory: dataDir ?? directory, options: .init(guards: guards))
+        default: throw ValidationError("mode must be memory or durable (--data-dir needs durable)")
         }
+        let openSeconds = Double(DispatchTime.now().uptimeNanoseconds - opening) / 1e9
         let sink = ResponseSink()
         let slots = DispatchSemaphore(value: inFlight / batch)
         let started = DispatchTime.now().uptimeNanoseconds
@@ -77,7 +84,7 @@ struct EngineThroughput: ParsableCommand {
         engine.close()
         let rate = Double(total) / seconds
         if json {
-            print(#"{"mode":"\#(mode)","requests":\#(total),"seconds":\#(seconds),"perSecond":\#(Int(rate)),"commits":\#(commits.count)}"#)
+            print(#"{"mode":"\#(mode)","requests":\#(total),"seconds":\#(seconds),"perSecond":\#(Int(rate)),"commits":\#(commits.count),"openSeconds":\#(openSeconds)}"#)
         } else {
             print("\(mode): \(total) identify in \(String(format: "%.3f", seconds)) s = \(Int(rate)) /s, \(commits.count) commits")
         }
