@@ -126,6 +126,18 @@ final class Connection {
         }
     }
 
+    /// Whether bytes (or a close) can be read within `nanoseconds` (rounded up to a millisecond).
+    func waitReadable(nanoseconds: UInt64) throws -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let milliseconds = Int32(min((nanoseconds + 999_999) / 1_000_000, 60_000))
+        while true {
+            let ready = poll(&entry, 1, milliseconds)
+            if ready >= 0 { return ready > 0 }
+            if errno == EINTR { continue }
+            throw ConnectionError.system("poll")
+        }
+    }
+
     /// Reads what is available (at least one byte); 0 means the peer closed.
     func receive(into pointer: UnsafeMutableRawPointer, capacity: Int) throws -> Int {
         while true {

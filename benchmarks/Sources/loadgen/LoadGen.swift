@@ -84,11 +84,7 @@ struct Replay: ParsableCommand {
         }
         if let requests, requests < 1 { throw ValidationError("--requests must be at least 1") }
         guard firstRequest >= 0 else { throw ValidationError("--first-request must not be negative") }
-        if let rate {
-            guard rate > 0 else { throw ValidationError("--rate must be positive") }
-            // With a window, a paced send would wait behind answers it does not need: keep it simple and exact.
-            guard pipeline == 1 else { throw ValidationError("--rate needs --pipeline 1") }
-        }
+        if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
         guard path.hasPrefix("/") else { throw ValidationError("--path must start with /") }
         guard timeout >= 1 else { throw ValidationError("--timeout must be at least 1 second") }
     }

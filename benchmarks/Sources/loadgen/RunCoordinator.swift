@@ -25,12 +25,17 @@ struct WorkerPlan: Sendable {
         firstRequest + connectionIndex + n * connections
     }
 
-    /// With pacing, waits until request `n` is due: `start` plus n intervals, the connections staggered
-    /// evenly within one interval. A send that is late goes at once (the schedule does not slip).
+    /// When request `n` is due: `start` plus n intervals, the connections staggered evenly within one interval;
+    /// without pacing, at once.
+    func due(_ n: Int, start: UInt64) -> UInt64 {
+        guard let pacingNanos else { return 0 }
+        return start &+ UInt64(n) &* pacingNanos &+ pacingNanos * UInt64(connectionIndex) / UInt64(connections)
+    }
+
+    /// With pacing, waits until request `n` is due. A send that is late goes at once (the schedule does not slip).
     func waitUntilDue(_ n: Int, start: UInt64) {
-        guard let pacingNanos else { return }
-        let due = start &+ UInt64(n) &* pacingNanos &+ pacingNanos * UInt64(connectionIndex) / UInt64(connections)
-        MonotonicClock.sleep(until: due)
+        guard pacingNanos != nil else { return }
+        MonotonicClock.sleep(until: due(n, start: start))
     }
 }
 

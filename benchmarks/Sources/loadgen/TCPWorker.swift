@@ -41,20 +41,28 @@ struct TCPWorker {
         do {
             while answered < count {
                 // Top the window up in one write: with pipelining, refills after a burst of answers go together.
+                // With --rate, only the requests that are due go.
                 if sent < count && sent - answered < window {
-                    plan.waitUntilDue(sent, start: start)  // only with --rate, which implies a window of 1
+                    if sent == answered { plan.waitUntilDue(sent, start: start) }
                     output.removeAll(keepingCapacity: true)
                     let firstInBatch = sent
-                    while sent < count && sent - answered < window {
+                    let now = MonotonicClock.nanoseconds()
+                    while sent < count && sent - answered < window && plan.due(sent, start: start) <= now {
                         plan.workload.appendTCPRequest(id: plan.requestID(sent), into: &output)
                         sent += 1
                     }
-                    let now = MonotonicClock.nanoseconds()
                     for n in firstInBatch..<sent { sentAt[n % window] = now }
-                    try connection.writeAll(output)
+                    if sent > firstInBatch { try connection.writeAll(output) }
                 }
 
-                // Wait for at least one answer, then take every complete one already received.
+                // Wait for at least one answer, then take every complete one already received. Paced, with room in
+                // the window, the wait ends at the next request's due time too.
+                if plan.pacingNanos != nil && sent < count && sent - answered < window {
+                    let now = MonotonicClock.nanoseconds()
+                    let due = plan.due(sent, start: start)
+                    if due > now, try !connection.waitReadable(nanoseconds: due - now) { continue }
+                    if due <= now { continue }
+                }
                 try input.fill(from: connection)
                 while let line = input.takeLine() {
                     if line.isEmpty { continue }
