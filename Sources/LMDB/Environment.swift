@@ -89,6 +89,14 @@ public final class Environment: @unchecked Sendable {
         return (info.me_last_pgno + 1) * Int(stat.ms_psize)
     }
 
+    /// The id of the last committed write transaction: it changes with every commit that changes
+    /// anything, so it tells whether the data moved on since it was last read.
+    public var lastTransactionID: Int {
+        var info = MDB_envinfo()
+        mdb_env_info(handle, &info)
+        return info.me_last_txnid
+    }
+
     /// Changes the size of the memory map; `0` adopts the size another process set.
     ///
     /// LMDB requires that no transaction of this process is open while the map is resized.

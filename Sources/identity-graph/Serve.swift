@@ -264,6 +264,10 @@ struct Serve: AsyncParsableCommand {
                 "profiles": .stringConvertible(statistics.profiles), "durability": "\(durabilityName)",
             ]
         )
+        switch engine.indexOrigin {
+        case .image: logger.info("loaded the index from the image saved at the last clean stop")
+        case .rebuilt(let reason): logger.notice("rebuilt the index from the store", metadata: ["reason": "\(reason)"])
+        }
         if durabilityName == "relaxed" {
             logger.warning("relaxed durability: a power cut may lose recently acknowledged changes")
         }
@@ -387,6 +391,11 @@ struct Serve: AsyncParsableCommand {
             logger.error("stopped; the store was not flushed: \(flushFailure)")
         } else {
             logger.info("stopped; store flushed")
+        }
+        switch engine.savedIndexImage {
+        case .success(let bytes): logger.info("saved the index for the next start", metadata: ["bytes": "\(bytes)"])
+        case .failure(let error): logger.warning("could not save the index; the next start rebuilds it: \(error)")
+        case nil: break
         }
     }
 

@@ -76,13 +76,9 @@ struct EngineState {
     static func loading(_ store: ContactStore, guards: Guards) throws(StorageError)
         -> (state: EngineState, upgradedLinks: Int?)
     {
-        var state = EngineState(persistent: true)
-        try store.load(into: &state.graph)
-        state.clock = state.graph.latestTimestamp
-        state.guards = guards
-        state.nextSeq = store.newestSeq + 1
-        state.durableSeq = store.newestSeq
-        state.logPosition = store.logPosition
+        var graph = ContactGraph()
+        try store.load(into: &graph)
+        var state = EngineState(store: store, graph: graph, guards: guards)
         guard store.needsLinkUpgrade else { return (state, nil) }
         var changes = GraphChanges()
         let added = state.graph.deriveMissingLinks(now: state.clock, changes: &changes)
@@ -90,6 +86,37 @@ struct EngineState {
         state.graph.encode(changes, into: &batch)
         try store.completeUpgrade(batch)
         return (state, added)
+    }
+
+    /// The state of an opened store at start: its graph read from the index image that the last clean
+    /// stop saved when the image matches the store, otherwise rebuilt from the rows (see
+    /// ``loading(_:guards:)``). `origin` says which, and why.
+    static func opening(_ store: ContactStore, guards: Guards) throws(StorageError)
+        -> (state: EngineState, upgradedLinks: Int?, origin: IndexOrigin)
+    {
+        var reason = IndexRebuildReason.upgrade
+        if !store.needsLinkUpgrade {
+            let stamp = try store.indexStamp()
+            do throws(IndexImage.Refusal) {
+                let graph = try IndexImage.load(from: store.directory, expecting: stamp)
+                return (EngineState(store: store, graph: graph, guards: guards), nil, .image)
+            } catch {
+                reason = error.reason
+            }
+        }
+        let (state, upgradedLinks) = try loading(store, guards: guards)
+        return (state, upgradedLinks, .rebuilt(reason))
+    }
+
+    /// The state of `store` holding `graph`: the clock and the feed's numbering carried on.
+    private init(store: ContactStore, graph: ContactGraph, guards: Guards) {
+        self.init(persistent: true)
+        self.graph = graph
+        clock = graph.latestTimestamp
+        self.guards = guards
+        nextSeq = store.newestSeq + 1
+        durableSeq = store.newestSeq
+        logPosition = store.logPosition
     }
 
     /// Whether a blocklist is configured, kept apart so that identify without one pays one test.

@@ -99,6 +99,10 @@ public actor IdentityEngine {
     nonisolated let notifier: ChangeNotifier
     /// Waiting for the writer to report its batch, to rebuild once it is idle (cluster mode).
     var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Where the index came from when the store was opened: its saved image, or a rebuild and why.
+    /// An in-memory engine has no image: `.rebuilt(.noImage)`.
+    public nonisolated let indexOrigin: IndexOrigin
+    private nonisolated let imageSave = Protected<Result<Int, StorageError>?>(nil)
 
     /// The engine runs on a thread of its own (see ``EngineExecutor``).
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
@@ -113,19 +117,22 @@ public actor IdentityEngine {
         state = core
         store = nil
         writer = nil
+        indexOrigin = .rebuilt(.noImage)
         notifier = ChangeNotifier(latest: 0)
         executor = EngineExecutor(name: "identity-graph engine")
         self.options = options
     }
 
-    /// Opens the store in `dataDirectory` (creating it when missing), rebuilds the graph from
-    /// every stored row, and starts the writer.
+    /// Opens the store in `dataDirectory` (creating it when missing), loads the graph from the index
+    /// image of the last clean stop when it matches the store or else rebuilds it from every stored
+    /// row (``indexOrigin`` says which), and starts the writer.
     public init(dataDirectory: String, options: Options = Options()) throws(StorageError) {
         let store = try ContactStore(
             directory: dataDirectory, mapSize: options.initialMapSize, durable: options.durable,
             changesRetained: UInt64(max(options.changesRetained, 1))
         )
-        var (core, upgradedLinks) = try EngineState.loading(store, guards: options.guards)
+        var (core, upgradedLinks, origin) = try EngineState.opening(store, guards: options.guards)
+        self.indexOrigin = origin
         if let upgradedLinks { options.onStorageEvent?(.upgraded(from: "v1", to: "v2", links: upgradedLinks)) }
         core.clustered = options.replicator != nil
         let writer = GroupCommitWriter(store: store, replicator: options.replicator)
@@ -559,7 +566,38 @@ public actor IdentityEngine {
         } catch {
             return error
         }
+        saveIndexImage()
         return nil
+    }
+
+    /// What the clean stop did about the index image: the bytes it saved, or why it could not save
+    /// one; `nil` before ``close()``, for an in-memory engine, and when the stop was not clean (a
+    /// commit had failed, or changes were left that never reached the store).
+    public nonisolated var savedIndexImage: Result<Int, StorageError>? {
+        imageSave.withLock { $0 }
+    }
+
+    /// Saves the index image for the next start, on the engine's thread once the writer has stopped,
+    /// and only when the graph holds exactly what the store does.
+    private nonisolated func saveIndexImage() {
+        let done = DispatchSemaphore(value: 0)
+        executor.execute {
+            self.assumeIsolated { engine in
+                defer { done.signal() }
+                let state = engine.state
+                guard let store = engine.store, state.failure == nil, !state.writerBusy, state.openBatch.isEmpty,
+                    state.waiting.isEmpty, state.durableSeq == store.newestSeq
+                else { return }
+                let outcome: Result<Int, StorageError>
+                do throws(StorageError) {
+                    outcome = .success(try IndexImage.save(state.graph, stamp: try store.indexStamp(), in: store.directory))
+                } catch {
+                    outcome = .failure(error)
+                }
+                engine.imageSave.withLock { $0 = outcome }
+            }
+        }
+        done.wait()
     }
 
     /// Makes the next `count` commits fail as a full disk would (for tests of the failure path).

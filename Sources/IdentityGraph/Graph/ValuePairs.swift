@@ -59,6 +59,35 @@ struct ValuePairs {
         pairs.sorted { $0.key < $1.key }.map { (number: $0.key, pair: $0.value) }
     }
 
+    // MARK: - The index image
+
+    init() {}
+
+    /// Writes the pairs to an index image, oldest first, with the number the next pair gets.
+    func writeImage(to writer: inout ImageWriter) throws(StorageError) {
+        let ordered = ordered
+        try writer.section([nextNumber])
+        try writer.section(ordered.map(\.number))
+        try writer.section(ordered.map { UInt32($0.pair.email) })
+        try writer.section(ordered.map { UInt32($0.pair.phone) })
+        try writer.section(ordered.map(\.pair.at))
+    }
+
+    /// The pairs that ``writeImage(to:)`` wrote.
+    init(image reader: inout ImageReader) throws(IndexImage.Refusal) {
+        let next: [UInt64] = try reader.section()
+        let numbers: [UInt64] = try reader.section()
+        let emails: [UInt32] = try reader.section()
+        let phones: [UInt32] = try reader.section()
+        let times: [Int64] = try reader.section()
+        guard next.count == 1, emails.count == numbers.count, phones.count == numbers.count, times.count == numbers.count
+        else { throw IndexImage.Refusal(reason: .corrupt) }
+        for index in numbers.indices {
+            insert(numbers[index], Pair(email: Int(emails[index]), phone: Int(phones[index]), at: times[index]))
+        }
+        nextNumber = max(nextNumber, next[0])
+    }
+
     private static func drop(_ number: UInt64, from index: inout [Int: [UInt64]], key: Int) {
         guard var list = index[key] else { return }
         list.removeAll { $0 == number }

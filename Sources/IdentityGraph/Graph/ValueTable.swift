@@ -19,8 +19,13 @@ struct ValueTable {
     private(set) var owners: [UInt32] = []
     /// 0 for an empty slot, else a value number plus one. The count is a power of two.
     private var slots: [UInt32] = Array(repeating: 0, count: 1024)
-    /// The key of ``hash(_:)``, drawn at random for each table.
-    private let hashKey = UInt64.random(in: .min ... .max)
+    /// The key of ``hash(_:)``, drawn at random for each table (and kept in its index image, whose
+    /// slots were placed with it).
+    private let hashKey: UInt64
+
+    init() {
+        hashKey = UInt64.random(in: .min ... .max)
+    }
 
     /// How many values were ever numbered, removed ones included.
     var count: Int { owners.count }
@@ -153,6 +158,33 @@ struct ValueTable {
     /// Bytes of memory the table holds, for statistics.
     var memoryBytes: Int {
         arena.capacity + starts.capacity * 4 + owners.capacity * 4 + slots.count * 4
+    }
+
+    // MARK: - The index image
+
+    /// Writes the table to an index image as it lies in memory (slots and hash key included), so that
+    /// reading it back hashes nothing.
+    func writeImage(to writer: inout ImageWriter) throws(StorageError) {
+        try writer.section([hashKey, UInt64(removedCount)])
+        try writer.section(arena)
+        try writer.section(starts)
+        try writer.section(owners)
+        try writer.section(slots)
+    }
+
+    /// The table that ``writeImage(to:)`` wrote, its arrays sized exactly.
+    init(image reader: inout ImageReader) throws(IndexImage.Refusal) {
+        let scalars: [UInt64] = try reader.section()
+        arena = try reader.section()
+        starts = try reader.section()
+        owners = try reader.section()
+        slots = try reader.section()
+        guard scalars.count == 2, starts.count == owners.count + 1, Int(starts[owners.count]) == arena.count,
+            slots.count > 0, slots.count & (slots.count - 1) == 0, Int(scalars[1]) <= owners.count,
+            (owners.count - Int(scalars[1])) * 2 <= slots.count
+        else { throw IndexImage.Refusal(reason: .corrupt) }
+        hashKey = scalars[0]
+        removedCount = Int(scalars[1])
     }
 
     private func equals(_ value: Int, _ key: UnsafeRawBufferPointer) -> Bool {

@@ -45,6 +45,11 @@ final class ContactStore: @unchecked Sendable {
     /// How many of the next writes fail without touching LMDB: a seam for tests of the engine's
     /// failure path, since a real full disk cannot be arranged portably.
     let injectedFailures = Protected(0)
+    /// The data directory, which also holds the index image (``IndexImage``).
+    let directory: String
+    /// Whether the index image is gone: it is deleted before the first write, on the writer's
+    /// thread, so that no later start can load an index older than the store.
+    private var imageDiscarded = false
 
     /// Opens (creating when needed) the store in `directory`.
     init(
@@ -52,6 +57,7 @@ final class ContactStore: @unchecked Sendable {
         changesRetained: UInt64 = 10_000_000
     ) throws(StorageError) {
         self.changesRetained = max(changesRetained, 1)
+        self.directory = directory
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -275,6 +281,7 @@ final class ContactStore: @unchecked Sendable {
             return true
         }
         if injected { throw StorageError(.unavailable, "cannot write to the store: injected failure") }
+        discardIndexImage()
         while true {
             do {
                 var position: UInt64?
@@ -352,6 +359,7 @@ final class ContactStore: @unchecked Sendable {
 
     /// Writes `batch` (the links derived for a v1 store) and marks the store as v2, in one commit.
     func completeUpgrade(_ batch: RowBatch) throws(StorageError) {
+        discardIndexImage()
         do {
             try environment.write { transaction in
                 var position: UInt64?
@@ -361,6 +369,26 @@ final class ContactStore: @unchecked Sendable {
             needsLinkUpgrade = false
         } catch {
             throw StorageError(.unavailable, "cannot upgrade the store: \(error)")
+        }
+    }
+
+    /// Deletes the index image before the store changes for the first time since it opened.
+    private func discardIndexImage() {
+        guard !imageDiscarded else { return }
+        IndexImage.discard(in: directory)
+        imageDiscarded = true
+    }
+
+    /// What an index image of the store as it is now is stamped with (see ``IndexImage``).
+    func indexStamp() throws(StorageError) -> IndexImage.Stamp {
+        do {
+            let rowCount = try environment.read { try $0.count(in: rows) }
+            return IndexImage.Stamp(
+                newestSeq: newestSeq, logPosition: logPosition,
+                transaction: UInt64(environment.lastTransactionID), rows: UInt64(rowCount)
+            )
+        } catch {
+            throw StorageError(.unavailable, "cannot read the store's state: \(error)")
         }
     }
 

@@ -1,0 +1,416 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where an engine's index came from when it opened its store.
+public enum IndexOrigin: Sendable, Hashable, CustomStringConvertible {
+    /// Read from the image that the last clean stop saved, without reading a row of the store.
+    case image
+    /// Rebuilt from every stored row, as every start did before images existed.
+    case rebuilt(IndexRebuildReason)
+
+    public var description: String {
+        switch self {
+        case .image: "loaded from the saved index"
+        case .rebuilt(let reason): "rebuilt from the store: \(reason)"
+        }
+    }
+}
+
+/// Why a start rebuilt the index instead of loading the saved image. The reasons name no data.
+public enum IndexRebuildReason: String, Sendable, Hashable, CustomStringConvertible {
+    /// No image: a new store, or the last stop was not clean (an image is deleted before the first write).
+    case noImage
+    /// The image was saved at another state of the store than the one opened.
+    case stale
+    /// The file is shorter than its header says.
+    case truncated
+    /// The file fails its checksum, or its contents do not fit together.
+    case corrupt
+    /// The file is not an index image, or one of another format version.
+    case otherFormat
+    /// The file could not be read (no permission, an I/O error).
+    case unreadable
+    /// The store's format is upgraded first, which rewrites it.
+    case upgrade
+
+    public var description: String {
+        switch self {
+        case .noImage: "no saved index (a new store, or the last stop was not clean)"
+        case .stale: "the saved index is older than the store"
+        case .truncated: "the saved index is truncated"
+        case .corrupt: "the saved index is corrupt (checksum or layout)"
+        case .otherFormat: "the saved index has another format"
+        case .unreadable: "the saved index cannot be read"
+        case .upgrade: "the store's format is being upgraded"
+        }
+    }
+}
+
+/// The in-memory index saved to a file of the data directory at a clean stop, so that the next start
+/// reads it back in one pass instead of rebuilding it from every row (which probes the value tables
+/// once per value, and misses the cache on most probes of a large store).
+///
+/// The image is a list of sections, each one array of fixed-size elements written as it lies in
+/// memory, behind a header that holds a format version, the *stamp* of the store it was saved from,
+/// its total length and checksums. It is trusted only when all of these agree: the stamp is the
+/// store's newest change event, its cluster log position, LMDB's last transaction and the row
+/// count, read when the image is saved and again at start. Besides, the store deletes the image
+/// before its first write (``ContactStore``), so a process killed after writing leaves no image
+/// behind, and one killed before writing leaves an image that still describes the store exactly.
+///
+/// Written to a temporary file, synced, then renamed over the old one, so a crash while saving
+/// leaves either the previous image or none. Any doubt means a rebuild, never an error: the store
+/// is the truth, the image only a cache of it.
+enum IndexImage {
+    static let fileName = "index.image"
+    static let partialFileName = "index.image.partial"
+    /// Bumped whenever the sections or their order change (the graph's layout is private to it).
+    static let version: UInt32 = 1
+    static let magic: UInt64 = 0x7865_646E_4967_4449  // "IDgIndex", little-endian
+    static let headerBytes = 96
+
+    /// What an image must match to be loaded instead of the store's rows.
+    struct Stamp: Equatable {
+        var newestSeq: UInt64
+        var logPosition: UInt64
+        var transaction: UInt64
+        var rows: UInt64
+    }
+
+    /// A reason not to load the image, on the way to a rebuild.
+    struct Refusal: Error {
+        var reason: IndexRebuildReason
+    }
+
+    static func path(in directory: String) -> String { directory + "/" + fileName }
+
+    /// Deletes the image in `directory`, if any, durably: called before a store changes, so that no
+    /// later start can mistake it for the store's index.
+    static func discard(in directory: String) {
+        guard unlink(path(in: directory)) == 0 else { return }
+        syncDirectory(directory)
+    }
+
+    // MARK: - Saving
+
+    /// Saves `graph` as the image of the store in `directory` at `stamp`. Returns the bytes written.
+    @discardableResult
+    static func save(_ graph: ContactGraph, stamp: Stamp, in directory: String) throws(StorageError) -> Int {
+        let partial = directory + "/" + partialFileName
+        let descriptor = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw failure("cannot create \(partial)") }
+        var writer = ImageWriter(descriptor: descriptor)
+        do throws(StorageError) {
+            try writer.writeZeros(headerBytes)
+            try graph.writeImage(to: &writer)
+            let header = Header(
+                version: version, totalBytes: UInt64(writer.offset), stamp: stamp, checksum: writer.checksum.value
+            )
+            try header.encoded { bytes throws(StorageError) in try writer.write(bytes, at: 0) }
+            guard fsync(descriptor) == 0 else { throw failure("cannot sync \(partial)") }
+        } catch {
+            close(descriptor)
+            unlink(partial)
+            throw error
+        }
+        close(descriptor)
+        guard rename(partial, path(in: directory)) == 0 else {
+            let error = failure("cannot rename \(partial)")
+            unlink(partial)
+            throw error
+        }
+        syncDirectory(directory)
+        return writer.offset
+    }
+
+    // MARK: - Loading
+
+    /// The graph saved in `directory`'s image, when the image is whole and was saved at `stamp`.
+    static func load(from directory: String, expecting stamp: Stamp) throws(Refusal) -> ContactGraph {
+        let file = path(in: directory)
+        let descriptor = open(file, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            if errno == ENOENT { throw Refusal(reason: .noImage) }
+            throw Refusal(reason: .unreadable)
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw Refusal(reason: .unreadable) }
+        let size = Int(status.st_size)
+        var reader = ImageReader(descriptor: descriptor, size: size)
+        let header = try Header.read(from: &reader)
+        guard header.totalBytes == UInt64(size) else {
+            throw Refusal(reason: header.totalBytes > UInt64(size) ? .truncated : .corrupt)
+        }
+        guard header.stamp == stamp else { throw Refusal(reason: .stale) }
+        reader.checksum = ImageChecksum()
+        let graph = try ContactGraph(image: &reader)
+        guard reader.offset == size, reader.checksum.value == header.checksum else {
+            throw Refusal(reason: .corrupt)
+        }
+        return graph
+    }
+
+    // MARK: - The header
+
+    /// The fixed first bytes of an image: magic, version, total length, stamp, checksum of the rest,
+    /// and a checksum of the header itself (so a damaged stamp reads as damage, not as staleness).
+    private struct Header {
+        var version: UInt32
+        var totalBytes: UInt64
+        var stamp: Stamp
+        var checksum: UInt64
+
+        func encoded(_ body: (UnsafeRawBufferPointer) throws(StorageError) -> Void) throws(StorageError) {
+            var words = [UInt64](repeating: 0, count: IndexImage.headerBytes / 8)
+            words[0] = IndexImage.magic
+            words[1] = UInt64(version)
+            words[2] = totalBytes
+            words[3] = stamp.newestSeq
+            words[4] = stamp.logPosition
+            words[5] = stamp.transaction
+            words[6] = stamp.rows
+            words[7] = checksum
+            words[11] = Self.selfChecksum(words)
+            for index in words.indices { words[index] = words[index].littleEndian }
+            try withBytes(of: words, body)
+        }
+
+        static func read(from reader: inout ImageReader) throws(Refusal) -> Header {
+            guard reader.size >= IndexImage.headerBytes else {
+                throw Refusal(reason: reader.size >= 8 ? .truncated : .otherFormat)
+            }
+            var words = [UInt64](repeating: 0, count: IndexImage.headerBytes / 8)
+            try withMutableBytes(of: &words) { bytes throws(Refusal) in try reader.readRaw(into: bytes, hashing: false) }
+            for index in words.indices { words[index] = UInt64(littleEndian: words[index]) }
+            // Another version may lay its header out differently: its version word is all that is read.
+            guard words[0] == IndexImage.magic, words[1] == UInt64(IndexImage.version) else {
+                throw Refusal(reason: .otherFormat)
+            }
+            guard words[11] == selfChecksum(words) else { throw Refusal(reason: .corrupt) }
+            return Header(
+                version: UInt32(words[1]), totalBytes: words[2],
+                stamp: Stamp(newestSeq: words[3], logPosition: words[4], transaction: words[5], rows: words[6]),
+                checksum: words[7]
+            )
+        }
+
+        /// The checksum of the header's first 88 bytes (the last word, the checksum itself, as 0).
+        private static func selfChecksum(_ words: [UInt64]) -> UInt64 {
+            var copy = words
+            copy[11] = 0
+            var checksum = ImageChecksum()
+            copy.withUnsafeBytes { checksum.add($0) }
+            return checksum.value
+        }
+    }
+
+    private static func syncDirectory(_ directory: String) {
+        let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { return }
+        _ = fsync(descriptor)
+        close(descriptor)
+    }
+
+    static func failure(_ what: String) -> StorageError {
+        StorageError(.unavailable, "\(what): \(String(cString: strerror(errno)))")
+    }
+}
+
+// MARK: - Sections
+
+/// Every section starts with this many bytes (element count, element size, two reserved words), and
+/// its payload is padded to a multiple of it, so that the checksum always runs over whole blocks.
+private let sectionAlignment = 32
+
+/// Writes an image's sections, checksumming them as they go.
+struct ImageWriter {
+    let descriptor: Int32
+    private(set) var offset = 0
+    private(set) var checksum = ImageChecksum()
+
+    init(descriptor: Int32) {
+        self.descriptor = descriptor
+    }
+
+    /// Writes `array` as one section, straight from its storage.
+    mutating func section<T: BitwiseCopyable>(_ array: [T]) throws(StorageError) {
+        let header: [UInt64] = [UInt64(array.count).littleEndian, UInt64(MemoryLayout<T>.stride).littleEndian, 0, 0]
+        try withBytes(of: header) { bytes throws(StorageError) in try append(bytes) }
+        try withBytes(of: array) { bytes throws(StorageError) in
+            let whole = bytes.count & ~(sectionAlignment - 1)
+            try append(UnsafeRawBufferPointer(rebasing: bytes[..<whole]))
+            guard whole < bytes.count else { return }
+            var tail = [UInt8](repeating: 0, count: sectionAlignment)
+            tail.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[whole...])) }
+            try withBytes(of: tail) { tail throws(StorageError) in try append(tail) }
+        }
+    }
+
+    mutating func writeZeros(_ count: Int) throws(StorageError) {
+        let zeros = [UInt8](repeating: 0, count: count)
+        try withBytes(of: zeros) { bytes throws(StorageError) in try write(bytes, at: nil) }
+    }
+
+    private mutating func append(_ bytes: UnsafeRawBufferPointer) throws(StorageError) {
+        checksum.add(bytes)
+        try write(bytes, at: nil)
+    }
+
+    /// Writes `bytes` at the end (`at` nil) or at `at` (the header, last).
+    mutating func write(_ bytes: UnsafeRawBufferPointer, at position: Int?) throws(StorageError) {
+        var done = 0
+        while done < bytes.count {
+            let chunk = min(bytes.count - done, 1 << 30)
+            let written = if let position {
+                pwrite(descriptor, bytes.baseAddress! + done, chunk, off_t(position + done))
+            } else {
+                systemWrite(descriptor, bytes.baseAddress! + done, chunk)
+            }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { throw IndexImage.failure("cannot write the index image") }
+            done += written
+        }
+        if position == nil { offset += bytes.count }
+    }
+}
+
+/// Reads an image's sections back into exactly sized arrays, checksumming them as they come.
+struct ImageReader {
+    let descriptor: Int32
+    let size: Int
+    private(set) var offset = 0
+    var checksum = ImageChecksum()
+    /// Bytes read between checksum updates: small enough to still be in the cache when hashed.
+    private static let chunk = 1 << 20
+
+    init(descriptor: Int32, size: Int) {
+        self.descriptor = descriptor
+        self.size = size
+    }
+
+    /// Reads the next section, which must hold elements of `T`.
+    mutating func section<T: BitwiseCopyable>(of type: T.Type = T.self) throws(IndexImage.Refusal) -> [T] {
+        var header = [UInt64](repeating: 0, count: 4)
+        try withMutableBytes(of: &header) { bytes throws(IndexImage.Refusal) in try readRaw(into: bytes, hashing: true) }
+        let count = Int(truncatingIfNeeded: UInt64(littleEndian: header[0]))
+        let stride = Int(truncatingIfNeeded: UInt64(littleEndian: header[1]))
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<T>.stride)
+        guard stride == MemoryLayout<T>.stride, count >= 0, !overflow, bytes <= size - offset else {
+            throw IndexImage.Refusal(reason: .corrupt)
+        }
+        var failure: IndexImage.Refusal?
+        let array = [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            let whole = bytes & ~(sectionAlignment - 1)
+            do throws(IndexImage.Refusal) {
+                try readRaw(into: UnsafeMutableRawBufferPointer(rebasing: raw[..<whole]), hashing: true)
+                if whole < bytes {
+                    var tail = [UInt8](repeating: 0, count: sectionAlignment)
+                    try withMutableBytes(of: &tail) { tail throws(IndexImage.Refusal) in
+                        try readRaw(into: tail, hashing: true)
+                        UnsafeMutableRawBufferPointer(rebasing: raw[whole...])
+                            .copyMemory(from: UnsafeRawBufferPointer(rebasing: tail[..<(bytes - whole)]))
+                    }
+                }
+                initialized = count
+            } catch {
+                // The elements are plain bits: none needs deinitializing.
+                failure = error
+                initialized = 0
+            }
+        }
+        if let failure { throw failure }
+        return array
+    }
+
+    /// Fills `buffer` from the file, checksumming it chunk by chunk when `hashing`.
+    mutating func readRaw(into buffer: UnsafeMutableRawBufferPointer, hashing: Bool) throws(IndexImage.Refusal) {
+        var done = 0
+        while done < buffer.count {
+            let want = min(buffer.count - done, Self.chunk)
+            let got = systemRead(descriptor, buffer.baseAddress! + done, want)
+            if got < 0 && errno == EINTR { continue }
+            if got < 0 { throw IndexImage.Refusal(reason: .unreadable) }
+            guard got > 0 else { throw IndexImage.Refusal(reason: .truncated) }
+            if hashing {
+                // Chunks stay multiples of the block size: a short read is completed before hashing.
+                var filled = got
+                while filled < want {
+                    let more = systemRead(descriptor, buffer.baseAddress! + done + filled, want - filled)
+                    if more < 0 && errno == EINTR { continue }
+                    guard more > 0 else { throw IndexImage.Refusal(reason: more == 0 ? .truncated : .unreadable) }
+                    filled += more
+                }
+                checksum.add(UnsafeRawBufferPointer(rebasing: buffer[done..<(done + want)]))
+                done += want
+            } else {
+                done += got
+            }
+        }
+        offset += buffer.count
+    }
+}
+
+/// A 64-bit checksum of an image, four lanes of multiply-rotate rounds so that it runs at memory
+/// speed. It finds damage to the file (a torn write, a flipped bit), not an adversary: the data
+/// directory is trusted. Every call adds a multiple of 32 bytes.
+struct ImageChecksum {
+    private var lanes: (UInt64, UInt64, UInt64, UInt64) = (
+        0x9E37_79B9_7F4A_7C15, 0xC2B2_AE3D_27D4_EB4F, 0x1656_67B1_9E37_79F9, 0x85EB_CA77_C2B2_AE63
+    )
+    private var length: UInt64 = 0
+
+    @inline(__always)
+    private static func round(_ lane: UInt64, _ word: UInt64) -> UInt64 {
+        let mixed = lane &+ word &* 0xC2B2_AE3D_27D4_EB4F
+        return ((mixed << 31) | (mixed >> 33)) &* 0x9E37_79B9_7F4A_7C15
+    }
+
+    mutating func add(_ bytes: UnsafeRawBufferPointer) {
+        precondition(bytes.count % 32 == 0, "the image checksum runs over whole 32-byte blocks")
+        var (a, b, c, d) = lanes
+        var offset = 0
+        while offset < bytes.count {
+            a = Self.round(a, bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+            b = Self.round(b, bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self))
+            c = Self.round(c, bytes.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self))
+            d = Self.round(d, bytes.loadUnaligned(fromByteOffset: offset + 24, as: UInt64.self))
+            offset += 32
+        }
+        lanes = (a, b, c, d)
+        length &+= UInt64(bytes.count)
+    }
+
+    var value: UInt64 {
+        var hash = Self.round(lanes.0, lanes.1 &+ length)
+        hash = Self.round(hash, lanes.2)
+        hash = Self.round(hash, lanes.3)
+        hash ^= hash >> 29
+        hash = hash &* 0xFF51_AFD7_ED55_8CCD
+        return hash ^ (hash >> 32)
+    }
+}
+
+// The readers and writers above have methods of the same names as the system calls.
+private func systemWrite(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+    write(descriptor, bytes, count)
+}
+
+private func systemRead(_ descriptor: Int32, _ bytes: UnsafeMutableRawPointer, _ count: Int) -> Int {
+    read(descriptor, bytes, count)
+}
+
+/// `withUnsafeBytes` for a body with a typed error (the standard library's rethrows an untyped one).
+private func withBytes<T, E: Error>(of array: [T], _ body: (UnsafeRawBufferPointer) throws(E) -> Void) throws(E) {
+    try array.withUnsafeBytes { bytes in Result { () throws(E) in try body(bytes) } }.get()
+}
+
+private func withMutableBytes<T, E: Error>(
+    of array: inout [T], _ body: (UnsafeMutableRawBufferPointer) throws(E) -> Void
+) throws(E) {
+    try array.withUnsafeMutableBytes { bytes in Result { () throws(E) in try body(bytes) } }.get()
+}
