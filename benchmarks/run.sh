@@ -1,29 +1,51 @@
 #!/usr/bin/env bash
-# Builds release, generates the workload, runs every measurement and prints one table.
-# Usage: benchmarks/run.sh [--quick] [--micro]
-#   --quick  smaller sizes (100k-request workload, stores of 100k and 1M contacts) to try the script
-#   --micro  also run the ordo-one/benchmark micro-benchmarks of the engine, checked against Thresholds/
-# Every measure is taken 3 times (rounds), each next to its floor on the same machine (the same tool on a
-# cheaper operation, or a bare scan of the same store), so each row shows the ratio to its floor and the
-# absolute figure: the median of the rounds, and their spread. Exits non-zero if any run failed.
-# Results go to benchmarks/.results/ (git-ignored).
+# Builds release, generates the workload, runs the measurements and prints one table.
+# Usage: benchmarks/run.sh [--quick] [--micro] [--curves] [--soak DURATION] [--cluster] [--no-cluster]
+#   (no mode)        the table: every single-server row, then the cluster rows (skip them with --no-cluster)
+#   --quick          smaller sizes (100k-request workload, stores of 100k and 1M contacts) to try the script
+#   --micro          also run the ordo-one/benchmark micro-benchmarks of the engine, checked against Thresholds/
+#   --curves         only the curves: cost against store size (0, 1M, 10M, 50M contacts; --quick: 0, 100k, 1M),
+#                    latency against connections, restart against store size; raw output in
+#                    benchmarks/.results/curves/, PNGs in benchmarks/plots/ (benchmarks/plot.py)
+#   --soak DURATION  only the soak: a steady mixed TCP and HTTP load (loadgen soak) for DURATION (90s, 30m, 1h)
+#                    on a store of 1M contacts (--quick: 100k), then `check`; raw output in benchmarks/.results/soak/
+#   --cluster        only the cluster rows (issue 15): 3 servers on a PostgreSQL started here, beside one
+#                    single server in the same run
+# Modes combine (--curves --soak 30m runs both). Every measure of the table is taken 3 times (rounds), each
+# next to its floor on the same machine (the same tool on a cheaper operation, or a bare scan of the same
+# store), so each row shows the ratio to its floor and the absolute figure: the median of the rounds, and
+# their spread. Exits non-zero if any run failed. Results go to benchmarks/.results/ (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
+usage() { echo "usage: benchmarks/run.sh [--quick] [--micro] [--curves] [--soak DURATION] [--cluster] [--no-cluster]" >&2; exit 2; }
 quick=0
 micro=0
-for arg in "$@"; do
-    case "$arg" in
+table=1
+curves=0
+soak=""
+cluster=0
+no_cluster=0
+while [ $# -gt 0 ]; do
+    case "$1" in
         --quick) quick=1 ;;
         --micro) micro=1 ;;
-        *) echo "usage: benchmarks/run.sh [--quick] [--micro]" >&2; exit 2 ;;
+        --curves) curves=1; table=0 ;;
+        --soak) [ $# -ge 2 ] || usage; soak=$2; table=0; shift ;;
+        --cluster) cluster=1; table=0 ;;
+        --no-cluster) no_cluster=1 ;;
+        *) usage ;;
     esac
+    shift
 done
+if [ $table -eq 1 ] && [ $no_cluster -eq 0 ]; then cluster=1; fi
 if [ $quick -eq 1 ]; then
     requests=100000; small=100000; large=1000000
+    curve_sizes=(0 100000 1000000); soak_contacts=100000
 else
     requests=1000000; small=1000000; large=10000000
+    curve_sizes=(0 1000000 10000000 50000000); soak_contacts=1000000
 fi
 
 .ci/setup
@@ -51,8 +73,10 @@ results="$root/benchmarks/.results"
 work=$(mktemp -d /tmp/identity-graph-bench.XXXXXX)
 mkdir -p "$results" data/generated
 pids=()
+pg_data=""
 cleanup() {
     for pid in "${pids[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+    if [ -n "$pg_data" ]; then as_postgres "$pg_bin/pg_ctl" -D "$pg_data/data" -m immediate -w stop >/dev/null 2>&1 || true; rm -rf "$pg_data"; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -74,19 +98,23 @@ median() { python3 -c 'import sys,statistics; print(statistics.median(float(x) f
 verdict() { python3 -c "print('meets' if $1 else 'misses')"; }
 ratio() { python3 -c "print(f'{$1/$2:.3f}')"; }
 
-# Starts a server on store $1; sets http, tcp, pid, and ready_ms: milliseconds until healthz answered.
-# Each server writes its own ports file, so a previous server's lines can never be read; every wait
-# has a deadline (120 s: a 10M-contact store takes seconds to load) and fails with a message.
+# Starts a server on store $1, with any further arguments given to `serve`; sets http, tcp, pid, and
+# ready_ms: milliseconds until /healthz answered 200. Each server writes its own ports file, so a previous
+# server's lines can never be read; every wait has a deadline (started_deadline seconds, 120 by default:
+# a large store takes a while to load) and fails with a message. Its log is $work/server.PID.log.
 start_server() {
     local started=$(date +%s%N)
     local ports="$work/ports.$RANDOM$RANDOM"
-    local deadline=$(( $(date +%s) + 120 ))
-    "$server" serve --data-dir "$1" --http-port 0 --tcp-port 0 --log-level error > "$ports" 2> "$work/server.log" &
+    local limit=${start_deadline:-120}
+    local deadline=$(( $(date +%s) + limit ))
+    local store=$1
+    shift
+    "$server" serve --data-dir "$store" --http-port 0 --tcp-port 0 --log-level error "$@" > "$ports" 2> "$ports.log" &
     pid=$!
     pids+=("$pid")
     until grep -q "tcp listening" "$ports" 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || { echo "the server on $1 exited before listening:" >&2; cat "$work/server.log" >&2; return 1; }
-        [ "$(date +%s)" -lt "$deadline" ] || { echo "the server on $1 did not listen within 120 s" >&2; return 1; }
+        kill -0 "$pid" 2>/dev/null || { echo "the server on $store exited before listening:" >&2; cat "$ports.log" >&2; return 1; }
+        [ "$(date +%s)" -lt "$deadline" ] || { echo "the server on $store did not listen within $limit s" >&2; return 1; }
         sleep 0.005
     done
     http=$(sed -n 's/^http listening on .*://p' "$ports")
@@ -96,29 +124,68 @@ start_server() {
         return 1
     fi
     until curl -sf --max-time 5 "http://127.0.0.1:$http/healthz" >/dev/null; do
-        [ "$(date +%s)" -lt "$deadline" ] || { echo "the server on $1 did not answer /healthz within 120 s" >&2; return 1; }
+        [ "$(date +%s)" -lt "$deadline" ] || { echo "the server on $store did not answer /healthz within $limit s" >&2; return 1; }
         sleep 0.005
     done
     ready_ms=$(( ($(date +%s%N) - started) / 1000000 ))
 }
-# Stops the server with SIGTERM; one that has not exited after 60 s is killed, and the run fails.
+# Stops the server $1 (default: $pid) with SIGTERM; one that has not exited after 60 s is killed, and the
+# run fails.
 stop_server() {
-    kill "$pid" 2>/dev/null || true
+    local target=${1:-$pid}
+    kill "$target" 2>/dev/null || true
     local deadline=$(( $(date +%s) + 60 ))
-    while kill -0 "$pid" 2>/dev/null; do
+    while kill -0 "$target" 2>/dev/null; do
         if [ "$(date +%s)" -ge "$deadline" ]; then
             echo "the server did not stop within 60 s of SIGTERM; killing it" >&2
-            kill -9 "$pid" 2>/dev/null || true
+            kill -9 "$target" 2>/dev/null || true
             failed=1
             break
         fi
         sleep 0.05
     done
-    wait "$pid" 2>/dev/null || true
+    wait "$target" 2>/dev/null || true
+}
+# Kills the server $1 (default: $pid) with SIGKILL and waits for it.
+kill_server() {
+    local target=${1:-$pid}
+    kill -9 "$target" 2>/dev/null || true
+    wait "$target" 2>/dev/null || true
 }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+# json_format FILE TEMPLATE: TEMPLATE (Python's str.format, as "{a[b]:,.0f} ...") filled from FILE's object.
+json_format() { python3 -c 'import json,sys; print(sys.argv[2].format_map(json.load(open(sys.argv[1]))))' "$1" "$2"; }
+# The median (interpolated within its bucket), in microseconds, of the observations of histogram $1 on
+# the server at $http made since the buckets in file $2 were taken (the histogram counts every
+# observation since the server started). `histogram_buckets NAME > FILE` takes them.
+histogram_buckets() {
+    curl -sf --max-time 5 "http://127.0.0.1:$http/metrics" \
+        | sed -n "s/^$1_bucket{le=\"\\([^\"]*\\)\"} \\(.*\\)\$/\\1 \\2/p"
+}
+histogram_median_us() {
+    histogram_buckets "$1" | python3 -c '
+import sys
+before = dict(line.split() for line in open(sys.argv[1]))
+buckets = []
+for line in sys.stdin:
+    upper, count = line.split()
+    buckets.append((float("inf") if upper == "+Inf" else float(upper), float(count) - float(before.get(upper, 0))))
+total = buckets[-1][1] if buckets else 0
+if total <= 0: print(0); sys.exit()
+low, below = 0.0, 0.0
+for upper, count in buckets:
+    if count >= total / 2:
+        share = (total / 2 - below) / max(count - below, 1)
+        print(int((low + (upper - low) * share) * 1e6)); break
+    low, below = upper, count' "$2"
+}
+# The machine and the build, for every result file.
+machine() {
+    echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- Sources Package.swift 2>/dev/null || echo ' with uncommitted changes to Sources')"
+}
 
+run_table() {
 echo "== (a) engine in-process" >&2
 # As the line protocol hands requests over: 64 per call, 4096 outstanding. Memory and durable alternate.
 memory_rates=(); durable_rates=(); durable_ratios=(); blocklist_ratios=()
@@ -141,30 +208,6 @@ row "engine identify, in memory, 100-rule blocklist (20 regexes)" "$(spread "${b
 echo "== (b) line protocol" >&2
 pings="$work/pings.ndjson"
 python3 -c "import sys; sys.stdout.write('{\"op\":\"ping\"}\n' * $requests)" > "$pings"
-# The server's commit-duration histogram, one "UPPER COUNT" line a bucket (counts are cumulative).
-commit_buckets() {
-    curl -sf --max-time 5 "http://127.0.0.1:$http/metrics" \
-        | sed -n 's/^identity_graph_commit_duration_seconds_bucket{le="\([^"]*\)"} \(.*\)$/\1 \2/p'
-}
-# The median duration, in microseconds (interpolated within its bucket), of the commits made since
-# the buckets in file $1 were taken: the histogram counts every commit since the server started.
-commit_median_us() {
-    commit_buckets | python3 -c '
-import sys
-before = dict(line.split() for line in open(sys.argv[1]))
-buckets = []
-for line in sys.stdin:
-    upper, count = line.split()
-    buckets.append((float("inf") if upper == "+Inf" else float(upper), float(count) - float(before.get(upper, 0))))
-total = buckets[-1][1] if buckets else 0
-if total <= 0: print(0); sys.exit()
-low, below = 0.0, 0.0
-for upper, count in buckets:
-    if count >= total / 2:
-        share = (total / 2 - below) / max(count - below, 1)
-        print(int((low + (upper - low) * share) * 1e6)); break
-    low, below = upper, count' "$1"
-}
 start_server "$work/tcp-store"
 "$bin/loadgen" --protocol tcp --port "$tcp" --connections 8 --pipeline 64 --workload "$workload" --json > "$results/tcp-first-pass.json" || failed=1
 tcp_rates=(); tcp_ratios=(); p99s=(); p99_bounds=(); p99_verdicts=()
@@ -175,11 +218,11 @@ for round in $(seq $rounds); do
     identify_rate=$(json_field "['throughput']" < "$results/tcp-pipelined-$round.json")
     tcp_rates+=("$identify_rate"); tcp_ratios+=("$(ratio "$identify_rate" "$ping_rate")")
     "$bin/loadgen" --protocol tcp --port "$tcp" --connections 8 --pipeline 1 --requests $((requests / 20)) --workload "$pings" --json > "$results/tcp-ping-latency-$round.json" || failed=1
-    commit_buckets > "$work/commits-before"
+    histogram_buckets identity_graph_commit_duration_seconds > "$work/commits-before"
     "$bin/loadgen" --protocol tcp --port "$tcp" --connections 8 --pipeline 1 --requests $((requests / 20)) --workload "$workload" --json > "$results/tcp-unpipelined-$round.json" || failed=1
     ping_p99=$(json_field "['latencyMicros']['p99']" < "$results/tcp-ping-latency-$round.json")
     p99=$(json_field "['latencyMicros']['p99']" < "$results/tcp-unpipelined-$round.json")
-    commit=$(commit_median_us "$work/commits-before")
+    commit=$(histogram_median_us identity_graph_commit_duration_seconds "$work/commits-before")
     bound=$(python3 -c "print(int($ping_p99 + 2 * $commit))")
     p99s+=("$p99"); p99_bounds+=("$bound")
     p99_verdicts+=("$(python3 -c "print(1 if $p99 <= $bound and $p99 <= 1000 else 0)")")
@@ -284,6 +327,381 @@ for size in $small $large; do
     fi
     rm -rf "$work/store-$size"
 done
+}
+
+# Curves (issue 17): raw CSV under benchmarks/.results/curves/, plotted by benchmarks/plot.py.
+run_curves() {
+    local out="$results/curves"
+    mkdir -p "$out"
+    machine > "$out/machine.txt"
+    echo "== curves: cost against store size (${curve_sizes[*]} contacts)" >&2
+    df -h "$work" | tail -1 >&2
+    free -g | sed -n 2p >&2
+    # One row per size: the engine on that store (durable, group commit, the workload added to it), the
+    # server's RSS over an empty store's, the bare scan, and every restart (start to /healthz 200).
+    echo "contacts,engine_per_second,engine_open_seconds,rss_bytes,bytes_per_contact,scan_seconds,disk_bytes" > "$out/size.csv"
+    echo "contacts,kind,milliseconds" > "$out/restart.csv"
+    local baseline=0 size store rss scan engine open restarts
+    for size in "${curve_sizes[@]}"; do
+        store="$work/curve-store"
+        rm -rf "$store"
+        if [ "$size" -gt 0 ]; then
+            echo "populating $size contacts" >&2
+            "$bin/populate" --data-dir "$store" --contacts "$size" >&2 || { failed=1; continue; }
+            scan=$("$bin/populate" --data-dir "$store" --scan | json_field "['seconds']") || failed=1
+        else
+            scan=0
+        fi
+        start_deadline=900 start_server "$store" || { failed=1; continue; }
+        rss=$(( $(rss_kb "$pid") * 1024 ))
+        [ "$size" -gt 0 ] || baseline=$rss
+        echo "$size,first,$ready_ms" >> "$out/restart.csv"
+        stop_server
+        # Restarts: after a clean stop (SIGTERM), then after kill -9; 3 of each up to 1M, 1 above (time).
+        restarts=3
+        [ "$size" -le 1000000 ] || restarts=1
+        for round in $(seq $restarts); do
+            start_deadline=900 start_server "$store" || { failed=1; break; }
+            echo "$size,clean,$ready_ms" >> "$out/restart.csv"
+            kill_server
+            start_deadline=900 start_server "$store" || { failed=1; break; }
+            echo "$size,kill9,$ready_ms" >> "$out/restart.csv"
+            stop_server
+        done
+        # The engine last, since it adds the workload's contacts to the store.
+        engine=$("$bin/engine-throughput" --mode durable --data-dir "$store" --workload "$workload" \
+            --in-flight 4096 --json) || { failed=1; continue; }
+        echo "$engine" > "$out/engine-$size.json"
+        open=$(json_field "['openSeconds']" <<< "$engine")
+        engine=$(json_field "['perSecond']" <<< "$engine")
+        local per_contact=0
+        [ "$size" -eq 0 ] || per_contact=$(( (rss - baseline) / size ))
+        local disk=0
+        [ ! -f "$store/data.mdb" ] || disk=$(stat -c %s "$store/data.mdb")
+        echo "$size,$engine,$open,$rss,$per_contact,$scan,$disk" >> "$out/size.csv"
+        echo "  $size contacts: engine $engine /s, $per_contact B a contact" >&2
+        rm -rf "$store"
+    done
+
+    echo "== curves: latency against connections (durable)" >&2
+    # A new durable store per transport; each point takes the next unused slice of the workload, so that
+    # every point identifies mostly new values (writes, group-committed), as a first pass does.
+    echo "protocol,connections,requests,throughput,p50_us,p90_us,p99_us,p999_us" > "$out/latency.csv"
+    local offset=0 protocol connections count port
+    for protocol in tcp http; do
+        rm -rf "$work/latency-store"
+        start_server "$work/latency-store" || { failed=1; continue; }
+        port=$tcp
+        [ "$protocol" = tcp ] || port=$http
+        for connections in 1 4 16 64 256; do
+            # Fewer requests where few connections make each one wait for its own commit.
+            count=$(( requests / 25 ))
+            [ $(( 4000 * connections * requests / 1000000 )) -ge "$count" ] || count=$(( 4000 * connections * requests / 1000000 ))
+            "$bin/loadgen" --protocol "$protocol" --port "$port" --connections "$connections" --requests "$count" \
+                --first-request "$offset" --workload "$workload" --json > "$out/latency-$protocol-$connections.json" || failed=1
+            offset=$(( offset + count ))
+            json_format "$out/latency-$protocol-$connections.json" \
+                "{protocol},{connections},{requests},{throughput},{latencyMicros[p50]},{latencyMicros[p90]},{latencyMicros[p99]},{latencyMicros[p99.9]}" \
+                >> "$out/latency.csv" || failed=1
+        done
+        stop_server
+        rm -rf "$work/latency-store"
+    done
+    cat "$out/size.csv" "$out/restart.csv" "$out/latency.csv" >&2
+    plots=1
+}
+
+# The soak (issue 17): a steady mixed load for $soak on a store of $soak_contacts, one point every 10 s.
+soak_rate=1000
+run_soak() {
+    local out="$results/soak"
+    mkdir -p "$out"
+    machine > "$out/machine.txt"
+    echo "uptime before: $(uptime)" >> "$out/machine.txt"
+    echo "== soak: $soak at $soak_rate requests/s on a store of $soak_contacts contacts" >&2
+    rm -rf "$work/soak-store"
+    "$bin/populate" --data-dir "$work/soak-store" --contacts "$soak_contacts" >&2 || { failed=1; return; }
+    start_server "$work/soak-store" || { failed=1; return; }
+    local soak_ok=1
+    # 4 line-protocol and 4 HTTP connections at 125 requests/s each, and the change stream.
+    "$bin/loadgen" soak --tcp-port "$tcp" --http-port "$http" --pid "$pid" --duration "$soak" --interval 10 \
+        --rate "$soak_rate" --tcp-connections 4 --http-connections 4 --populated "$soak_contacts" \
+        > "$out/soak.jsonl" || { failed=1; soak_ok=0; }
+    local contacts_after
+    contacts_after=$(curl -sf --max-time 5 "http://127.0.0.1:$http/metrics" | awk '/^identity_graph_contacts / {print $2}')
+    stop_server
+    echo "uptime after: $(uptime)" >> "$out/machine.txt"
+    "$server" check --data-dir "$work/soak-store" > "$out/check.txt" 2>&1 || { failed=1; soak_ok=0; echo "check failed:" >&2; }
+    tail -3 "$out/check.txt" >&2
+    # RSS after warm-up (the first tenth of the run, at least a minute if the run is 10 minutes or more):
+    # the spread of the points, and the growth the new contacts explain at the 1M figure per contact.
+    python3 - "$out/soak.jsonl" "$soak_contacts" "${contacts_after:-0}" > "$out/summary.json" <<'PY' || failed=1
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+points = [l for l in lines if "summary" not in l]
+summary = next((l["summary"] for l in lines if "summary" in l), {})
+warm = max(1, len(points) // 10)
+if len(points) >= 60: warm = max(warm, 6)
+after = [p["rssBytes"] for p in points[warm:]] or [p["rssBytes"] for p in points]
+low, high = min(after), max(after)
+first, last = after[0], after[-1]
+fds = [p["fds"] for p in points]
+print(json.dumps({
+    "points": len(points), "warmupPoints": warm,
+    "rssAfterWarmupMin": low, "rssAfterWarmupMax": high,
+    "rssMinMiB": low / 2**20, "rssMaxMiB": high / 2**20,
+    "rssSpreadPercent": round((high - low) / low * 100, 2),
+    "rssDriftPercent": round((last - first) / first * 100, 2),
+    "contactsBefore": int(sys.argv[2]), "contactsAfter": int(float(sys.argv[3])),
+    "contactsAdded": int(float(sys.argv[3])) - int(sys.argv[2]),
+    "fdsMin": min(fds), "fdsMax": max(fds),
+    "perSecondMedian": sorted(p["perSecond"] for p in points)[len(points) // 2],
+    "p99MicrosMedian": sorted(p["p99Micros"] for p in points)[len(points) // 2],
+    "p99MicrosMax": max(p["p99Micros"] for p in points),
+    "summary": summary,
+}, sort_keys=True))
+PY
+    cat "$out/summary.json" >&2
+    local spread
+    spread=$(json_field "['rssSpreadPercent']" < "$out/summary.json") || spread=100
+    row "soak $soak, $soak_rate requests/s mixed TCP+HTTP, change stream consumed: RSS after warm-up" \
+        "spread $spread %; $(json_format "$out/summary.json" "{rssMinMiB:.0f}-{rssMaxMiB:.0f} MiB, fds {fdsMin}-{fdsMax}, {contactsAdded:,} contacts added")" \
+        "flat within 5 %" "$(verdict "$spread <= 5")"
+    row "soak: acknowledged changes verified, change stream complete, check clean" \
+        "$(json_format "$out/summary.json" "{summary[acknowledgedChanges]:,} changes, {summary[personsChecked]:,} persons read back, lost {summary[lost]}, stream gaps {summary[streamGaps]}, errors {summary[errors]}; {summary[requests]:,} requests, p99 {summary[p99Micros]:,.0f} us" || echo "no summary"); check: $(tail -1 "$out/check.txt")" \
+        "nothing lost, check clean" "$(verdict "$soak_ok == 1")"
+    rm -rf "$work/soak-store"
+    plots=1
+}
+# Runs a command as the postgres user when we are root (PostgreSQL refuses to run as root).
+as_postgres() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+# Starts a throwaway PostgreSQL (Debian's newest) on a free loopback port, durable (fsync on, as in
+# production); sets pg_bin, pg_data, pg_port, pg_url. Stopped by cleanup.
+start_postgres() {
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [ -x "$pg_bin/postgres" ] || { echo "PostgreSQL is not installed: run .ci/setup" >&2; return 1; }
+    pg_data=$(mktemp -d /tmp/identity-graph-bench-pg.XXXXXX)
+    echo "bench-secret" > "$pg_data/pwfile"
+    [ "$(id -u)" -ne 0 ] || chown -R postgres "$pg_data"
+    as_postgres "$pg_bin/initdb" -D "$pg_data/data" -U postgres --pwfile "$pg_data/pwfile" \
+        --auth-host=scram-sha-256 --auth-local=trust -E UTF8 > "$pg_data/initdb.log" 2>&1 \
+        || { cat "$pg_data/initdb.log" >&2; return 1; }
+    pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    as_postgres "$pg_bin/pg_ctl" -D "$pg_data/data" -l "$pg_data/log" -w -t 60 start \
+        -o "-p $pg_port -k $pg_data -c listen_addresses=127.0.0.1 -c max_connections=100" >/dev/null \
+        || { cat "$pg_data/log" >&2; return 1; }
+    pg_url="postgres://postgres:bench-secret@127.0.0.1:$pg_port/postgres?sslmode=disable"
+}
+psql_run() { PGOPTIONS="-c client_min_messages=warning" as_postgres "$pg_bin/psql" -h "$pg_data" -p "$pg_port" -U postgres -qAt -c "$1"; }
+
+# The index of the node whose GET /cluster says leader, within 60 s.
+find_leader() {
+    local deadline=$(( $(date +%s) + 60 )) i
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        for i in "${!node_http[@]}"; do
+            if curl -sf --max-time 2 "http://127.0.0.1:${node_http[$i]}/cluster" 2>/dev/null | grep -q '"role":"leader"'; then
+                echo "$i"; return 0
+            fi
+        done
+        sleep 0.05
+    done
+    echo "no leader within 60 s" >&2
+    return 1
+}
+# Starts node $1 of the cluster (its store and name are fixed by the index).
+start_node() {
+    start_deadline=120 start_server "$work/node-$1" --cluster "$pg_url" --node-name "n$1"
+    node_pid[$1]=$pid; node_http[$1]=$http; node_tcp[$1]=$tcp
+}
+
+# Cluster rows (issue 15): one single server, then 3 servers on one PostgreSQL, same slices of the workload.
+run_cluster() {
+    local out="$results/cluster"
+    mkdir -p "$out"
+    machine > "$out/machine.txt"
+    echo "== cluster: PostgreSQL, one single server, then 3 servers" >&2
+    start_postgres || { failed=1; return; }
+    # Slices of the workload: pipelined rounds, then one-in-flight rounds, then the steady load, so that
+    # every run identifies mostly new values (writes) on both the single server and the leader.
+    local slice=$(( requests / 8 )) latency_slice=$(( requests / 40 ))
+    local single_rates=() single_p99s=() leader_rates=() leader_p99s=() leader_ratios=() leader_bounds=() leader_verdicts=()
+    local round offset
+    start_server "$work/single-store" || { failed=1; return; }
+    for round in $(seq $rounds); do
+        "$bin/loadgen" --protocol tcp --port "$tcp" --connections 8 --pipeline 64 --requests "$slice" \
+            --first-request $(( (round - 1) * slice )) --workload "$workload" --json > "$out/single-pipelined-$round.json" || failed=1
+        single_rates+=("$(json_field "['throughput']" < "$out/single-pipelined-$round.json")")
+        "$bin/loadgen" --protocol tcp --port "$tcp" --connections 8 --pipeline 1 --requests "$latency_slice" \
+            --first-request $(( rounds * slice + (round - 1) * latency_slice )) --workload "$workload" --json \
+            > "$out/single-unpipelined-$round.json" || failed=1
+        single_p99s+=("$(json_field "['latencyMicros']['p99']" < "$out/single-unpipelined-$round.json")")
+    done
+    stop_server
+
+    node_pid=(); node_http=(); node_tcp=()
+    local i
+    for i in 0 1 2; do start_node "$i" || { failed=1; return; }; done
+    local leader
+    leader=$(find_leader) || { failed=1; return; }
+    http=${node_http[$leader]}
+    # The median PostgreSQL append: from the server's histogram if it has one, else pgbench timing the
+    # leader's fenced append statement on a scratch copy of the tables.
+    local append_metric
+    append_metric=$(curl -sf --max-time 5 "http://127.0.0.1:$http/metrics" \
+        | sed -n 's/^\(identity_graph_cluster_append[a-z_]*\)_bucket{.*/\1/p' | head -1)
+    for round in $(seq $rounds); do
+        "$bin/loadgen" --protocol tcp --port "${node_tcp[$leader]}" --connections 8 --pipeline 64 --requests "$slice" \
+            --first-request $(( (round - 1) * slice )) --workload "$workload" --json > "$out/leader-pipelined-$round.json" || failed=1
+        leader_rates+=("$(json_field "['throughput']" < "$out/leader-pipelined-$round.json")")
+        leader_ratios+=("$(ratio "${leader_rates[-1]}" "${single_rates[$((round - 1))]}")")
+        [ -z "$append_metric" ] || histogram_buckets "$append_metric" > "$work/append-before"
+        "$bin/loadgen" --protocol tcp --port "${node_tcp[$leader]}" --connections 8 --pipeline 1 --requests "$latency_slice" \
+            --first-request $(( rounds * slice + (round - 1) * latency_slice )) --workload "$workload" --json \
+            > "$out/leader-unpipelined-$round.json" || failed=1
+        leader_p99s+=("$(json_field "['latencyMicros']['p99']" < "$out/leader-unpipelined-$round.json")")
+        local append_us
+        if [ -n "$append_metric" ]; then
+            append_us=$(histogram_median_us "$append_metric" "$work/append-before")
+            append_source="the leader's $append_metric histogram"
+        else
+            append_us=$(pgbench_append_median_us) || { failed=1; append_us=0; }
+            append_source="pgbench timing the leader's fenced append of a 512-byte batch (the server has no append histogram)"
+        fi
+        leader_bounds+=("$(python3 -c "print(int(${single_p99s[$((round - 1))]} + 2 * $append_us))")")
+        leader_verdicts+=("$(python3 -c "print(1 if ${leader_p99s[-1]} <= ${leader_bounds[-1]} else 0)")")
+    done
+    row "cluster leader, TCP 8 x 64 pipelined, durable in PostgreSQL" \
+        "$(spread "${leader_ratios[@]}") x single server; $(spread "${leader_rates[@]}") /s (single $(spread "${single_rates[@]}") /s)" \
+        ">= 0.5 x single server" "$(verdict "$(median "${leader_ratios[@]}") >= 0.5")"
+    row "cluster leader, TCP 8 connections, 1 in flight: p99" \
+        "$(spread "${leader_p99s[@]}") us; bound single p99 + 2 x median append: $(spread "${leader_bounds[@]}") us (single p99 $(spread "${single_p99s[@]}") us; append from $append_source)" \
+        "<= bound in each round" "$(verdict "min([$(IFS=,; echo "${leader_verdicts[*]}")]) == 1")"
+
+    # Follower apply lag under a steady load at half the leader's maximum, for 10 s: both servers'
+    # GET /cluster appliedSeq polled in turn; the lag of a seq is the time from the first poll that saw
+    # it on the leader to the first that saw it on the follower.
+    local follower=$(( (leader + 1) % 3 ))
+    local half
+    half=$(python3 -c "print(int($(median "${leader_rates[@]}") / 2))")
+    local steady_requests=$(( half * 10 ))
+    "$bin/loadgen" --protocol tcp --port "${node_tcp[$leader]}" --connections 8 --pipeline 64 --rate "$half" \
+        --requests "$steady_requests" --first-request $(( rounds * (slice + latency_slice) )) --workload "$workload" \
+        --json > "$out/steady-load.json" &
+    local load_pid=$!
+    python3 - "${node_http[$leader]}" "${node_http[$follower]}" "$load_pid" > "$out/lag.json" <<'PY' || failed=1
+import http.client, json, os, sys, time
+leader, follower, load = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=5), \
+    http.client.HTTPConnection("127.0.0.1", int(sys.argv[2]), timeout=5), int(sys.argv[3])
+def seq(connection):
+    connection.request("GET", "/cluster")
+    return json.loads(connection.getresponse().read())["appliedSeq"]
+seen_leader, seen_follower, polls = {}, [], 0
+deadline = time.monotonic() + 120
+def alive():
+    try: os.kill(load, 0); return True
+    except OSError: return False
+top = 0
+while alive() and time.monotonic() < deadline:
+    s = seq(leader); t = time.monotonic()
+    if s > top: seen_leader[s] = t; top = s
+    f = seq(follower); seen_follower.append((time.monotonic(), f)); polls += 1
+end = time.monotonic() + 30
+while seen_follower[-1][1] < top and time.monotonic() < end:
+    seen_follower.append((time.monotonic(), seq(follower))); time.sleep(0.002)
+lags = []
+j = 0
+for s, t in sorted(seen_leader.items()):
+    while j < len(seen_follower) and seen_follower[j][1] < s: j += 1
+    if j == len(seen_follower): lags.append(float("inf")); continue
+    lags.append(max(0.0, seen_follower[j][0] - t))
+lags.sort()
+pick = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))] * 1000 if lags else 0
+print(json.dumps({"samples": len(lags), "polls": polls, "p50Ms": round(pick(0.5), 2), "p99Ms": round(pick(0.99), 2),
+                  "maxMs": round(lags[-1] * 1000, 2) if lags else 0, "leaderSeq": top, "followerSeq": seen_follower[-1][1]}))
+PY
+    wait "$load_pid" || failed=1
+    local lag_p99
+    lag_p99=$(json_field "['p99Ms']" < "$out/lag.json") || lag_p99=1e9
+    row "cluster follower apply lag, steady load at half the leader's maximum ($half /s, 10 s)" \
+        "p99 $lag_p99 ms; $(json_format "$out/lag.json" "p50 {p50Ms} ms, max {maxMs} ms over {samples} seqs"); load ran $(json_format "$out/steady-load.json" "{throughput:,.0f}") /s" \
+        "<= 100 ms" "$(verdict "$lag_p99 <= 100")"
+
+    # Failover, 5 trials: kill -9 of the leader to the first identify that one of the others answers 200.
+    local trial failovers=() ttl=5
+    for trial in 1 2 3 4 5; do
+        leader=$(find_leader) || { failed=1; break; }
+        local others=()
+        for i in 0 1 2; do [ "$i" -eq "$leader" ] || others+=("${node_http[$i]}"); done
+        local seconds
+        seconds=$(python3 - "${node_pid[$leader]}" "$trial" "${others[@]}" <<'PY'
+import http.client, os, sys, time
+pid, trial, ports = int(sys.argv[1]), sys.argv[2], [int(p) for p in sys.argv[3:]]
+os.kill(pid, 9)
+start = time.monotonic(); n = 0
+while time.monotonic() - start < 120:
+    for port in ports:
+        n += 1
+        body = '{"email":"failover-%s-%d@example.com","phoneNumber":"%s%06d"}' % (trial, n, "8" + trial, n)
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("POST", "/identify", body, {"Content-Type": "application/json"})
+            if c.getresponse().status == 200:
+                print(f"{time.monotonic() - start:.3f}"); sys.exit(0)
+        except OSError:
+            pass
+    time.sleep(0.01)
+sys.exit(1)
+PY
+        ) || { echo "failover trial $trial: no change acknowledged within 120 s" >&2; failed=1; break; }
+        wait "${node_pid[$leader]}" 2>/dev/null || true
+        failovers+=("$seconds")
+        echo "  failover $trial: $seconds s" >&2
+        start_node "$leader" || { failed=1; break; }
+    done
+    printf '%s\n' "${failovers[@]}" > "$out/failover.txt"
+    if [ ${#failovers[@]} -gt 0 ]; then
+        row "cluster failover: kill -9 of the leader to the first acknowledged change ($trial trials, lease ttl $ttl s)" \
+            "$(spread "${failovers[@]}") s" "median <= ttl + 2 s" "$(verdict "$(median "${failovers[@]}") <= $ttl + 2")"
+    fi
+    if "$server" serve --help 2>&1 | grep -q -- "--checkpoint-every"; then
+        row "cluster join from a checkpoint" "not measured by run.sh yet" "<= 3 x a restart from the local copy" "-"
+    else
+        row "cluster join from a checkpoint" "not measured: serve has no --checkpoint-every yet" "<= 3 x a restart from the local copy" "-"
+    fi
+    for i in 0 1 2; do stop_server "${node_pid[$i]}"; done
+}
+
+# The median, in microseconds, of 5 s of the leader's fenced append (ChangeLog.append) on a scratch
+# schema: one client, a 512-byte batch, durable commits, as pgbench times each transaction.
+pgbench_append_median_us() {
+    psql_run "CREATE SCHEMA IF NOT EXISTS bench_append;
+        CREATE TABLE IF NOT EXISTS bench_append.lease (LIKE identity_graph.lease INCLUDING ALL);
+        CREATE TABLE IF NOT EXISTS bench_append.log (LIKE identity_graph.log INCLUDING ALL);
+        CREATE SEQUENCE IF NOT EXISTS bench_append.position;
+        INSERT INTO bench_append.lease VALUES (1, 'bench', 1, 'infinity', NULL, NULL) ON CONFLICT (id) DO NOTHING;" >/dev/null
+    cat > "$pg_data/append.sql" <<'SQL'
+WITH fence AS (
+    SELECT epoch FROM bench_append.lease WHERE id = 1 AND epoch = 1 AND holder = 'bench' FOR SHARE
+), appended AS (
+    INSERT INTO bench_append.log (position, epoch, last_seq, commands)
+    SELECT nextval('bench_append.position'), fence.epoch, 0, decode(repeat('ab', 512), 'hex') FROM fence
+    RETURNING position
+)
+SELECT position FROM appended, pg_notify('bench_append_log', position::text);
+SQL
+    [ "$(id -u)" -ne 0 ] || chown postgres "$pg_data/append.sql"
+    rm -f "$pg_data"/pgbench_log.*
+    as_postgres sh -c "cd '$pg_data' && '$pg_bin/pgbench' -n -h '$pg_data' -p $pg_port -U postgres -c 1 -T 5 -f append.sql -l postgres" \
+        > "$pg_data/pgbench.out" 2>&1 || { cat "$pg_data/pgbench.out" >&2; return 1; }
+    cat "$pg_data"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
+}
+plots=0
+[ $table -eq 0 ] || run_table
+[ $cluster -eq 0 ] || run_cluster
+[ $curves -eq 0 ] || run_curves
+[ -z "$soak" ] || run_soak
 
 if [ $micro -eq 1 ]; then
     echo "== micro-benchmarks, checked against benchmarks/Thresholds/" >&2
@@ -291,16 +709,27 @@ if [ $micro -eq 1 ]; then
         | tee "$results/micro.txt" >&2 || failed=1
 fi
 
-{
-    echo "| measure | measured: median (spread) of $rounds rounds | target | verdict |"
-    echo "|---|---|---|---|"
-    for entry in "${rows[@]}"; do
-        IFS='|' read -r name value target result <<< "$entry"
-        echo "| $name | $value | $target | $result |"
-    done
-} | tee "$results/table.md"
-echo
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB, $(uname -r); $(date -u +%Y-%m-%dT%H:%MZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+if [ $plots -eq 1 ]; then
+    # matplotlib from PyPI in a virtual environment of its own (git-ignored, under .results/).
+    if ! "$results/venv/bin/python" -c "import matplotlib" 2>/dev/null; then
+        echo "== installing matplotlib into $results/venv" >&2
+        python3 -m venv "$results/venv" && "$results/venv/bin/pip" install -q matplotlib >&2 || failed=1
+    fi
+    "$results/venv/bin/python" benchmarks/plot.py "$results" benchmarks/plots >&2 || failed=1
+fi
+
+if [ ${#rows[@]} -gt 0 ]; then
+    {
+        echo "| measure | measured: median (spread) of $rounds rounds | target | verdict |"
+        echo "|---|---|---|---|"
+        for entry in "${rows[@]}"; do
+            IFS='|' read -r name value target result <<< "$entry"
+            echo "| $name | $value | $target | $result |"
+        done
+    } | tee "$results/table.md"
+    echo
+fi
+machine
 if [ $failed -ne 0 ]; then
     echo "one or more runs failed; see $results" >&2
     exit 1
