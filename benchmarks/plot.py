@@ -3,7 +3,8 @@
 
 Usage: plot.py RESULTS_DIR PLOTS_DIR   (run.sh calls it as: plot.py benchmarks/.results benchmarks/plots)
 
-Reads RESULTS_DIR/curves/{size,restart,latency}.csv and RESULTS_DIR/soak/soak.jsonl, whichever exist, and
+Reads RESULTS_DIR/curves/{size-N,restart-N,latency}.csv (one size-N and restart-N per store size N) and
+RESULTS_DIR/soak/soak.jsonl, whichever exist, and
 writes PLOTS_DIR/{engine-vs-size,restart-vs-size,latency-vs-connections,soak}.png. Each figure names the
 machine line run.sh wrote beside the data, so that a picture is never read without where it was measured.
 """
@@ -24,12 +25,22 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
+def read_sized(curves, prefix):
+    """The rows of every PREFIX-N.csv, smallest N first."""
+    rows = []
+    for name in os.listdir(curves):
+        if name.startswith(prefix + "-") and name.endswith(".csv"):
+            rows.extend(read_csv(os.path.join(curves, name)))
+    return sorted(rows, key=lambda r: int(r["contacts"]))
+
+
 def machine_note(directory):
     path = os.path.join(directory, "machine.txt")
     if not os.path.exists(path):
         return ""
     with open(path) as handle:
-        return handle.readline().strip()
+        # One line per run that wrote into the directory; the figure names them all.
+        return "  /  ".join(line.strip() for line in handle if line.strip())
 
 
 def millions(contacts):
@@ -38,7 +49,7 @@ def millions(contacts):
 
 def save(figure, plots, name, note):
     if note:
-        figure.text(0.01, 0.005, note, fontsize=7, color="gray")
+        figure.text(0.01, 0.005, note, fontsize=6, color="gray", wrap=True)
     figure.tight_layout(rect=(0, 0.03, 1, 1))
     path = os.path.join(plots, name)
     figure.savefig(path, dpi=110)
@@ -47,7 +58,7 @@ def save(figure, plots, name, note):
 
 
 def plot_sizes(curves, plots):
-    rows = read_csv(os.path.join(curves, "size.csv"))
+    rows = read_sized(curves, "size")
     sizes = [int(r["contacts"]) for r in rows]
     positions = range(len(sizes))
     labels = [millions(s) for s in sizes]
@@ -73,7 +84,7 @@ def plot_sizes(curves, plots):
 
 
 def plot_restarts(curves, plots):
-    rows = read_csv(os.path.join(curves, "restart.csv"))
+    rows = read_sized(curves, "restart")
     sizes = sorted({int(r["contacts"]) for r in rows})
     figure, axis = plt.subplots(figsize=(7, 4))
     styles = {"clean": ("after a clean stop (SIGTERM)", "o"), "kill9": ("after kill -9", "s")}
@@ -161,8 +172,9 @@ def main():
     os.makedirs(plots, exist_ok=True)
     curves = os.path.join(results, "curves")
     drawn = 0
-    for name, draw in (("size.csv", plot_sizes), ("restart.csv", plot_restarts), ("latency.csv", plot_latency)):
-        if os.path.exists(os.path.join(curves, name)):
+    present = os.listdir(curves) if os.path.isdir(curves) else []
+    for prefix, draw in (("size-", plot_sizes), ("restart-", plot_restarts), ("latency.csv", plot_latency)):
+        if any(name.startswith(prefix) for name in present):
             draw(curves, plots)
             drawn += 1
     soak = os.path.join(results, "soak")

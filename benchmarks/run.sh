@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds release, generates the workload, runs the measurements and prints one table.
-# Usage: benchmarks/run.sh [--quick] [--micro] [--curves] [--soak DURATION] [--cluster] [--no-cluster]
+# Usage: benchmarks/run.sh [--quick] [--micro] [--curves [--sizes LIST]] [--soak DURATION] [--cluster] [--no-cluster]
 #   (no mode)        the table: every single-server row, then the cluster rows (skip them with --no-cluster)
 #   --quick          smaller sizes (100k-request workload, stores of 100k and 1M contacts) to try the script
 #   --micro          also run the ordo-one/benchmark micro-benchmarks of the engine, checked against Thresholds/
 #   --curves         only the curves: cost against store size (0, 1M, 10M, 50M contacts; --quick: 0, 100k, 1M),
 #                    latency against connections, restart against store size; raw output in
 #                    benchmarks/.results/curves/, PNGs in benchmarks/plots/ (benchmarks/plot.py)
+#   --sizes LIST     with --curves: only the store-size curves, at these sizes (50M, or 0,1M,10M), each
+#                    replacing that size's earlier point and keeping the others; no latency curve
 #   --soak DURATION  only the soak: a steady mixed TCP and HTTP load (loadgen soak) for DURATION (90s, 30m, 1h)
 #                    on a store of 1M contacts (--quick: 100k), then `check`; raw output in benchmarks/.results/soak/
 #   --cluster        only the cluster rows (issue 15): 3 servers on a PostgreSQL started here, beside one
@@ -19,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-usage() { echo "usage: benchmarks/run.sh [--quick] [--micro] [--curves] [--soak DURATION] [--cluster] [--no-cluster]" >&2; exit 2; }
+usage() { echo "usage: benchmarks/run.sh [--quick] [--micro] [--curves [--sizes LIST]] [--soak DURATION] [--cluster] [--no-cluster]" >&2; exit 2; }
 quick=0
 micro=0
 table=1
@@ -27,12 +29,14 @@ curves=0
 soak=""
 cluster=0
 no_cluster=0
+sizes=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
         --micro) micro=1 ;;
         --curves) curves=1; table=0 ;;
         --soak) [ $# -ge 2 ] || usage; soak=$2; table=0; shift ;;
+        --sizes) [ $# -ge 2 ] || usage; sizes=$2; shift ;;
         --cluster) cluster=1; table=0 ;;
         --no-cluster) no_cluster=1 ;;
         *) usage ;;
@@ -40,12 +44,21 @@ while [ $# -gt 0 ]; do
     shift
 done
 if [ $table -eq 1 ] && [ $no_cluster -eq 0 ]; then cluster=1; fi
+curve_latency=1
 if [ $quick -eq 1 ]; then
     requests=100000; small=100000; large=1000000
     curve_sizes=(0 100000 1000000); soak_contacts=100000
 else
     requests=1000000; small=1000000; large=10000000
     curve_sizes=(0 1000000 10000000 50000000); soak_contacts=1000000
+fi
+if [ -n "$sizes" ]; then
+    # --sizes 50M or 0,1M,10M: only these store sizes, and no latency curve (a run that adds a point).
+    read -r -a curve_sizes <<< "$(python3 -c '
+import sys
+scale = {"k": 1000, "K": 1000, "M": 1000000}
+print(" ".join(str(int(float(v[:-1]) * scale[v[-1]]) if v[-1] in scale else int(v)) for v in sys.argv[1].split(",")))' "$sizes")" || usage
+    curve_latency=0
 fi
 
 .ci/setup
@@ -329,24 +342,30 @@ for size in $small $large; do
 done
 }
 
-# Curves (issue 17): raw CSV under benchmarks/.results/curves/, plotted by benchmarks/plot.py.
+# Curves (issue 17): raw CSV under benchmarks/.results/curves/, plotted by benchmarks/plot.py. Each store
+# size has files of its own (size-N.csv, restart-N.csv), so that a run with --sizes adds to earlier ones.
 run_curves() {
     local out="$results/curves"
     mkdir -p "$out"
-    machine > "$out/machine.txt"
+    echo "sizes ${curve_sizes[*]}$([ $curve_latency -eq 1 ] && echo ' and latency'): $(machine)" >> "$out/machine.txt"
     echo "== curves: cost against store size (${curve_sizes[*]} contacts)" >&2
     df -h "$work" | tail -1 >&2
     free -g | sed -n 2p >&2
+    # The RSS of a server on an empty store, which memory per contact is counted over.
+    local baseline size store rss scan engine open restarts
+    rm -rf "$work/empty-store"
+    start_server "$work/empty-store" || { failed=1; return; }
+    baseline=$(( $(rss_kb "$pid") * 1024 ))
+    stop_server
+    rm -rf "$work/empty-store"
     # One row per size: the engine on that store (durable, group commit, the workload added to it), the
-    # server's RSS over an empty store's, the bare scan, and every restart (start to /healthz 200).
-    echo "contacts,engine_per_second,engine_open_seconds,rss_bytes,bytes_per_contact,scan_seconds,disk_bytes" > "$out/size.csv"
-    echo "contacts,kind,milliseconds" > "$out/restart.csv"
-    local baseline=0 size store rss scan engine open restarts
+    # server's RSS, the bare scan, and every restart (start to /healthz 200).
     for size in "${curve_sizes[@]}"; do
         store="$work/curve-store"
         rm -rf "$store"
+        echo "contacts,kind,milliseconds" > "$out/restart-$size.csv"
         if [ "$size" -gt 0 ]; then
-            echo "populating $size contacts" >&2
+            echo "populating $size contacts (available: $(free -g | awk '/Mem/ {print $7}') GiB)" >&2
             "$bin/populate" --data-dir "$store" --contacts "$size" >&2 || { failed=1; continue; }
             scan=$("$bin/populate" --data-dir "$store" --scan | json_field "['seconds']") || failed=1
         else
@@ -354,18 +373,17 @@ run_curves() {
         fi
         start_deadline=900 start_server "$store" || { failed=1; continue; }
         rss=$(( $(rss_kb "$pid") * 1024 ))
-        [ "$size" -gt 0 ] || baseline=$rss
-        echo "$size,first,$ready_ms" >> "$out/restart.csv"
+        echo "$size,first,$ready_ms" >> "$out/restart-$size.csv"
         stop_server
         # Restarts: after a clean stop (SIGTERM), then after kill -9; 3 of each up to 1M, 1 above (time).
         restarts=3
         [ "$size" -le 1000000 ] || restarts=1
         for round in $(seq $restarts); do
             start_deadline=900 start_server "$store" || { failed=1; break; }
-            echo "$size,clean,$ready_ms" >> "$out/restart.csv"
+            echo "$size,clean,$ready_ms" >> "$out/restart-$size.csv"
             kill_server
             start_deadline=900 start_server "$store" || { failed=1; break; }
-            echo "$size,kill9,$ready_ms" >> "$out/restart.csv"
+            echo "$size,kill9,$ready_ms" >> "$out/restart-$size.csv"
             stop_server
         done
         # The engine last, since it adds the workload's contacts to the store.
@@ -378,10 +396,15 @@ run_curves() {
         [ "$size" -eq 0 ] || per_contact=$(( (rss - baseline) / size ))
         local disk=0
         [ ! -f "$store/data.mdb" ] || disk=$(stat -c %s "$store/data.mdb")
-        echo "$size,$engine,$open,$rss,$per_contact,$scan,$disk" >> "$out/size.csv"
-        echo "  $size contacts: engine $engine /s, $per_contact B a contact" >&2
+        {
+            echo "contacts,engine_per_second,engine_open_seconds,rss_bytes,empty_rss_bytes,bytes_per_contact,scan_seconds,disk_bytes"
+            echo "$size,$engine,$open,$rss,$baseline,$per_contact,$scan,$disk"
+        } > "$out/size-$size.csv"
+        cat "$out/size-$size.csv" "$out/restart-$size.csv" >&2
         rm -rf "$store"
     done
+    plots=1
+    [ $curve_latency -eq 1 ] || return 0
 
     echo "== curves: latency against connections (durable)" >&2
     # A new durable store per transport; each point takes the next unused slice of the workload, so that
@@ -407,8 +430,7 @@ run_curves() {
         stop_server
         rm -rf "$work/latency-store"
     done
-    cat "$out/size.csv" "$out/restart.csv" "$out/latency.csv" >&2
-    plots=1
+    cat "$out/latency.csv" >&2
 }
 
 # The soak (issue 17): a steady mixed load for $soak on a store of $soak_contacts, one point every 10 s.
