@@ -72,15 +72,31 @@ public final class ClusterNode: Service, Sendable {
         return status
     }
 
-    /// Why this server must refuse a request now (SPEC.md section 17), as a title and a detail, or `nil`:
-    /// anything before it has applied the log to its end once, and a change (`writes`) on a server that
-    /// does not lead. Both transports answer it with a 503 that says when to retry.
-    public func refusal(writes: Bool) -> (title: String, detail: String)? {
+    /// What this server does with a request now (SPEC.md section 17).
+    public enum Admission: Sendable, Equatable {
+        /// Answer it here.
+        case serve
+        /// A change on a follower: relay it to the leader, reached at these addresses.
+        case forward(leader: String, http: String?, tcp: String?)
+        /// Refuse it with a `503` that says when to retry: a title and a detail.
+        case refuse(title: String, detail: String)
+    }
+
+    /// What to do with a request that changes the store (`writes`) or only reads: before this server
+    /// has applied the log to its end once, nothing is served; a change on a server that does not lead
+    /// goes to the leader when one is known (unless it was forwarded already: `forwarded`, so that a
+    /// request never travels twice), and is refused during an election.
+    public func admission(writes: Bool, forwarded: Bool = false) -> Admission {
         let status = self.status
-        guard status.caughtUp else { return ("Not ready", "this server is still catching up with the cluster's log") }
-        guard writes, status.role != .leader else { return nil }
+        guard status.caughtUp else {
+            return .refuse(title: "Not ready", detail: "this server is still catching up with the cluster's log")
+        }
+        guard writes, status.role != .leader else { return .serve }
+        if !forwarded, status.role == .follower, let leader = status.leader, leader.node != status.node {
+            return .forward(leader: leader.node, http: leader.http, tcp: leader.tcp)
+        }
         let leader = status.leader.map { "the leader is \($0.node)" } ?? "no server leads now (an election is under way)"
-        return ("Not the leader", "this server does not accept changes; \(leader)")
+        return .refuse(title: "Not the leader", detail: "this server does not accept changes; \(leader)")
     }
 
     /// Why a server cannot join: a refusal the operator must act on (exit 2), not an outage to wait out.

@@ -301,6 +301,11 @@ struct Serve: AsyncParsableCommand {
                 throw ClusterRefusal(message: refusal.description)
             }
             configuration.cluster = node
+            let certificate = Setting.value(tlsCert, "IDENTITY_GRAPH_TLS_CERT")
+            configuration.forwarder = ClusterForwarder(
+                node: clusterConfiguration.nodeName, tls: tls == nil ? nil : Self.forwardingTLS(trusting: certificate),
+                logger: logger
+            )
             clusterNode = node
         }
 
@@ -347,9 +352,10 @@ struct Serve: AsyncParsableCommand {
 
         let services = try IdentityServer.services(
             engine: engine, configuration: configuration, access: access, metrics: metrics, logger: logger
-        ) { [logger, clusterNode] bound in
+        ) { [logger, clusterNode, scheme = tls == nil ? "http" : "https"] bound in
             clusterNode?.listening(
-                http: "http://\(Self.describe(bound.http, host: host))", tcp: Self.describe(bound.tcp, host: host)
+                http: "\(scheme)://\(Self.describe(bound.http, host: host))",
+                tcp: Self.describe(bound.tcp, host: host)
             )
             if let pidPath {
                 // Written once the server listens, so that a script that waits for the file can signal it.
@@ -423,6 +429,16 @@ struct Serve: AsyncParsableCommand {
             return "http port \(configuration.httpPort) or tcp port \(configuration.tcpPort) is in use"
         }
         return "\(error)"
+    }
+
+    /// How a follower speaks TLS to the leader when the servers speak TLS: the system's trusted roots, and
+    /// the certificates of this server's own `--tls-cert` file, so that servers sharing one certificate,
+    /// or whose file carries the chain up to a private CA, reach each other without more settings.
+    static func forwardingTLS(trusting certificateFile: String?) -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        if let certificateFile { configuration.additionalTrustRoots = [.file(certificateFile)] }
+        return configuration
     }
 
     /// Whether `host` names only this machine: `localhost`, 127.0.0.0/8 or ::1.

@@ -20,9 +20,13 @@ import Testing
 
         var server: ServerProcess { lock.withLock { current } }
 
-        init(name: String, directory: String, url: String, extra: [String] = []) throws {
+        /// Sent with every look at the node's status, when it runs with `--auth-tokens`.
+        let token: String?
+
+        init(name: String, directory: String, url: String, extra: [String] = [], token: String? = nil) throws {
             self.name = name
             self.directory = directory
+            self.token = token
             current = try ServerProcess(dataDirectory: directory, arguments: Self.arguments(name, url) + extra)
         }
 
@@ -41,7 +45,9 @@ import Testing
         }
 
         func status() -> [String: Any]? {
-            guard let answer = try? HTTPExchange.get(port: server.httpPort, path: "/cluster"), answer.status == 200
+            let headers = token.map { ["Authorization": "Bearer \($0)"] } ?? [:]
+            guard let answer = try? HTTPExchange.send(port: server.httpPort, method: "GET", path: "/cluster", headers: headers),
+                answer.status == 200
             else { return nil }
             return answer.json
         }
@@ -83,7 +89,7 @@ import Testing
         try HTTPExchange.post(port: node.server.httpPort, path: "/identify", json: body)
     }
 
-    @Test("three servers elect one leader; its changes reach every follower; a follower refuses changes with 503 and Retry-After")
+    @Test("three servers elect one leader; its changes reach every follower, which serve reads and relay changes to it")
     func electionAndReplication() throws {
         let postgres = try PostgresServer()
         let directory = TemporaryDirectory()
@@ -107,20 +113,91 @@ import Testing
             let health = try HTTPExchange.get(port: node.server.httpPort, path: "/healthz")
             #expect(health.status == 200)
             #expect(health.json["role"] as? String == "follower")
-            let refused = try Self.identify(node, #"{"email":"doc@hillvalley.edu"}"#)
-            #expect(refused.status == 503, "\(refused.text)")
-            #expect(refused.headers["retry-after"] == "1")
-            let line = try TestSocket(port: node.server.tcpPort)
-            try line.send(#"{"id":1,"email":"doc@hillvalley.edu"}"# + "\n")
-            let answer = try #require(try line.readLine())
-            #expect(answer.contains(#""status":503"#) && answer.contains(#""retryAfter":1"#), "\(answer)")
-            // Reads go on, on both transports.
-            try line.send(#"{"id":2,"op":"get","contactId":1}"# + "\n")
-            #expect(try line.readLine()?.contains(#""record":{"id":1"#) == true)
         }
+        // A change sent to a follower is the leader's to make: relayed there, its answer relayed back.
+        for node in nodes where node !== leader {
+            let relayed = try Self.identify(node, #"{"email":"doc@hillvalley.edu","phoneNumber":"123456"}"#)
+            #expect(relayed.status == 200, "\(relayed.text)")
+            #expect(relayed.text.contains(#""doc@hillvalley.edu""#), "\(relayed.text)")
+            #expect(relayed.headers["identity-graph-seq"].flatMap(Int.init) != nil, "\(relayed.headers)")
+        }
+        // On the line protocol too, with answers in request order around a local read.
+        let follower = nodes.first { $0 !== leader }!
+        let line = try TestSocket(port: follower.server.tcpPort)
+        try line.send(
+            #"{"id":1,"email":"emmett@hillvalley.edu"}"# + "\n" + #"{"id":2,"op":"get","contactId":1}"# + "\n"
+                + #"{"id":"three","email":"emmett@hillvalley.edu","phoneNumber":"555"}"# + "\n"
+        )
+        let answers = try (1...3).map { _ in try #require(try line.readLine()) }
+        #expect(answers[0].hasPrefix(#"{"id":1,"contact":"#) && answers[0].contains(#""seq":"#), "\(answers[0])")
+        #expect(answers[1].hasPrefix(#"{"id":2,"record":{"id":1"#), "\(answers[1])")
+        #expect(answers[2].hasPrefix(#"{"id":"three","contact":"#) && answers[2].contains(#""555""#), "\(answers[2])")
+        #expect(Self.caughtUp(nodes), "the followers did not apply the log")
         let changes = nodes.map { (try? HTTPExchange.get(port: $0.server.httpPort, path: "/changes"))?.text }
         #expect(Set(changes).count == 1, "the change feeds differ: \(changes)")
         for node in nodes { #expect(node.server.stop() == 0) }
+    }
+
+    @Test("read your writes through a follower; a relayed change carries the client's token, which the leader checks")
+    func forwardingAndReadYourWrites() throws {
+        let postgres = try PostgresServer()
+        let directory = TemporaryDirectory()
+        let url = postgres.url()
+        // The leader knows the usual tokens; the follower also knows one more write token, so that a
+        // 401 for it can only come from the leader checking the token it was relayed.
+        try TestTokens.write(to: directory.path + "/leader-tokens")
+        try (TestTokens.fileText() + "write stranger-token-9999\n")
+            .write(toFile: directory.path + "/follower-tokens", atomically: true, encoding: .utf8)
+        let leader = try Node(name: "n1", directory: directory.path + "/n1", url: url,
+                              extra: ["--auth-tokens", directory.path + "/leader-tokens"], token: TestTokens.read)
+        #expect(try Self.leader(of: [leader]) === leader)
+        let follower = try Node(name: "n2", directory: directory.path + "/n2", url: url,
+                                extra: ["--auth-tokens", directory.path + "/follower-tokens"], token: TestTokens.read)
+        #expect(Self.caughtUp([leader, follower]))
+        #expect(waitUntil(seconds: 30) { follower.role == "follower" }, "the second server does not follow")
+        func identify(_ node: Node, _ body: String, token: String) throws -> HTTPExchange {
+            try HTTPExchange.send(
+                port: node.server.httpPort, method: "POST", path: "/identify",
+                headers: ["Content-Type": "application/json", "Authorization": "Bearer \(token)"], body: Array(body.utf8)
+            )
+        }
+        let stranger = try identify(follower, #"{"email":"biff@hillvalley.edu"}"#, token: "stranger-token-9999")
+        #expect(stranger.status == 401, "\(stranger.text)")
+        // Checked here first: a read token is refused by the follower itself.
+        let reader = try identify(follower, #"{"email":"biff@hillvalley.edu"}"#, token: TestTokens.read)
+        #expect(reader.status == 403, "\(reader.text)")
+
+        for index in 0..<20 {
+            let written = try identify(follower, #"{"email":"ryw\#(index)@x.io","phoneNumber":"77\#(index)"}"#, token: TestTokens.write)
+            #expect(written.status == 200, "\(written.text)")
+            let seq = try #require(written.headers["identity-graph-seq"].flatMap(Int.init), "\(written.headers)")
+            let id = try #require((written.json["contact"] as? [String: Any])?["primaryContactId"] as? Int)
+            // Read your writes on the follower: it answers once it has applied the change, never before.
+            let read = try HTTPExchange.send(
+                port: follower.server.httpPort, method: "GET", path: "/contacts/\(id)?minSeq=\(seq)",
+                headers: ["Authorization": "Bearer \(TestTokens.read)"]
+            )
+            #expect(read.status == 200, "\(read.text)")
+            #expect(read.headers["identity-graph-seq"].flatMap(Int.init).map { $0 >= seq } == true)
+            let line = try TestSocket(port: follower.server.tcpPort)
+            try line.send(#"{"op":"auth","token":"\#(TestTokens.read)"}"# + "\n" + #"{"op":"lookup","email":"ryw\#(index)@x.io","minSeq":\#(seq)}"# + "\n")
+            _ = try line.readLine()
+            let lookup = try #require(try line.readLine())
+            #expect(lookup.contains(#""primaryContactId":\#(id)"#), "\(lookup)")
+        }
+        // An event nobody has made yet: the wait ends after 5 seconds with a 503 that says when to retry.
+        let future = try HTTPExchange.send(
+            port: follower.server.httpPort, method: "GET", path: "/contacts/1?minSeq=999999",
+            headers: ["Authorization": "Bearer \(TestTokens.read)"]
+        )
+        #expect(future.status == 503 && future.headers["retry-after"] == "1", "\(future.text)")
+        let bad = try HTTPExchange.send(
+            port: follower.server.httpPort, method: "GET", path: "/contacts/1?minSeq=-1",
+            headers: ["Authorization": "Bearer \(TestTokens.read)"]
+        )
+        #expect(bad.status == 400, "\(bad.text)")
+        #expect(follower.server.stop() == 0)
+        #expect(leader.server.stop() == 0)
     }
 
     /// Acknowledged identify requests of a load, by email.

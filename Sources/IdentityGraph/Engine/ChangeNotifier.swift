@@ -17,6 +17,11 @@ final class ChangeNotifier: @unchecked Sendable {
         self.latest = latest
     }
 
+    /// The newest durable seq published.
+    var current: UInt64 {
+        locked { latest }
+    }
+
     /// Records that everything up to `seq` is durable and wakes the waiters it satisfies.
     func publish(_ seq: UInt64) {
         let ready = locked { () -> [CheckedContinuation<Void, Never>] in

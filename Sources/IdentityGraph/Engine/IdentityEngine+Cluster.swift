@@ -8,6 +8,26 @@ extension IdentityEngine {
         state.logPosition
     }
 
+    /// The newest durable seq, read without a turn on the engine's thread: for the `Identity-Graph-Seq`
+    /// of every answer in cluster mode. It may run a commit ahead of an answer being written, never behind
+    /// an answer that reported a change.
+    public nonisolated var publishedSeq: UInt64 {
+        notifier.current
+    }
+
+    /// Returns true once change event `seq` is durable here (read your writes, SPEC.md section 17), false
+    /// when `timeout` passes first.
+    public nonisolated func waitUntilApplied(_ seq: UInt64, timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let current = notifier.current
+            if current >= seq { return true }
+            let left = deadline - .now
+            if left <= .zero { return false }
+            await notifier.wait(after: current, timeout: left)
+        }
+    }
+
     /// The epoch this server leads with, `nil` while it follows (or runs alone).
     public var leaderEpoch: Int64? {
         state.leaderEpoch

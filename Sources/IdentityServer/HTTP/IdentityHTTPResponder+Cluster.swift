@@ -7,13 +7,50 @@ import IdentityGraph
 /// Cluster mode over HTTP (SPEC.md section 17): what a server answers before it has caught up, where a
 /// change goes when this server does not lead, `GET /cluster`, and `/healthz` with the role.
 extension IdentityHTTPResponder {
-    /// Checks `operation` against this server's part in the cluster before it runs: nothing but
-    /// `/healthz` and `/metrics` before the server has applied the log to its end once, and no change
-    /// on a server that does not lead.
-    static func admit(_ operation: HTTPOperation, in cluster: ClusterNode) throws {
-        if operation.name == "healthz" || operation.name == "metrics" { return }
-        if let (title, detail) = cluster.refusal(writes: operation.writes) {
+    /// `Identity-Graph-Seq: N` (SPEC.md section 17): on an answer that reports a change, at least the seq
+    /// of its change event; on any other, the newest event the answer reflects.
+    static let seqHeader = HTTPField.Name("Identity-Graph-Seq")!
+
+    /// The longest a read given `minSeq` waits for this server to apply that event.
+    static let minSeqWait = Duration.seconds(5)
+
+    /// Checks `operation` against this server's part in the cluster before it runs, and returns the
+    /// leader's answer when it forwarded the request there. Nothing but `/healthz` and `/metrics` before
+    /// the server has applied the log to its end once; a change on a follower goes to the leader (once:
+    /// a forwarded request is never forwarded again); during an election a change gets `503`. A read
+    /// with `minSeq` waits until that event is applied here.
+    func admit(
+        _ operation: HTTPOperation, _ request: Request, query: QueryParameters, in cluster: ClusterNode
+    ) async throws -> Response? {
+        if operation.name == "healthz" || operation.name == "metrics" { return nil }
+        let forwarded = request.headers[ClusterForwarder.forwardedBy] != nil
+        switch cluster.admission(writes: operation.writes, forwarded: forwarded) {
+        case .serve:
+            break
+        case .refuse(let title, let detail):
             throw Problem(status: 503, title: title, detail: detail)
+        case .forward(let leader, let http, _):
+            guard let forwarder, let http, !http.isEmpty else {
+                throw Problem(
+                    status: 503, title: "Not the leader",
+                    detail: "this server does not accept changes, and the leader \(leader) advertises no HTTP address"
+                )
+            }
+            return try await forwarder.forward(request, maxBodyBytes: maxBodyBytes, leader: leader, to: http)
+        }
+        if let seq = try Self.minSeq(query), !(await engine.waitUntilApplied(seq, timeout: Self.minSeqWait)) {
+            throw Problem(
+                status: 503, title: "Not caught up",
+                detail: "this server has not applied change event \(seq) within 5 seconds; retry, or ask the leader"
+            )
+        }
+        return nil
+    }
+
+    /// The `minSeq` query parameter, when given: a whole number, at least 0.
+    static func minSeq(_ query: QueryParameters) throws -> UInt64? {
+        try parameter { () throws(RequestError) in
+            try query.integer("minSeq", in: 0...Int.max).map { UInt64($0) }
         }
     }
 

@@ -16,12 +16,12 @@ extension IdentityHTTPResponder {
         ]),
         HTTPRoute("/metrics", [HTTPOperation(.get, "metrics", role: nil) { responder, _ in try await responder.metricsPage() }]),
         HTTPRoute("/profiles", [
-            HTTPOperation(.get, "lookup", role: .read, parameters: ["email", "phoneNumber"]) { responder, call in
+            HTTPOperation(.get, "lookup", role: .read, parameters: ["email", "phoneNumber", "minSeq"]) { responder, call in
                 try await responder.lookup(call)
             },
         ]),
         HTTPRoute("/profiles/{id}", [
-            HTTPOperation(.get, "profile", role: .read) { responder, call in
+            HTTPOperation(.get, "profile", role: .read, parameters: ["minSeq"]) { responder, call in
                 let id = try contactId(call.id)
                 return json(try await engineCall { try await responder.engine.profileResponseBody(containing: id) })
             },
@@ -31,7 +31,7 @@ extension IdentityHTTPResponder {
             },
         ]),
         HTTPRoute("/contacts/{id}", [
-            HTTPOperation(.get, "contact", role: .read) { responder, call in
+            HTTPOperation(.get, "contact", role: .read, parameters: ["minSeq"]) { responder, call in
                 try await responder.contact(try contactId(call.id))
             },
             HTTPOperation(.delete, "eraseContact", role: .admin, writes: true) { responder, call in
@@ -40,7 +40,7 @@ extension IdentityHTTPResponder {
             },
         ]),
         HTTPRoute("/explain", [
-            HTTPOperation(.get, "explain", role: .read, parameters: ["from", "to"]) { responder, call in
+            HTTPOperation(.get, "explain", role: .read, parameters: ["from", "to", "minSeq"]) { responder, call in
                 try await responder.explain(call)
             },
         ]),
@@ -55,7 +55,7 @@ extension IdentityHTTPResponder {
             },
         ]),
         HTTPRoute("/keep-apart", [
-            HTTPOperation(.get, "keepApartRules", role: .read) { responder, _ in try await responder.keepApartRules() },
+            HTTPOperation(.get, "keepApartRules", role: .read, parameters: ["minSeq"]) { responder, _ in try await responder.keepApartRules() },
             HTTPOperation(.delete, "removeKeepApart", role: .admin, parameters: ["email", "phoneNumber"], writes: true) {
                 responder, call in try await responder.removeKeepApart(call)
             },
@@ -64,7 +64,7 @@ extension IdentityHTTPResponder {
             HTTPOperation(.get, "cluster", role: .read) { responder, _ in try await responder.clusterStatus() },
         ]),
         HTTPRoute("/changes", [
-            HTTPOperation(.get, "changes", role: .read, parameters: ["after", "limit"]) { responder, call in
+            HTTPOperation(.get, "changes", role: .read, parameters: ["after", "limit", "minSeq"]) { responder, call in
                 try await responder.changes(call)
             },
         ]),
@@ -73,10 +73,10 @@ extension IdentityHTTPResponder {
     /// `POST /identify`: a dry run (`dryRun=true`) only reads and needs the read role; anything else
     /// may write. A query that cannot be parsed counts as a write until it is rejected.
     private static let identifyOperations = [
-        HTTPOperation(.post, "dryRun", role: .read, parameters: ["dryRun"], when: { $0?["dryRun"] == "true" }) {
+        HTTPOperation(.post, "dryRun", role: .read, parameters: ["dryRun", "minSeq"], when: { $0?["dryRun"] == "true" }) {
             responder, call in try await responder.identify(call, dryRun: true)
         },
-        HTTPOperation(.post, "identify", role: .write, parameters: ["dryRun"], writes: true) { responder, call in
+        HTTPOperation(.post, "identify", role: .write, parameters: ["dryRun", "minSeq"], writes: true) { responder, call in
             switch call.query["dryRun"] {
             case nil, "false": break
             case let other?:

@@ -24,14 +24,17 @@ public struct IdentityHTTPResponder: HTTPResponder {
     let bitespeedCompat: Bool
     /// Cluster mode (SPEC.md section 17): who leads, whether this server has caught up.
     let cluster: ClusterNode?
+    /// Cluster mode: how a follower relays changes to the leader.
+    let forwarder: ClusterForwarder?
 
     public init(
         engine: IdentityEngine, maxBodyBytes: Int, heartbeat: Duration = .seconds(15),
         access: AccessControl = AccessControl(tokens: nil), metrics: ServerMetrics = ServerMetrics(),
-        bitespeedCompat: Bool = false, cluster: ClusterNode? = nil
+        bitespeedCompat: Bool = false, cluster: ClusterNode? = nil, forwarder: ClusterForwarder? = nil
     ) {
         self.bitespeedCompat = bitespeedCompat
         self.cluster = cluster
+        self.forwarder = forwarder
         self.engine = engine
         self.maxBodyBytes = maxBodyBytes
         self.heartbeat = heartbeat
@@ -41,7 +44,11 @@ public struct IdentityHTTPResponder: HTTPResponder {
 
     public func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        let (response, operation) = await answer(request, context: context)
+        var (response, operation) = await answer(request, context: context)
+        if cluster != nil, response.headers[Self.seqHeader] == nil {
+            // Read your writes (SPEC.md section 17): the newest event this answer reflects.
+            response.headers[Self.seqHeader] = String(engine.publishedSeq)
+        }
         metrics.recordRequest(
             .http, op: operation, status: response.status.code, duration: ContinuousClock.now - started
         )
@@ -72,7 +79,14 @@ public struct IdentityHTTPResponder: HTTPResponder {
             try authorize(request, needs: operation.role)
             let query = try Self.parameter { () throws(RequestError) in try parsed.get() }
             try Self.parameter { () throws(RequestError) in try operation.checkParameters(query) }
-            if let cluster { try Self.admit(operation, in: cluster) }
+            if let cluster {
+                if let forwarded = try await admit(operation, request, query: query, in: cluster) {
+                    return (forwarded, operation.name)
+                }
+            } else {
+                // Alone, a server has applied every event it ever numbered: `minSeq` is only checked.
+                _ = try Self.minSeq(query)
+            }
             return (try await operation.handler(self, .init(request: request, query: query, id: id)), operation.name)
         } catch var problem as Problem {
             // Every 503 of cluster mode says when to retry (SPEC.md section 17).

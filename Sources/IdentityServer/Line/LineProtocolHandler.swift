@@ -26,6 +26,8 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     private let bitespeedCompat: Bool
     /// Cluster mode (SPEC.md section 17): who leads, whether this server has caught up.
     private let cluster: ClusterNode?
+    /// Cluster mode: how a follower relays changes to the leader.
+    private let forwarder: ClusterForwarder?
     private let logger: Logger
 
     private var context: ChannelHandlerContext?
@@ -47,6 +49,8 @@ final class LineProtocolHandler: ChannelDuplexHandler {
 
     /// The role this connection authenticated with; without tokens every connection may do all.
     private var role: Role?
+    /// The token it authenticated with: a change forwarded to the leader goes with it (SPEC.md section 17).
+    private var token: [UInt8]?
     private var failedAuths = 0
     /// After this many failed `auth` lines the connection is closed.
     static let maxFailedAuths = 5
@@ -54,9 +58,10 @@ final class LineProtocolHandler: ChannelDuplexHandler {
     init(
         engine: IdentityEngine, access: AccessControl, metrics: ServerMetrics, maxInFlight: Int, maxLineBytes: Int,
         shutdownGracePeriod: TimeAmount = .seconds(10), bitespeedCompat: Bool = false, cluster: ClusterNode? = nil,
-        logger: Logger
+        forwarder: ClusterForwarder? = nil, logger: Logger
     ) {
         self.cluster = cluster
+        self.forwarder = forwarder
         self.shutdownGracePeriod = shutdownGracePeriod
         self.bitespeedCompat = bitespeedCompat
         self.engine = engine
@@ -99,7 +104,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         case .line(let line):
             if line.readableBytesView.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
             let request = line.withUnsafeReadableBytes { LineRequest(line: $0) }
-            dispatch(request, sequence: take())
+            dispatch(request, line: line, sequence: take())
         }
     }
 
@@ -114,7 +119,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         return nextSequence
     }
 
-    private func dispatch(_ request: LineRequest, sequence: UInt64) {
+    private func dispatch(_ request: LineRequest, line: ByteBuffer, sequence: UInt64) {
         let id = request.id
         let op = request.operationName
         let started = ContinuousClock.now
@@ -122,7 +127,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         // Every answer goes through here or through `deliver`, so each request is counted once.
         func finish(_ bytes: [UInt8], status: Int) {
             metrics.recordRequest(.line, op: op, status: status, duration: ContinuousClock.now - started)
-            complete(sequence, bytes)
+            complete(sequence, withSeq(bytes))
         }
         if case .success(.auth(let token)) = request.operation {
             let (bytes, status) = authenticate(token, id: id, sequence: sequence)
@@ -147,9 +152,18 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             finish(LineRequest.errorLine(id: id, problem), status: problem.statusCode)
             return
         }
-        if let cluster, case .success(let operation) = request.operation, let problem = Self.refusal(operation, cluster) {
-            finish(LineRequest.errorLine(id: id, problem), status: problem.statusCode)
-            return
+        if let cluster, case .success(let operation) = request.operation {
+            switch Self.admission(operation, cluster) {
+            case .serve:
+                break
+            case .refuse(let problem):
+                finish(LineRequest.errorLine(id: id, problem), status: problem.statusCode)
+                return
+            case .forward(let leader, let address):
+                forward(Array(line.readableBytesView), id: id, op: op, sequence: sequence, started: started,
+                        leader: leader, address: address)
+                return
+            }
         }
         switch request.operation {
         case .failure(let problem):
@@ -161,12 +175,14 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         case .success(.identify(let identify, let dryRun)):
             var head = LineRequest.answerHead(id: id, member: "contact")
             head.bitespeedCompat = bitespeedCompat
-            gather(.identify(identify, dryRun: dryRun, head: head), sequence, id: id, op: op, started: started)
+            gather(.identify(identify, dryRun: dryRun, head: head), sequence, id: id, op: op, started: started,
+                   minSeq: request.minSeq)
         case .success(.lookup(let email, let phoneNumber)):
             let head = LineRequest.answerHead(id: id, member: "profiles")
-            gather(.lookup(email: email, phoneNumber: phoneNumber, head: head), sequence, id: id, op: op, started: started)
+            gather(.lookup(email: email, phoneNumber: phoneNumber, head: head), sequence, id: id, op: op, started: started,
+                   minSeq: request.minSeq)
         case .success(.get(let contactId)):
-            gather(.contact(id: contactId), sequence, id: id, op: op, started: started)
+            gather(.contact(id: contactId), sequence, id: id, op: op, started: started, minSeq: request.minSeq)
         }
     }
 
@@ -181,9 +197,38 @@ final class LineProtocolHandler: ChannelDuplexHandler {
 
     private func gather(
         _ request: IdentityEngine.BatchedRequest, _ sequence: UInt64, id: JSONValue?, op: String,
-        started: ContinuousClock.Instant
+        started: ContinuousClock.Instant, minSeq: UInt64? = nil
     ) {
-        gathered.append(Gathered(request: request, sequence: sequence, id: id, op: op, started: started))
+        let gathered = Gathered(request: request, sequence: sequence, id: id, op: op, started: started)
+        // Read your writes (SPEC.md section 17): a request whose event is not applied here yet waits for
+        // it, at most 5 seconds, and goes to the engine alone; the others do not wait behind it. A server
+        // alone has applied every event it numbered, so there `minSeq` is only checked.
+        guard let minSeq, cluster != nil, engine.publishedSeq < minSeq, let context else {
+            self.gathered.append(gathered)
+            return
+        }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let engine = self.engine
+        Task {
+            let applied = await engine.waitUntilApplied(minSeq, timeout: .seconds(5))
+            eventLoop.execute {
+                let handler = handler.value
+                if applied {
+                    handler.gathered.append(gathered)
+                    handler.submitGathered()
+                } else {
+                    var problem = Problem(
+                        status: 503, title: "Not caught up",
+                        detail: "this server has not applied change event \(minSeq) within 5 seconds; retry, or ask the leader"
+                    )
+                    problem.retryAfter = 1
+                    handler.metrics.recordRequest(.line, op: op, status: 503, duration: ContinuousClock.now - started)
+                    handler.complete(sequence, handler.withSeq(LineRequest.errorLine(id: gathered.id, problem)))
+                    handler.flushIfNeeded()
+                }
+            }
+        }
     }
 
     /// Hands every engine request of this read to the engine in one call; their answers come back
@@ -209,21 +254,82 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         for (request, answer) in zip(pending, answers) {
             let (bytes, status) = self.answer(answer, id: request.id)
             metrics.recordRequest(.line, op: request.op, status: status, duration: finished - request.started)
-            complete(request.sequence, bytes)
+            complete(request.sequence, withSeq(bytes))
         }
         flushIfNeeded()
     }
 
+    /// Sends a change to the leader and writes its answer in this request's place in the order.
+    private func forward(
+        _ line: [UInt8], id: JSONValue?, op: String, sequence: UInt64, started: ContinuousClock.Instant,
+        leader: String, address: String
+    ) {
+        guard let forwarder = self.forwarder, let eventLoop = context?.eventLoop else { return }
+        let handler = NIOLoopBound(self, eventLoop: eventLoop)
+        let token = self.token
+        Task { [forwarder, handler, eventLoop, token] in
+            let answer = await forwarder.forward(line: line, id: id, token: token, leader: leader, to: address)
+            let status = LineProtocolHandler.status(of: answer)
+            eventLoop.execute {
+                handler.value.relayed(answer, status: status, op: op, sequence: sequence, started: started)
+            }
+        }
+    }
+
+    private func relayed(_ answer: [UInt8], status: Int, op: String, sequence: UInt64, started: ContinuousClock.Instant) {
+        metrics.recordRequest(.line, op: op, status: status, duration: ContinuousClock.now - started)
+        complete(sequence, answer)
+        flushIfNeeded()
+    }
+
+    /// The status of an answer line of ours: an error's own, else 200. `,"error":{` and `"status":` cannot
+    /// occur inside a JSON string (a quote in one is escaped), so finding them finds the members.
+    static func status(of answer: [UInt8]) -> Int {
+        guard let error = answer.firstRange(of: Array(#","error":{"#.utf8)),
+            let status = answer[error.upperBound...].firstRange(of: Array(#""status":"#.utf8))
+        else { return 200 }
+        let digits = answer[status.upperBound...].prefix { (0x30...0x39).contains($0) }
+        return Int(String(decoding: digits, as: UTF8.self)) ?? 200
+    }
+
+    /// In cluster mode, `answer` with `"seq": N`, the newest event it reflects (SPEC.md section 17).
+    private func withSeq(_ answer: [UInt8]) -> [UInt8] {
+        guard cluster != nil, answer.count >= 2, answer[answer.count - 2] == UInt8(ascii: "}") else { return answer }
+        var bytes = answer
+        bytes.removeLast(2)
+        bytes.append(contentsOf: Array(",\"seq\":\(engine.publishedSeq)}\n".utf8))
+        return bytes
+    }
+
+    private enum Admission {
+        case serve
+        case refuse(Problem)
+        case forward(leader: String, address: String)
+    }
+
     /// Cluster mode's rules for a line before it runs (SPEC.md section 17): only `ping` before the server
-    /// has caught up with the log, and no change on a server that does not lead.
-    private static func refusal(_ operation: LineRequest.Operation, _ cluster: ClusterNode) -> Problem? {
-        if case .ping = operation { return nil }
+    /// has caught up with the log; a change on a follower goes to the leader, and during an election it
+    /// is refused.
+    private static func admission(_ operation: LineRequest.Operation, _ cluster: ClusterNode) -> Admission {
+        if case .ping = operation { return .serve }
         var writes = false
         if case .identify(_, dryRun: false) = operation { writes = true }
-        guard let (title, detail) = cluster.refusal(writes: writes) else { return nil }
-        var problem = Problem(status: 503, title: title, detail: detail)
-        problem.retryAfter = 1
-        return problem
+        func refuse(_ title: String, _ detail: String) -> Admission {
+            var problem = Problem(status: 503, title: title, detail: detail)
+            problem.retryAfter = 1
+            return .refuse(problem)
+        }
+        switch cluster.admission(writes: writes) {
+        case .serve:
+            return .serve
+        case .refuse(let title, let detail):
+            return refuse(title, detail)
+        case .forward(let leader, _, let tcp):
+            guard let tcp, !tcp.isEmpty else {
+                return refuse("Not the leader", "this server does not accept changes, and the leader \(leader) advertises no line-protocol address")
+            }
+            return .forward(leader: leader, address: tcp)
+        }
     }
 
     /// An answer line from an engine answer, and its status.
@@ -247,6 +353,7 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         guard access.isEnabled else { return (ok, 200) }
         if let granted = access.role(of: token), let context {
             role = granted
+            self.token = token
             access.register(context.channel, token: token, role: granted)
             return (ok, 200)
         }

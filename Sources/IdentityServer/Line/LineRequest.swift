@@ -35,7 +35,7 @@ struct LineRequest {
 
     /// The members a request line may carry besides `email` and `phoneNumber`; a near miss of any of
     /// them (`"dryrun"`, `"OP"`) is a 400, so that a typo never writes.
-    static let members = ["op", "contactId", "id", "dryRun", "token"]
+    static let members = ["op", "contactId", "id", "dryRun", "token", "minSeq"]
 
     /// The operation the line's `op` names, when it names one of ours; `identify` when it names none.
     private var namedOperation = "identify"
@@ -44,6 +44,8 @@ struct LineRequest {
     var id: JSONValue?
     /// The operation, or the problem that rejects the line.
     var operation: Result<Operation, Problem>
+    /// Read your writes (SPEC.md section 17): answer once this server has applied this change event.
+    var minSeq: UInt64?
 
     init(line: UnsafeRawBufferPointer) {
         var op: JSONValue?
@@ -51,6 +53,7 @@ struct LineRequest {
         var echo: JSONValue?
         var dryRun: JSONValue?
         var token: JSONValue?
+        var minSeqValue: JSONValue?
         var named = "identify"
         defer { namedOperation = named }
         do throws(RequestError) {
@@ -78,6 +81,9 @@ struct LineRequest {
                 case "token":
                     guard token == nil else { throw RequestError.duplicate(key) }
                     token = value
+                case "minSeq":
+                    guard minSeqValue == nil else { throw RequestError.duplicate(key) }
+                    minSeqValue = value
                 default:
                     break
                 }
@@ -85,6 +91,12 @@ struct LineRequest {
             id = echo.flatMap(Self.echoable)
             if let echo, id == nil {
                 throw RequestError(field: "id", reason: "must be a string or a number, not \(echo.kindDescription)")
+            }
+            if let minSeqValue {
+                guard case .number(let literal) = minSeqValue, let seq = UInt64(literal) else {
+                    throw RequestError(field: "minSeq", reason: "must be a whole number, at least 0 (a seq)")
+                }
+                minSeq = seq
             }
             if case .string("auth")? = op {
                 // A missing or malformed token is a failed attempt like a wrong one (it counts

@@ -78,6 +78,7 @@ public final class LineServer: Service, Sendable {
                             shutdownGracePeriod: configuration.shutdownGracePeriod,
                             bitespeedCompat: configuration.bitespeedCompat,
                             cluster: configuration.cluster,
+                            forwarder: configuration.forwarder,
                             logger: logger
                         ),
                     ])

@@ -35,7 +35,7 @@ public enum IdentityServer {
             responder: IdentityHTTPResponder(
                 engine: engine, maxBodyBytes: configuration.maxBodyBytes, heartbeat: configuration.changesHeartbeat,
                 access: access, metrics: metrics, bitespeedCompat: configuration.bitespeedCompat,
-                cluster: configuration.cluster
+                cluster: configuration.cluster, forwarder: configuration.forwarder
             ),
             server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.httpPort)),
@@ -66,7 +66,7 @@ public enum IdentityServer {
         ) {
             await startup.bound(tcp: $0)
         }
-        return [http, tcp]
+        return [http, tcp] + (configuration.forwarder.map { [$0] } ?? [])
     }
 }
 

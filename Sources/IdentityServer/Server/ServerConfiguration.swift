@@ -34,6 +34,8 @@ public struct ServerConfiguration: Sendable {
     public var bitespeedCompat = false
     /// Cluster mode (SPEC.md section 17): this server's part in the cluster, `nil` for a server alone.
     public var cluster: ClusterNode?
+    /// Cluster mode: how a follower relays changes to the leader (a service the server runs beside).
+    public var forwarder: ClusterForwarder?
 
     public init(
         host: String = "127.0.0.1",
