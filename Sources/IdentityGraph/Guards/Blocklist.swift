@@ -46,13 +46,33 @@ public struct Blocklist: Sendable {
         var values: Set<String> = []
         /// Regexes, in file order without repeats; a value is blocked when one matches all of it.
         var patterns: [Pattern] = []
+        /// Most of the values and regexes above in one automaton (see ``compile(for:)``), which answers
+        /// for a value in one pass over its bytes; `nil` when it holds none.
+        private(set) var automaton: BlocklistAutomaton?
+        /// The values the automaton does not hold.
+        private(set) var residualValues: Set<String> = []
+        /// The regexes the automaton does not hold, in file order.
+        private(set) var residualPatterns: [Pattern] = []
 
         var isEmpty: Bool { values.isEmpty && patterns.isEmpty }
 
         var count: Int { values.count + patterns.count }
 
+        /// Whether some rule is left to the set or to `Regex` after the automaton has said no.
+        var hasResidue: Bool { !residualValues.isEmpty || !residualPatterns.isEmpty }
+
         func blocks(_ value: String) -> Bool {
-            values.contains(value) || matchesPattern(value)
+            if let automaton, let verdict = automaton.matches(value) {
+                return verdict || residualBlocks(value)
+            }
+            return values.contains(value) || matchesPattern(value)
+        }
+
+        /// The rules the automaton does not hold, for a value it answered no for.
+        func residualBlocks(_ value: String) -> Bool {
+            (!residualValues.isEmpty && residualValues.contains(value)) || residualPatterns.contains {
+                $0.matchesWhole(value)
+            }
         }
 
         func matchesPattern(_ value: String) -> Bool {
@@ -66,6 +86,54 @@ public struct Blocklist: Sendable {
             case .pattern(let pattern):
                 // A repeated line would only cost a second match of every value it misses.
                 if !patterns.contains(where: { $0.source == pattern.source }) { patterns.append(pattern) }
+            }
+        }
+
+        /// Builds the automaton once every rule is in. It takes the values made of its alphabet and the
+        /// regexes ``PatternParser`` reads; when all of them need too many states, it takes the regexes
+        /// alone (the values stay in the set, one hash away), then as many regexes as fit, in file order.
+        mutating func compile(for field: GuardField) {
+            let alphabet = BlocklistAutomaton.alphabet(of: field)
+            var literalValues: [String] = []
+            residualValues = []
+            for value in values {
+                // A value with a byte outside the alphabet can only equal values the automaton never sees.
+                if value.utf8.allSatisfy(alphabet.contains) {
+                    literalValues.append(value)
+                } else {
+                    residualValues.insert(value)
+                }
+            }
+            var parsed: [(Pattern, PatternExpression)] = []
+            residualPatterns = []
+            for pattern in patterns {
+                if let expression = PatternParser.parse(pattern.source, alphabet: alphabet) {
+                    parsed.append((pattern, expression))
+                } else {
+                    residualPatterns.append(pattern)
+                }
+            }
+            automaton = nil
+            if literalValues.isEmpty && parsed.isEmpty { return }
+            let literals = literalValues.map { PatternExpression.literal($0.utf8) }
+            if let whole = BlocklistAutomaton(literals + parsed.map(\.1), alphabet: alphabet) {
+                automaton = whole
+                return
+            }
+            residualValues.formUnion(literalValues)
+            var taken: [PatternExpression] = []
+            var left: Set<String> = []
+            for (pattern, expression) in parsed {
+                if let candidate = BlocklistAutomaton(taken + [expression], alphabet: alphabet) {
+                    automaton = candidate
+                    taken.append(expression)
+                } else {
+                    left.insert(pattern.source)
+                }
+            }
+            // Back in file order, so that the cheaper early rules are still tried first.
+            residualPatterns = patterns.filter { pattern in
+                left.contains(pattern.source) || !parsed.contains { $0.0.source == pattern.source }
             }
         }
     }
@@ -256,6 +324,8 @@ public struct Blocklist: Sendable {
             case .phoneNumber: phoneNumber.add(rule)
             }
         }
+        email.compile(for: .email)
+        phoneNumber.compile(for: .phoneNumber)
         self.init(email: email, phoneNumber: phoneNumber)
     }
 
@@ -400,11 +470,23 @@ public struct BlocklistMatcher {
             // Most deployments have no rules for a field, or only exact ones: neither should pay for
             // hashing the value into the cache.
             if rules.isEmpty { return false }
+            // The automaton reads a value in less time than hashing it into the cache would take.
+            if let automaton = rules.automaton, let verdict = automaton.matches(value) {
+                if verdict || !rules.hasResidue { return verdict }
+                let rules = rules
+                return cached(value) { rules.residualBlocks($0) }
+            }
             if rules.patterns.isEmpty { return rules.values.contains(value) }
+            let rules = rules
+            return cached(value) { rules.blocks($0) }
+        }
+
+        /// `verdict(value)`, computed once per value while the cache holds it.
+        private mutating func cached(_ value: String, _ verdict: (String) -> Bool) -> Bool {
             // With regexes, the cache holds the whole verdict (exact or regex), so a value seen
             // before costs one hash, not two: this is on every identify's path.
             if let verdict = verdicts[value] { return verdict }
-            let verdict = rules.values.contains(value) || rules.matchesPattern(value)
+            let verdict = verdict(value)
             if cacheLimit > 0 {
                 // Clearing costs nothing per lookup, unlike tracking recency; values that repeat (the junk
                 // a blocklist exists for) are back in the cache within a few requests.
