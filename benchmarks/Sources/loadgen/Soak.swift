@@ -640,8 +640,19 @@ final class WebClient {
 
     init(endpoint: Endpoint) { self.endpoint = endpoint }
 
-    /// The answer's JSON object; throws unless the status is `status`.
+    /// The answer's JSON object; throws unless the status is `status`. A GET on a kept-alive connection that the
+    /// server closed meanwhile (its idle timeout: the control connection waits out the whole run) is sent again
+    /// once on a new connection; nothing else is retried.
     func expect(_ status: Int, _ method: String, _ target: String, body text: String? = nil) throws -> [String: Any] {
+        let reused = connection != nil
+        do {
+            return try send(status, method, target, body: text)
+        } catch is ConnectionError where reused && method == "GET" {
+            return try send(status, method, target, body: text)
+        }
+    }
+
+    private func send(_ status: Int, _ method: String, _ target: String, body text: String?) throws -> [String: Any] {
         do {
             if connection == nil {
                 connection = try Connection(endpoint)
