@@ -106,13 +106,12 @@ public final class Environment: @unchecked Sendable {
 
     /// Drops this process's resident pages of the memory map (the data stays in the file and the
     /// kernel's page cache, and is mapped in again when read). Useful after one full scan, so that
-    /// the scan does not count as the process's memory. Safe because LMDB maps the file read-only
-    /// unless `MDB_WRITEMAP` is set, which this wrapper never sets.
-    public func releaseMappedPages() {
-        var info = MDB_envinfo()
-        mdb_env_info(handle, &info)
-        guard let address = info.me_mapaddr else { return }
-        _ = madvise(address, info.me_mapsize, MADV_DONTNEED)
+    /// the scan does not count as the process's memory. LMDB does not say where its map lies (its
+    /// `me_mapaddr` is set only for `MDB_FIXEDMAP`), so this maps the file anew at the same size,
+    /// which unmaps the old pages. Like ``setMapSize(_:)``, it needs that no transaction of this
+    /// process is open, read transactions included.
+    public func releaseMappedPages() throws(LMDBError) {
+        try setMapSize(mapSize)
     }
 
     /// Flushes the data file to disk (needed only with ``Options/noSync``).

@@ -123,8 +123,10 @@ final class ContactStore: @unchecked Sendable {
                     }
                 }
             }
-            // The index now lives in memory; the pages read to build it need not stay resident.
-            environment.releaseMappedPages()
+            // The index now lives in memory; the pages read to build it need not stay resident (about
+            // as many bytes as the index itself). No transaction may be open meanwhile: a reader of
+            // the change feed holds the gate.
+            try resizeGate.withLock { try environment.releaseMappedPages() }
         } catch let error as StorageError {
             throw error
         } catch let error as ContactGraph.LoadError {
