@@ -474,6 +474,13 @@ public actor IdentityEngine {
         )
     }
 
+    /// Bytes each structure of the index holds, for reports of where memory goes (see
+    /// `benchmarks/`): the contacts' arrays, the value tables' arenas, offsets, owners and slots, and
+    /// the links and keep-apart rules.
+    public var indexMemory: [(structure: String, bytes: Int)] {
+        state.graph.memoryBreakdown
+    }
+
     // MARK: - Running operations
 
     private static let closedError = StorageError(.closed, "the engine is closed")

@@ -48,3 +48,19 @@ extension ContactGraph {
         for (id, time) in zip(erasedIds, erasedTimes) { erasedAt[id] = time }
     }
 }
+
+extension ContactGraph {
+    /// Bytes each structure of the index holds (capacities, not counts: what the process pays), for
+    /// reports of where memory goes. Dictionaries are estimated from their capacity and entry size.
+    var memoryBreakdown: [(structure: String, bytes: Int)] {
+        func bytes<T>(_ array: [T]) -> Int { array.capacity * MemoryLayout<T>.stride }
+        return [
+            ("emailOf", bytes(emailOf)), ("phoneOf", bytes(phoneOf)), ("linkedTo", bytes(linkedTo)),
+            ("nextMember", bytes(nextMember)), ("lastMember", bytes(lastMember)),
+            ("createdAt", bytes(createdAt)), ("updatedAt", bytes(updatedAt)),
+            ("tombstones", erasedAt.capacity * (MemoryLayout<UInt32>.stride + MemoryLayout<Int64>.stride + 1)),
+        ] + emails.memoryBreakdown.map { ("emails." + $0.structure, $0.bytes) }
+            + phones.memoryBreakdown.map { ("phones." + $0.structure, $0.bytes) }
+            + [("links", links.memoryBytes), ("keepApart", rules.memoryBytes)]
+    }
+}

@@ -19,6 +19,14 @@ struct ValuePairs {
     /// The number the next pair gets.
     private(set) var nextNumber: UInt64 = 1
 
+    /// Bytes of memory the pairs hold, estimated: the table of pairs and the two indexes by value, each
+    /// entry of an index an array of its own (about 40 bytes of header and one number).
+    var memoryBytes: Int {
+        pairs.capacity * (MemoryLayout<UInt64>.stride + MemoryLayout<Pair>.stride + 1)
+            + (byEmail.capacity + byPhone.capacity) * (MemoryLayout<Int>.stride + 8 + 1)
+            + (byEmail.count + byPhone.count) * 40
+    }
+
     var isEmpty: Bool { pairs.isEmpty }
     var count: Int { pairs.count }
 

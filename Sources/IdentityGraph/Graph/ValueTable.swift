@@ -157,7 +157,13 @@ struct ValueTable {
 
     /// Bytes of memory the table holds, for statistics.
     var memoryBytes: Int {
-        arena.capacity + starts.capacity * 4 + owners.capacity * 4 + slots.count * 4
+        memoryBreakdown.reduce(0) { $0 + $1.bytes }
+    }
+
+    /// Bytes of memory each of the table's arrays holds.
+    var memoryBreakdown: [(structure: String, bytes: Int)] {
+        [("arena", arena.capacity), ("starts", starts.capacity * 4), ("owners", owners.capacity * 4),
+         ("slots", slots.capacity * 4)]
     }
 
     // MARK: - The index image

@@ -12,6 +12,8 @@ struct Populate: ParsableCommand {
     @Option(help: "The store to create; it must not exist.") var dataDir: String
     @Option(help: "How many contacts.") var contacts = 1_000_000
     @Flag(help: "Only open the existing store and report how long rebuilding the index took.") var reopen = false
+    @Flag(help: "With --reopen: also print the bytes a contact costs in each structure of the index.")
+    var breakdown = false
     @Flag(help: "Only run a bare cursor scan of the existing store's rows and report its time (the floor).")
     var scan = false
 
@@ -24,12 +26,26 @@ struct Populate: ParsableCommand {
             return
         }
         if reopen {
+            let residentBefore = residentBytes()
             let started = Date()
             let engine = try IdentityEngine(dataDirectory: dataDir)
             let seconds = Date().timeIntervalSince(started)
+            let resident = residentBytes() - residentBefore
             let contacts = blocking { await engine.statistics.contacts }
-            print("opened \(dataDir): \(contacts) contacts in " + String(format: "%.3f s", seconds))
+            print("opened \(dataDir): \(contacts) contacts in " + String(format: "%.3f s", seconds)
+                + " (\(engine.indexOrigin)); resident memory +\(resident / max(contacts, 1)) B a contact")
+            if breakdown {
+                // Where the index's bytes go, per contact, structure by structure.
+                let parts = blocking { await engine.indexMemory }
+                let total = parts.reduce(0) { $0 + $1.bytes }
+                for (structure, bytes) in parts + [("total", total)] {
+                    let name = structure.padding(toLength: 16, withPad: " ", startingAt: 0)
+                    print("  " + name + String(format: "%7.2f B", Double(bytes) / Double(max(contacts, 1))))
+                }
+            }
+            let closing = Date()
             engine.close()
+            print("closed in " + String(format: "%.3f s", Date().timeIntervalSince(closing)))
             return
         }
         guard !FileManager.default.fileExists(atPath: dataDir) else {
@@ -85,4 +101,11 @@ func blocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
 final class ResultBox<T>: @unchecked Sendable {
     var value: T?
     let done = DispatchSemaphore(value: 0)
+}
+
+/// This process's resident memory, from `/proc/self/status` (0 where there is none).
+func residentBytes() -> Int {
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+    return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
 }
