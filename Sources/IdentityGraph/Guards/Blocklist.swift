@@ -37,8 +37,12 @@ public struct BlocklistError: Error, Sendable, CustomStringConvertible {
 /// (section 3), so it blocks however a request spells it. A REGEX must match the whole normalized
 /// value; emails are lowercased by then, so a pattern with capitals matches nothing unless it says `(?i)`.
 ///
+/// Most rules of a field, exact values and regexes of a plain subset, are compiled into one
+/// ``BlocklistAutomaton`` that reads a value once, byte by byte; `Regex` (and a `Set` for exact values)
+/// answers for the rest, and for values the automaton cannot read. Either way the verdict is `Regex`'s.
+///
 /// Immutable once made, so one instance may be read from any thread. The engine asks through a
-/// ``BlocklistMatcher``, which caches regex verdicts.
+/// ``BlocklistMatcher``, which caches the verdicts that needed `Regex`.
 public struct Blocklist: Sendable {
     /// The rules of one field.
     struct Rules: Sendable {
@@ -429,8 +433,9 @@ public struct Blocklist: Sendable {
     }
 }
 
-/// The blocklist as the engine asks it on the hot path: exact values through a `Set`, and the regex
-/// verdict for each distinct value cached, so a value is matched against the regexes once.
+/// The blocklist as the engine asks it on the hot path: the automaton's verdict when it gives one and
+/// no rule is left outside it; otherwise the verdict for each distinct value cached, so a value is
+/// matched against the regexes once.
 ///
 /// The cache holds at most `cacheLimit` verdicts per field and is cleared when it reaches that bound,
 /// so memory stays bounded whatever values arrive. Not meant to be shared: one owner (the engine's
@@ -441,7 +446,7 @@ public struct BlocklistMatcher {
     private var email: FieldMatcher
     private var phoneNumber: FieldMatcher
 
-    /// A matcher for `blocklist` that caches up to `cacheLimit` regex verdicts per field (0: none).
+    /// A matcher for `blocklist` that caches up to `cacheLimit` verdicts that needed `Regex`, per field (0: none).
     public init(_ blocklist: Blocklist, cacheLimit: Int = 65_536) {
         precondition(cacheLimit >= 0, "a cache limit cannot be negative")
         self.blocklist = blocklist
