@@ -1,5 +1,6 @@
 import IdentityGraph
 import Logging
+import NIOConcurrencyHelpers
 import NIOSSL
 import PostgresNIO
 
@@ -15,6 +16,7 @@ public final class ClusterDatabase: Sendable {
     let notifications: PostgresLink
     let logger: Logger
     public let replicator: any Replicator
+    private let appender: PostgresReplicator
 
     public init(configuration: ClusterConfiguration, logger: Logger) throws {
         let connection = try configuration.connection
@@ -23,7 +25,14 @@ public final class ClusterDatabase: Sendable {
         appends = PostgresLink(configuration: connection, name: "appends", logger: logger)
         control = PostgresLink(configuration: connection, name: "control", logger: logger)
         notifications = PostgresLink(configuration: connection, name: "notifications", logger: logger)
-        replicator = PostgresReplicator(log: ChangeLog(link: appends, schema: configuration.schema, node: configuration.nodeName))
+        appender = PostgresReplicator(log: ChangeLog(link: appends, schema: configuration.schema, node: configuration.nodeName))
+        replicator = appender
+    }
+
+    /// Calls `observe` with the time each of the leader's appends took, from the writer's thread (for
+    /// the metrics).
+    public func observeAppends(_ observe: @escaping @Sendable (Duration) -> Void) {
+        appender.observer.withLockedValue { $0 = observe }
     }
 
     /// Ends every connection.

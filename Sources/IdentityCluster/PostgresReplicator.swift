@@ -9,6 +9,8 @@ import NIOConcurrencyHelpers
 final class PostgresReplicator: Replicator {
     private let log: ChangeLog
     private let timeout: Duration
+    /// Told how long each successful append took (the metrics).
+    let observer = NIOLockedValueBox<(@Sendable (Duration) -> Void)?>(nil)
 
     init(log: ChangeLog, timeout: Duration = .seconds(10)) {
         self.log = log
@@ -19,6 +21,7 @@ final class PostgresReplicator: Replicator {
         let outcome = NIOLockedValueBox<Result<Void, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         let log = self.log
+        let started = ContinuousClock.now
         let task = Task {
             do {
                 try await log.append(replication)
@@ -38,5 +41,6 @@ final class PostgresReplicator: Replicator {
             throw ReplicationError(fenced: false, "PostgreSQL did not answer the append within \(timeout)")
         }
         try outcome.withLockedValue { $0 }?.get()
+        observer.withLockedValue { $0 }?(ContinuousClock.now - started)
     }
 }

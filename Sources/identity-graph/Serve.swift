@@ -301,6 +301,7 @@ struct Serve: AsyncParsableCommand {
                 throw ClusterRefusal(message: refusal.description)
             }
             configuration.cluster = node
+            database.observeAppends { metrics.recordAppend($0) }
             let certificate = Setting.value(tlsCert, "IDENTITY_GRAPH_TLS_CERT")
             configuration.forwarder = ClusterForwarder(
                 node: clusterConfiguration.nodeName, tls: tls == nil ? nil : Self.forwardingTLS(trusting: certificate),

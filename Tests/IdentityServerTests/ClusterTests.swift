@@ -135,6 +135,28 @@ import Testing
         #expect(Self.caughtUp(nodes), "the followers did not apply the log")
         let changes = nodes.map { (try? HTTPExchange.get(port: $0.server.httpPort, path: "/changes"))?.text }
         #expect(Set(changes).count == 1, "the change feeds differ: \(changes)")
+        // Metrics: each server's role, the epoch, the applied seq; the leader's appends to the log.
+        let latest = try #require(leader.appliedSeq)
+        for node in nodes {
+            let text = try HTTPExchange.get(port: node.server.httpPort, path: "/metrics").text
+            // Each sample as its name (with labels) and value; Prometheus writes gauges as decimals.
+            let samples = Dictionary(
+                text.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { line -> (String, Double)? in
+                    guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...])
+                    else { return nil }
+                    return (String(line[..<space]), value)
+                },
+                uniquingKeysWith: { first, _ in first }
+            )
+            let role = node === leader ? "leader" : "follower"
+            #expect(samples["identity_graph_cluster_role{role=\"\(role)\"}"] == 1, "\(node.name)")
+            #expect(samples["identity_graph_cluster_role{role=\"candidate\"}"] == 0, "\(node.name)")
+            #expect(samples["identity_graph_cluster_epoch"] == 1, "\(node.name)")
+            #expect(samples["identity_graph_cluster_applied_seq"] == Double(latest), "\(node.name)")
+            #expect(samples["identity_graph_cluster_lag_seconds"].map { $0 >= 0 && $0 < 30 } == true, "\(node.name)")
+            let appends = samples["identity_graph_cluster_append_duration_seconds_count"] ?? -1
+            #expect(node === leader ? appends >= 1 : appends == 0, "\(node.name): \(appends) appends")
+        }
         for node in nodes { #expect(node.server.stop() == 0) }
     }
 

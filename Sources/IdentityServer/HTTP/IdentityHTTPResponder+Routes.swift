@@ -110,7 +110,7 @@ extension IdentityHTTPResponder {
         guard metrics.isEnabled else { throw Problem.notFound("metrics are off (--no-metrics)") }
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: await metrics.render(engine))))
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: await metrics.render(engine, cluster: cluster))))
     }
 
     func identify(_ call: HTTPOperation.Call, dryRun: Bool) async throws -> Response {

@@ -1,4 +1,5 @@
 import HTTPTypes
+import IdentityCluster
 import IdentityGraph
 import NIOConcurrencyHelpers
 import Prometheus
@@ -116,6 +117,16 @@ public final class ServerMetrics: Sendable {
     /// What the engine's ignored counts were at the last scrape, to add only the difference.
     private let seenIgnored = NIOLockedValueBox<[IgnoredKey: Int]>([:])
     private let process = ProcessFigures()
+    /// Cluster mode's series (SPEC.md section 17), made at the first scrape of a server in a cluster.
+    private let cluster = NIOLockedValueBox<ClusterSeries?>(nil)
+    private let appendLatency: DurationHistogram
+
+    private struct ClusterSeries {
+        var roles: [ClusterNode.Role: Gauge]
+        var epoch: Gauge
+        var appliedSeq: Gauge
+        var lag: Gauge
+    }
 
     /// `false` (`serve --no-metrics`): nothing is recorded and `GET /metrics` answers 404, for
     /// deployments that do not scrape, and to measure what the metrics cost.
@@ -144,6 +155,13 @@ public final class ServerMetrics: Sendable {
         rowsPerCommit = registry.makeValueHistogram(
             descriptor: Self.descriptor("identity_graph_commit_rows", "Contact rows written by each store commit."),
             buckets: Self.rowBuckets
+        )
+        appendLatency = registry.makeDurationHistogram(
+            descriptor: Self.descriptor(
+                "identity_graph_cluster_append_duration_seconds",
+                "Cluster mode: how long each of the leader's appends to PostgreSQL's log took."
+            ),
+            buckets: Self.latencyBuckets
         )
         commits = counter("identity_graph_commits_total", "Store commits since the server started.")
         contacts = gauge("identity_graph_contacts", "Contacts in the store, erased ones included.")
@@ -232,6 +250,48 @@ public final class ServerMetrics: Sendable {
         commitLatency.record(.nanoseconds(Int64(seconds * 1e9)))
     }
 
+    /// One append of the leader to the cluster's log, which took `duration`.
+    public func recordAppend(_ duration: Duration) {
+        guard isEnabled else { return }
+        appendLatency.record(duration)
+    }
+
+    /// Cluster mode's figures now: this server's role, the epoch it knows, the newest event it has
+    /// applied, and how far it lags behind the log.
+    private func record(_ node: ClusterNode, appliedSeq: UInt64) {
+        let status = node.status
+        let series = cluster.withLockedValue { series -> ClusterSeries in
+            if let series { return series }
+            let made = ClusterSeries(
+                roles: Dictionary(uniqueKeysWithValues: [ClusterNode.Role.leader, .follower, .candidate].map { role in
+                    (role, registry.makeGauge(
+                        descriptor: Self.descriptor(
+                            "identity_graph_cluster_role", "Cluster mode: 1 for this server's role now, 0 for the others."
+                        ),
+                        labels: [("role", role.rawValue)]
+                    ))
+                }),
+                epoch: registry.makeGauge(descriptor: Self.descriptor(
+                    "identity_graph_cluster_epoch", "Cluster mode: the newest lease epoch this server knows."
+                )),
+                appliedSeq: registry.makeGauge(descriptor: Self.descriptor(
+                    "identity_graph_cluster_applied_seq",
+                    "Cluster mode: the newest change event both in this server's graph and in its local copy."
+                )),
+                lag: registry.makeGauge(descriptor: Self.descriptor(
+                    "identity_graph_cluster_lag_seconds",
+                    "Cluster mode: seconds since this server last saw itself at the end of the log (0 on the leader)."
+                ))
+            )
+            series = made
+            return made
+        }
+        for (role, gauge) in series.roles { gauge.set(Int64(role == status.role ? 1 : 0)) }
+        series.epoch.set(status.epoch)
+        series.appliedSeq.set(Int64(appliedSeq))
+        series.lag.set(to: status.lagSeconds)
+    }
+
     /// One attempt to re-read `file` on SIGHUP.
     public func recordReload(_ file: ReloadedFile, succeeded: Bool) {
         guard isEnabled, let counters = reloads[file] else { return }
@@ -239,8 +299,9 @@ public final class ServerMetrics: Sendable {
     }
 
     /// The metrics as Prometheus text, with the engine's and the process's figures read now.
-    public func render(_ engine: IdentityEngine) async -> [UInt8] {
+    public func render(_ engine: IdentityEngine, cluster node: ClusterNode? = nil) async -> [UInt8] {
         let statistics = await engine.statistics
+        if let node { record(node, appliedSeq: statistics.latestSeq) }
         contacts.set(Int64(statistics.contacts))
         profiles.set(Int64(statistics.profiles))
         latestSeq.set(Int64(statistics.latestSeq))
