@@ -92,7 +92,7 @@ def plot_restarts(curves, plots):
     rows = read_sized(curves, "restart")
     sizes = sorted({int(r["contacts"]) for r in rows})
     figure, axis = plt.subplots(figsize=(7, 4))
-    styles = {"clean": ("after a clean stop (SIGTERM)", "o"), "kill9": ("after kill -9", "s")}
+    styles = {"clean": ("after a clean stop (SIGTERM)", "o"), "kill9": ("after a write and kill -9 (index rebuilt)", "s")}
     for kind, (label, marker) in styles.items():
         points = []
         for size in sizes:

@@ -375,12 +375,16 @@ run_curves() {
         rss=$(( $(rss_kb "$pid") * 1024 ))
         echo "$size,first,$ready_ms" >> "$out/restart-$size.csv"
         stop_server
-        # Restarts: after a clean stop (SIGTERM), then after kill -9; 3 of each up to 1M, 1 above (time).
+        # Restarts: after a clean stop (SIGTERM), then after a write and kill -9; 3 of each up to 1M, 1 above.
         restarts=3
         [ "$size" -le 1000000 ] || restarts=1
         for round in $(seq $restarts); do
             start_deadline=900 start_server "$store" || { failed=1; break; }
             echo "$size,clean,$ready_ms" >> "$out/restart-$size.csv"
+            # One write first, so that the saved index no longer matches the store and the next start
+            # must rebuild it, as after a crash under load.
+            curl -sf --max-time 10 -H 'Content-Type: application/json' \
+                -d "{\"email\":\"restart-probe-$round@example.com\"}" "http://127.0.0.1:$http/identify" >/dev/null || failed=1
             kill_server
             start_deadline=900 start_server "$store" || { failed=1; break; }
             echo "$size,kill9,$ready_ms" >> "$out/restart-$size.csv"
