@@ -20,6 +20,13 @@ public struct ClusterConfiguration: Sendable {
     public var advertisedTCP: String
     /// How long a lease lasts unrenewed; the leader renews it every third of this.
     public var leaseTTL: Duration
+    /// A checkpoint is written every this many change events (`--checkpoint-every`).
+    public var checkpointEvery: UInt64 = 1_000_000
+    /// Change events every server keeps (`--changes-retain`): log batches holding any of the newest
+    /// this many are never pruned.
+    public var changesRetained: UInt64 = 10_000_000
+    /// The server's data directory, where checkpoints are staged.
+    public var dataDirectory = ""
 
     public enum SSLMode: String, Sendable {
         case disable, prefer, require

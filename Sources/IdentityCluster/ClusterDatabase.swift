@@ -14,6 +14,8 @@ public final class ClusterDatabase: Sendable {
     let control: PostgresLink
     /// `LISTEN` for appends.
     let notifications: PostgresLink
+    /// Checkpoints, which move many megabytes and must not delay the lease.
+    let checkpointing: PostgresLink
     let logger: Logger
     public let replicator: any Replicator
     private let appender: PostgresReplicator
@@ -25,6 +27,7 @@ public final class ClusterDatabase: Sendable {
         appends = PostgresLink(configuration: connection, name: "appends", logger: logger)
         control = PostgresLink(configuration: connection, name: "control", logger: logger)
         notifications = PostgresLink(configuration: connection, name: "notifications", logger: logger)
+        checkpointing = PostgresLink(configuration: connection, name: "checkpoints", logger: logger)
         appender = PostgresReplicator(log: ChangeLog(link: appends, schema: configuration.schema, node: configuration.nodeName))
         replicator = appender
     }
@@ -37,6 +40,6 @@ public final class ClusterDatabase: Sendable {
 
     /// Ends every connection.
     public func close() async {
-        for link in [appends, control, notifications] { await link.close() }
+        for link in [appends, control, notifications, checkpointing] { await link.close() }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import IdentityGraph
 import Logging
 import NIOConcurrencyHelpers
+import NIOPosix
 import PostgresNIO
 import ServiceLifecycle
 
@@ -34,6 +35,15 @@ public final class ClusterNode: Service, Sendable {
     private let engine: IdentityEngine
     private let lease: Lease
     private let log: ChangeLog
+    private let checkpoints: Checkpoints
+    private let checkpointing = NIOLockedValueBox(CheckpointState())
+
+    private struct CheckpointState {
+        /// The seq of the newest checkpoint, once read.
+        var newestSeq: UInt64?
+        var running = false
+        var nextCheck = ContinuousClock.now + .seconds(1)
+    }
     private let logger: Logger
     private let instance = UUID().uuidString
     private let state: NIOLockedValueBox<Status>
@@ -56,6 +66,7 @@ public final class ClusterNode: Service, Sendable {
             ttl: configuration.leaseTTL
         )
         log = ChangeLog(link: database.control, schema: configuration.schema, node: configuration.nodeName)
+        checkpoints = Checkpoints(link: database.checkpointing, schema: configuration.schema)
         state = NIOLockedValueBox(Status(
             node: configuration.nodeName, role: .candidate, epoch: 0, leader: nil, appliedSeq: 0, lagSeconds: 0,
             caughtUp: false
@@ -213,7 +224,15 @@ public final class ClusterNode: Service, Sendable {
     public func catchUp() async throws -> Int {
         var applied = 0
         while true {
-            let batches = try await log.batches(after: await engine.logPosition)
+            let position = await engine.logPosition
+            let batches = try await log.batches(after: position)
+            if let first = batches.first, first.position > position + 1 {
+                throw Refusal(
+                    description: "this server's local copy ends at log batch \(position), but the log now begins at "
+                        + "\(first.position): the batches between were pruned after a checkpoint. Stop this server, "
+                        + "empty its --data-dir, and start it again: it joins from the newest checkpoint"
+                )
+            }
             for batch in batches {
                 try await engine.apply(batch)
             }
@@ -255,6 +274,7 @@ public final class ClusterNode: Service, Sendable {
         let renewEvery = configuration.leaseTTL / 3
         var nextLeaseCheck = ContinuousClock.now
         var nextHeartbeat = ContinuousClock.now
+        var refusal: Refusal?
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 do {
@@ -279,6 +299,11 @@ public final class ClusterNode: Service, Sendable {
                         }
                         await sleep(until: min(.now + .milliseconds(50), nextLeaseCheck))
                     }
+                    considerCheckpoint()
+                } catch let error as Refusal {
+                    logger.critical("cannot follow the cluster's log", metadata: ["reason": "\(error)"])
+                    refusal = error
+                    break
                 } catch let error as EngineError {
                     // The local copy cannot take the log (its disk, or a replay that diverged): keep
                     // serving reads, say why, and try again.
@@ -293,6 +318,117 @@ public final class ClusterNode: Service, Sendable {
             self.woken.withLockedValue { $0 = true }
         }
         await resign()
+        if let refusal { throw refusal }
+    }
+
+    // MARK: - Checkpoints
+
+    /// Every two seconds: when this server is the one to write checkpoints and `--checkpoint-every`
+    /// events have passed since the newest, writes one in the background (the loop goes on meanwhile).
+    private func considerCheckpoint() {
+        let now = ContinuousClock.now
+        let due = checkpointing.withLockedValue { state -> Bool in
+            guard !state.running, now >= state.nextCheck else { return false }
+            state.nextCheck = now + .seconds(2)
+            state.running = true
+            return true
+        }
+        guard due else { return }
+        Task {
+            defer { checkpointing.withLockedValue { $0.running = false } }
+            do {
+                try await checkpointIfDue()
+            } catch {
+                logger.warning("cannot write a checkpoint; trying again later", metadata: ["error": "\(Self.describe(error))"])
+            }
+        }
+    }
+
+    private func checkpointIfDue() async throws {
+        let directory = configuration.dataDirectory
+        guard !directory.isEmpty else { return }
+        let seq = await engine.latestSeq
+        var known = checkpointing.withLockedValue { $0.newestSeq }
+        if known == nil {
+            known = try await checkpoints.newest()?.seq ?? 0
+            checkpointing.withLockedValue { $0.newestSeq = known }
+        }
+        guard let known else { return }
+        guard seq >= known + configuration.checkpointEvery, try await writesCheckpoints() else { return }
+        // Another server may have written one since this server last looked.
+        if let newest = try await checkpoints.newest(), seq < newest.seq + configuration.checkpointEvery {
+            checkpointing.withLockedValue { $0.newestSeq = newest.seq }
+            return
+        }
+        let staging = directory + "/.checkpoint-\(instance)"
+        let files = FileManager.default
+        try? files.removeItem(atPath: staging)
+        defer { try? files.removeItem(atPath: staging) }
+        let started = ContinuousClock.now
+        let engine = self.engine
+        // A copy of the whole store blocks its thread for a while: not one of the tasks' pool.
+        try await NIOThreadPool.singleton.runIfActive { try engine.snapshot(to: staging) }
+        guard let copy = try LocalCopy.position(of: staging), copy.logPosition > 0 else { return }
+        let written = try await checkpoints.write(
+            file: LocalCopy.storeFile(in: staging), position: copy.logPosition, seq: copy.seq,
+            node: configuration.nodeName
+        )
+        checkpointing.withLockedValue { $0.newestSeq = copy.seq }
+        let pruned = try await checkpoints.pruneLog(
+            upTo: copy.logPosition, latestSeq: await engine.latestSeq, retained: configuration.changesRetained
+        )
+        let elapsed = ContinuousClock.now - started
+        logger.notice(
+            "wrote a checkpoint",
+            metadata: [
+                "logPosition": "\(copy.logPosition)", "seq": "\(copy.seq)", "bytes": "\(written.bytes)",
+                "parts": "\(written.parts)", "seconds": "\(elapsed)", "prunedLogBatches": "\(pruned)",
+            ]
+        )
+    }
+
+    /// Whether this server writes the checkpoints: the first live follower by name, so that the leader
+    /// keeps its time for changes; the leader itself when it is alone.
+    private func writesCheckpoints() async throws -> Bool {
+        let seconds = max(Int64(configuration.leaseTTL.components.seconds), 1)
+        let rows = try await database.checkpointing.rows(
+            """
+            SELECT name FROM \(unescaped: configuration.schema).nodes
+            WHERE seen_at > now() - make_interval(secs => \(seconds)) ORDER BY name
+            """
+        )
+        let names = try rows.map { try $0.decode(String.self) }
+        let status = self.status
+        if let first = names.first(where: { $0 != status.leader?.node }) { return first == configuration.nodeName }
+        return status.role == .leader
+    }
+
+    /// Joins from the newest checkpoint (SPEC.md section 17): when `directory` holds no store, or an
+    /// empty one, and the cluster has a checkpoint, the checkpoint becomes its store; the server then
+    /// reads the log after it. Returns the checkpoint's position, `nil` when there was nothing to do.
+    /// Called before the server opens its store.
+    public static func join(
+        database: ClusterDatabase, directory: String, logger: Logger
+    ) async throws -> LocalCopy.Position? {
+        guard try LocalCopy.isEmpty(directory) else { return nil }
+        let configuration = database.configuration
+        try await ClusterSchema.prepare(database.checkpointing, schema: configuration.schema, logger: logger)
+        let checkpoints = Checkpoints(link: database.checkpointing, schema: configuration.schema)
+        guard let newest = try await checkpoints.newest() else { return nil }
+        let started = ContinuousClock.now
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let file = directory + "/.checkpoint-download"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try await checkpoints.download(newest, to: file)
+        let position = try LocalCopy.install(file, into: directory)
+        logger.notice(
+            "joined from a checkpoint",
+            metadata: [
+                "logPosition": "\(position.logPosition)", "seq": "\(position.seq)", "contacts": "\(position.contacts)",
+                "bytes": "\(newest.bytes)", "seconds": "\(ContinuousClock.now - started)",
+            ]
+        )
+        return position
     }
 
     /// Renews the lease; stops leading when it was lost.
@@ -418,7 +554,7 @@ public final class ClusterNode: Service, Sendable {
     }
 
     /// An error as an operator can read it: PostgreSQL's own message when it sent one.
-    static func describe(_ error: any Error) -> String {
+    public static func describe(_ error: any Error) -> String {
         if let error = error as? PSQLError {
             if let message = error.serverInfo?[.message] { return message }
             return "\(error.code)"

@@ -9,8 +9,9 @@ import PostgresNIO
 ///   ends by PostgreSQL's clock, and how to reach the leader.
 /// - `log`: one row per leader batch, numbered without gaps, holding the batch's commands as bytes.
 /// - `nodes`: the live servers by name, so that two never share one.
-/// - `checkpoints`: consistent exports of one server's state at a log position (created with the format,
-///   so that the checkpoints still to be built need no new format; nothing writes it yet).
+/// - `checkpoints` and `checkpoint_parts`: consistent copies of one server's local copy at a log position,
+///   in parts of a few megabytes (see ``Checkpoints``); a row of `checkpoints` is written after all its
+///   parts, so a checkpoint is whole or absent.
 enum ClusterSchema {
     /// The format of these tables; a schema of another format is refused.
     static let format = 1
@@ -73,8 +74,12 @@ enum ClusterSchema {
             """,
             """
             CREATE TABLE IF NOT EXISTS \(schema).checkpoints (
-                position bigint PRIMARY KEY, seq bigint NOT NULL, export bytea NOT NULL,
-                written_at timestamptz NOT NULL DEFAULT now())
+                position bigint PRIMARY KEY, seq bigint NOT NULL, parts int NOT NULL, bytes bigint NOT NULL,
+                node text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS \(schema).checkpoint_parts (
+                position bigint NOT NULL, part int NOT NULL, data bytea NOT NULL, PRIMARY KEY (position, part))
             """,
         ]
     }

@@ -56,6 +56,7 @@ actor PostgresLink {
     }
 
     /// The rows `query` answers with, all read.
+    @discardableResult
     func rows(_ query: PostgresQuery, timeout: Duration = .seconds(10)) async throws -> [PostgresRow] {
         let logger = self.logger
         return try await run(timeout: timeout) { connection in

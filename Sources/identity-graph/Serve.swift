@@ -201,7 +201,9 @@ struct Serve: AsyncParsableCommand {
             changesHeartbeat: .seconds(heartbeatSeconds), tls: tls
         )
         configuration.bitespeedCompat = Setting.flag(bitespeedCompat, "IDENTITY_GRAPH_BITESPEED_COMPAT")
-        let clusterConfiguration = try clusterOptions.resolve(host: host, httpPort: httpPort)
+        let clusterConfiguration = try clusterOptions.resolve(
+            host: host, httpPort: httpPort, dataDirectory: dataDirectory, changesRetained: retain
+        )
         // Before the store is touched: a port in use must leave no new store directory behind, and
         // must be reported as such rather than as the listeners' own errors.
         do {
@@ -223,6 +225,19 @@ struct Serve: AsyncParsableCommand {
             database = try clusterConfiguration.map { try ClusterDatabase(configuration: $0, logger: logger) }
         } catch {
             throw CommandFailure(message: "--cluster: cannot set up TLS for PostgreSQL: \(error)")
+        }
+        if let database {
+            // A server with an empty data directory joins from the newest checkpoint, when PostgreSQL can
+            // be reached now; otherwise it starts empty and reads the log from its start (or, if the log
+            // was pruned meanwhile, stops and says so: a restart then joins).
+            do {
+                _ = try await ClusterNode.join(database: database, directory: dataDirectory, logger: logger)
+            } catch {
+                logger.warning(
+                    "cannot join from a checkpoint now; starting from the local copy",
+                    metadata: ["error": "\(ClusterNode.describe(error))"]
+                )
+            }
         }
         let engine: IdentityEngine
         do {

@@ -363,6 +363,71 @@ import Testing
         for node in all { #expect(node.server.stop() == 0) }
     }
 
+    @Test("checkpoints: a follower writes them, the log is pruned, an empty server joins from one, a copy older than the log stops")
+    func checkpoints() throws {
+        let postgres = try PostgresServer()
+        let directory = TemporaryDirectory()
+        let url = postgres.url()
+        let options = ["--checkpoint-every", "20", "--changes-retain", "10"]
+        let nodes = try (1...3).map {
+            try Node(name: "n\($0)", directory: directory.path + "/n\($0)", url: url, extra: options)
+        }
+        let leader = try Self.leader(of: nodes)
+        for index in 0..<5 {
+            #expect(try Self.identify(leader, #"{"email":"early\#(index)@x.io","phoneNumber":"\#(index)"}"#).status == 200)
+        }
+        #expect(Self.caughtUp(nodes))
+        // Its copy holds the first batches only; by the time it comes back they are pruned.
+        let stale = nodes.first { $0 !== leader }!
+        #expect(stale.server.stop() == 0)
+        let live = nodes.filter { $0 !== stale }
+        for index in 0..<60 {
+            #expect(try Self.identify(leader, #"{"email":"cp\#(index)@x.io","phoneNumber":"\#(index % 9)"}"#).status == 200)
+        }
+        let latest = try #require(leader.appliedSeq)
+        var checkpoint: [Substring] = []
+        let written = waitUntil(seconds: 30) {
+            checkpoint = ((try? postgres.sql("SELECT seq, node FROM identity_graph.checkpoints")) ?? "")
+                .split(separator: "\n").first?.split(separator: "|") ?? []
+            return checkpoint.count == 2 && Int(checkpoint[0]).map { $0 >= latest - 20 } == true
+        }
+        #expect(written, "no checkpoint near seq \(latest): \(checkpoint)")
+        // A follower writes it, so that the leader keeps its time for changes.
+        #expect(checkpoint.last.map(String.init) != leader.name, "the leader wrote the checkpoint")
+        let oldest = try #require(
+            Int(try postgres.sql("SELECT min(position) FROM identity_graph.log").trimmingCharacters(in: .whitespacesAndNewlines))
+        )
+        #expect(oldest > 2, "the log was not pruned after the checkpoint (it begins at \(oldest))")
+
+        let newcomer = try Node(name: "n4", directory: directory.path + "/n4", url: url, extra: options)
+        #expect(newcomer.server.logSoFar.contains("joined from a checkpoint"), "\(newcomer.server.logSoFar)")
+        let all = live + [newcomer]
+        #expect(Self.caughtUp(all), "the servers did not catch up: \(all.map(\.appliedSeq))")
+        let feeds = all.map { (try? HTTPExchange.get(port: $0.server.httpPort, path: "/changes"))?.text }
+        #expect(Set(feeds).count == 1, "the change feeds differ: \(feeds)")
+        for node in all {
+            let answer = try HTTPExchange.get(port: node.server.httpPort, path: "/profiles?email=cp59@x.io")
+            #expect(answer.text.contains("cp59@x.io"), "\(node.name): \(answer.text)")
+        }
+
+        let refused = try runIdentityGraph(
+            ["serve", "--data-dir", stale.directory, "--http-port", "0", "--tcp-port", "0"]
+                + Node.arguments(stale.name, url) + options,
+            timeout: 60
+        )
+        #expect(refused.status == 2, "\(refused.output)")
+        #expect(refused.output.contains("pruned after a checkpoint"), "\(refused.output)")
+
+        for node in all { #expect(node.server.stop() == 0) }
+        var exports: [String] = []
+        for node in all {
+            let check = try runIdentityGraph(["check", "--data-dir", node.directory])
+            #expect(check.status == 0, "\(node.name): \(check.output)")
+            exports.append(try runIdentityGraph(["export", "--data-dir", node.directory]).output)
+        }
+        #expect(Set(exports).count == 1, "the exports differ")
+    }
+
     @Test("refused at start with exit 2: a live server's node name, a wrong password, a schema of another format")
     func refusals() throws {
         let postgres = try PostgresServer()
