@@ -541,7 +541,7 @@ find_leader() {
 }
 # Starts node $1 of the cluster (its store and name are fixed by the index).
 start_node() {
-    start_deadline=120 start_server "$work/node-$1" --cluster "$pg_url" --node-name "n$1"
+    start_deadline=${start_deadline:-120} start_server "$work/node-$1" --cluster "$pg_url" --node-name "n$1" $checkpoint_flag
     node_pid[$1]=$pid; node_http[$1]=$http; node_tcp[$1]=$tcp
 }
 
@@ -552,6 +552,9 @@ run_cluster() {
     machine > "$out/machine.txt"
     echo "== cluster: PostgreSQL, one single server, then 3 servers" >&2
     start_postgres || { failed=1; return; }
+    # Checkpoints every $small events, for the join row, where the server has them.
+    checkpoint_flag=""
+    if "$server" serve --help 2>&1 | grep -q -- "--checkpoint-every"; then checkpoint_flag="--checkpoint-every=$small"; fi
     # Slices of the workload: pipelined rounds, then one-in-flight rounds, then the steady load, so that
     # every run identifies mostly new values (writes) on both the single server and the leader.
     local slice=$(( requests / 8 )) latency_slice=$(( requests / 40 ))
@@ -696,12 +699,53 @@ PY
         row "cluster failover: kill -9 of the leader to the first acknowledged change ($trial trials, lease ttl $ttl s)" \
             "$(spread "${failovers[@]}") s" "median <= ttl + 2 s" "$(verdict "$(median "${failovers[@]}") <= $ttl + 2")"
     fi
-    if "$server" serve --help 2>&1 | grep -q -- "--checkpoint-every"; then
-        row "cluster join from a checkpoint" "not measured by run.sh yet" "<= 3 x a restart from the local copy" "-"
+    if [ -n "$checkpoint_flag" ]; then
+        measure_join "$out"
     else
         row "cluster join from a checkpoint" "not measured: serve has no --checkpoint-every yet" "<= 3 x a restart from the local copy" "-"
     fi
     for i in 0 1 2; do stop_server "${node_pid[$i]}"; done
+}
+
+# Join from a checkpoint: $small new persons through the leader (one event each), so that a checkpoint
+# (every $small events, --checkpoint-every) holds about that many contacts; then, 3 rounds, a restart of a
+# follower from its local copy (clean stop, then start to /healthz 200) beside a new server with an empty
+# data directory (start to /healthz 200: the checkpoint loaded and the log after it applied).
+measure_join() {
+    local out=$1
+    python3 -c '
+import sys
+for n in range(int(sys.argv[1])):
+    sys.stdout.write("{\"email\":\"join-%d@example.com\",\"phoneNumber\":\"6%010d\"}\n" % (n, n))' "$small" > "$work/join.ndjson"
+    local leader
+    leader=$(find_leader) || { failed=1; return; }
+    "$bin/loadgen" --protocol tcp --port "${node_tcp[$leader]}" --connections 8 --pipeline 64 \
+        --workload "$work/join.ndjson" --json > "$out/join-fill.json" || failed=1
+    local deadline=$(( $(date +%s) + 600 )) checkpoint=""
+    until checkpoint=$(psql_run "SELECT seq || ' ' || bytes FROM identity_graph.checkpoints WHERE seq >= $small ORDER BY position DESC LIMIT 1") \
+        && [ -n "$checkpoint" ]; do
+        [ "$(date +%s)" -lt "$deadline" ] || { echo "no checkpoint of seq >= $small within 600 s" >&2; failed=1; return; }
+        sleep 1
+    done
+    local restarts=() joins=() ratios=() follower round
+    for round in $(seq $rounds); do
+        leader=$(find_leader) || { failed=1; return; }
+        follower=$(( (leader + 1) % 3 ))
+        stop_server "${node_pid[$follower]}"
+        start_node "$follower" || { failed=1; return; }
+        restarts+=("$ready_ms")
+        rm -rf "$work/node-3"
+        start_deadline=600 start_node 3 || { failed=1; return; }
+        joins+=("$ready_ms")
+        ratios+=("$(ratio "${joins[-1]}" "${restarts[-1]}")")
+        stop_server "${node_pid[3]}"
+    done
+    rm -rf "$work/node-3"
+    printf 'restart_ms join_ms\n' > "$out/join.txt"
+    for round in $(seq $rounds); do echo "${restarts[$((round - 1))]} ${joins[$((round - 1))]}" >> "$out/join.txt"; done
+    row "cluster join from a checkpoint (seq ${checkpoint% *}, $(( ${checkpoint#* } / 1048576 )) MiB), empty data directory, to /healthz 200" \
+        "$(spread "${ratios[@]}") x a restart from the local copy; $(spread "${joins[@]}") ms (restart $(spread "${restarts[@]}") ms)" \
+        "<= 3 x a restart from the local copy" "$(verdict "$(median "${ratios[@]}") <= 3")"
 }
 
 # The median, in microseconds, of 5 s of the leader's fenced append (ChangeLog.append) on a scratch
