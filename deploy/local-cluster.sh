@@ -21,10 +21,13 @@
 # stop on Ctrl-C/SIGTERM, 1 when a start-up step failed or a process had to be killed on the way out.
 set -euo pipefail
 
-# A shell without job control starts `cmd &` with SIGINT ignored, and bash cannot trap a signal ignored
-# on entry: started that way (`deploy/local-cluster.sh &` in a script), it runs again with SIGINT reset.
-if [ -z "${LOCAL_CLUSTER_SIGINT_RESET:-}" ] && (( 0x$(sed -n 's/^SigIgn:[[:space:]]*//p' /proc/$$/status) & 2 )); then
-    LOCAL_CLUSTER_SIGINT_RESET=1 exec env --default-signal=INT "$0" "$@"
+# Bash cannot trap a signal that was ignored when it started, and inherits blocked signals: a shell
+# without job control starts `cmd &` with SIGINT ignored, and some programs start children with signals
+# blocked. Started either way, the script runs itself again with SIGINT and SIGTERM reset and unblocked.
+signal_mask() { sed -n "s/^$1:[[:space:]]*//p" /proc/$$/status; }
+if [ -z "${LOCAL_CLUSTER_SIGNALS_RESET:-}" ] \
+    && (( (0x$(signal_mask SigIgn) | 0x$(signal_mask SigBlk)) & 0x4002 )); then
+    LOCAL_CLUSTER_SIGNALS_RESET=1 exec env --default-signal=INT,TERM "$0" "$@"
 fi
 
 ha=false
@@ -262,6 +265,8 @@ else
     free_port etcd_client
     free_port etcd_peer
     mkdir -p "$dir/etcd"
+    # Patroni speaks etcd's v2 API here: Debian's etcd 3.4 is built without the gRPC gateway (/v3/...)
+    # that Patroni's etcd3 client needs.
     cat >"$dir/etcd/etcd.yml" <<EOF
 name: etcd0
 data-dir: $dir/etcd/data
@@ -272,6 +277,7 @@ initial-advertise-peer-urls: http://127.0.0.1:$etcd_peer
 initial-cluster: etcd0=http://127.0.0.1:$etcd_peer
 initial-cluster-state: new
 initial-cluster-token: identity-graph-local-$$
+enable-v2: true
 EOF
     setsid etcd --config-file "$dir/etcd/etcd.yml" >"$dir/etcd/etcd.log" 2>&1 </dev/null &
     started+=("etcd $!")
@@ -298,8 +304,8 @@ log:
 restapi:
   listen: 127.0.0.1:$rest_port
   connect_address: 127.0.0.1:$rest_port
-etcd3:
-  hosts: 127.0.0.1:$etcd_client
+etcd:
+  host: 127.0.0.1:$etcd_client
 bootstrap:
   dcs:
     ttl: 10
@@ -391,6 +397,10 @@ EOF
     setsid haproxy -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 </dev/null &
     started+=("haproxy $!")
     haproxy_pid=$!
+    # haproxy counts a server up until its first check fails: until it has marked the standby down, a
+    # connection may reach the standby (read-only), so the servers start only after that.
+    wait_for "haproxy marking the standby pg2 down (its log says so)" "$wait_seconds" \
+        grep -q "postgres-primary/pg2 is DOWN" "$dir/haproxy.log"
     wait_for "PostgreSQL answering through haproxy on 127.0.0.1:$haproxy_port" "$wait_seconds" \
         "$pg_bin/pg_isready" -h 127.0.0.1 -p "$haproxy_port"
     check_alive haproxy "$haproxy_pid" "$dir/haproxy.log"
