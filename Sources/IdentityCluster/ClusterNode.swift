@@ -452,12 +452,21 @@ public final class ClusterNode: Service, Sendable {
     private func campaign() async throws {
         let holder = try await lease.holder()
         if holder.live, holder.node != configuration.nodeName {
-            state.withLockedValue {
-                if $0.role == .candidate || $0.leader?.node != holder.node {
-                    $0.role = .follower
-                }
-                $0.epoch = holder.epoch
-                $0.leader = holder.node.map { ($0, holder.http, holder.tcp) }
+            let changed = state.withLockedValue { status -> Bool in
+                let changed = status.role != .follower || status.leader?.node != holder.node
+                status.role = .follower
+                status.epoch = holder.epoch
+                status.leader = holder.node.map { ($0, holder.http, holder.tcp) }
+                return changed
+            }
+            if changed {
+                logger.notice(
+                    "following",
+                    metadata: [
+                        "leader": "\(holder.node ?? "?")", "epoch": "\(holder.epoch)",
+                        "reason": "the lease is held by another server",
+                    ]
+                )
             }
             return
         }
