@@ -103,13 +103,13 @@ extension ContactGraph {
             if email != 0 {
                 result += emailCarriers[email] ?? []
                 for number in links.numbers(email: Int(email - 1)) {
-                    result += phoneCarriers[UInt32(links.pairs[number]!.phone + 1)] ?? []
+                    result += phoneCarriers[UInt32(links[number]!.phone + 1)] ?? []
                 }
             }
             if phone != 0 {
                 result += phoneCarriers[phone] ?? []
                 for number in links.numbers(phone: Int(phone - 1)) {
-                    result += emailCarriers[UInt32(links.pairs[number]!.email + 1)] ?? []
+                    result += emailCarriers[UInt32(links[number]!.email + 1)] ?? []
                 }
             }
             return result.filter { $0 != member }
@@ -156,7 +156,7 @@ extension ContactGraph {
         if email2 != 0, phone1 != 0, let number = links.find(email: Int(email2 - 1), phone: Int(phone1 - 1)) {
             candidates.append(number)
         }
-        return .link(storedPair(links.pairs[candidates.min()!]!))
+        return .link(storedPair(links[candidates.min()!]!))
     }
 
     // MARK: - Look-ups

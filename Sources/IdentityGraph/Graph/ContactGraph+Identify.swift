@@ -119,7 +119,7 @@ extension ContactGraph {
         }
         // Rules are set by operators one at a time, so there are few; a rule whose values already
         // share a profile refuses nothing.
-        for (_, rule) in rules.pairs {
+        for (_, rule) in rules.isEmpty ? [] : rules.ordered {
             let emailSide = primary(of: emails.owners[rule.email])
             let phoneSide = primary(of: phones.owners[rule.phone])
             if (emailSide == first && phoneSide == second) || (emailSide == second && phoneSide == first) {

@@ -14,7 +14,7 @@ extension ContactGraph {
 
     /// Writes link or rule `number` in its stored form.
     func encodePair(_ number: UInt64, rule: Bool) -> [UInt8] {
-        let pair = (rule ? rules : links).pairs[number]!
+        let pair = (rule ? rules : links)[number]!
         var bytes: [UInt8] = []
         emails.withBytes(pair.email) { email in
             phones.withBytes(pair.phone) { phone in
@@ -32,7 +32,7 @@ extension ContactGraph {
             (changes.linksAdded, changes.linksRemoved, false), (changes.rulesAdded, changes.rulesRemoved, true),
         ] {
             let table: RowBatch.Table = isRule ? .rules : .links
-            for number in added where (isRule ? rules : links).pairs[number] != nil {
+            for number in added where (isRule ? rules : links)[number] != nil {
                 let bytes = encodePair(number, rule: isRule)
                 batch.put(table, key: number) { $0.append(contentsOf: bytes) }
             }

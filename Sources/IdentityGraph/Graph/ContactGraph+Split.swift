@@ -67,7 +67,7 @@ extension ContactGraph {
 
     /// Deletes link `number` and splits its profile again if the link was what held it together.
     mutating func unmerge(link number: UInt64, now: Int64, changes: inout GraphChanges) -> SplitOutcome {
-        let pair = links.pairs[number]!
+        let pair = links[number]!
         let previous = primary(of: emails.owners[pair.email])
         let before = members(of: previous)
         let carried = values(carriedBy: before)
@@ -200,7 +200,7 @@ extension ContactGraph {
         }
         for (value, position) in grouping.firstEmailCarrier {
             for number in links.numbers(email: value) {
-                if let other = grouping.firstPhoneCarrier[links.pairs[number]!.phone] {
+                if let other = grouping.firstPhoneCarrier[links[number]!.phone] {
                     grouping.parts.union(position, other)
                 }
             }
