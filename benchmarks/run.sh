@@ -737,13 +737,16 @@ for n in range(int(sys.argv[1])):
         stop_server "${node_pid[$follower]}"
         start_node "$follower" || { failed=1; return; }
         restarts+=("$ready_ms")
-        rm -rf "$work/node-3"
-        start_deadline=600 start_node 3 || { failed=1; return; }
+        # A name never used before: a server that starts under the name of one that stopped watches it
+        # for half a lease first (a restart pays that; a new server does not).
+        rm -rf "$work/join-$round"
+        start_deadline=600 start_server "$work/join-$round" --cluster "$pg_url" --node-name "join-$round" $checkpoint_flag \
+            || { failed=1; return; }
         joins+=("$ready_ms")
         ratios+=("$(ratio "${joins[-1]}" "${restarts[-1]}")")
-        stop_server "${node_pid[3]}"
+        stop_server
+        rm -rf "$work/join-$round"
     done
-    rm -rf "$work/node-3"
     printf 'restart_ms join_ms\n' > "$out/join.txt"
     for round in $(seq $rounds); do echo "${restarts[$((round - 1))]} ${joins[$((round - 1))]}" >> "$out/join.txt"; done
     row "cluster join from a checkpoint (seq ${checkpoint% *}, $(( ${checkpoint#* } / 1048576 )) MiB), empty data directory, to /healthz 200" \
