@@ -24,11 +24,16 @@ import Testing
             // A pattern Regex refuses never reaches the blocklist; the generator rarely writes one.
             guard let regex = try? Blocklist.Pattern(source) else { continue }
             guard let expression = PatternParser.parse(source, alphabet: Self.printable) else {
-                // Back-references under (?i) are refused on purpose; nothing else the generator writes is.
-                #expect(pattern.caseInsensitive && source.contains("\\1"), "refused: /\(source)/")
+                // Refused on purpose: under (?i), back-references and classes holding `@` (see below);
+                // anchors in repetitions (see `anchors()`). Nothing else the generator writes is.
+                #expect(pattern.caseInsensitive || pattern.repeatsAnAnchor, "refused: /\(source)/")
                 continue
             }
-            let automaton = try #require(BlocklistAutomaton([expression], alphabet: Self.printable), "/\(source)/")
+            // A back-reference to `(.)` after `.*` needs more states than the limit allows: Regex keeps those.
+            guard let automaton = BlocklistAutomaton([expression], alphabet: Self.printable) else {
+                #expect(source.contains("\\1"), "too many states: /\(source)/")
+                continue
+            }
             taken += 1
             for value in pattern.values(using: &generator) {
                 let expected = regex.matchesRegex(value)
@@ -58,7 +63,8 @@ import Testing
                 regexes.append(regex)
                 expressions.append(expression)
             }
-            let automaton = try #require(BlocklistAutomaton(expressions, alphabet: Self.printable))
+            // A back-reference after `.*` can take the union past the state limit; Regex keeps those.
+            guard let automaton = BlocklistAutomaton(expressions, alphabet: Self.printable) else { continue }
             let sources = regexes.map(\.source)
             for pattern in patterns {
                 for value in pattern.values(using: &generator) {
@@ -97,7 +103,7 @@ import Testing
             regexes.append(try Blocklist.Pattern("(?=x)x.*@.*"))
             values += ["x@y.io", "y@x.io"]
             let blocklist = try Blocklist(parsing: lines.joined(separator: "\n"), source: "random")
-            #expect(blocklist.email.residualPatterns.map(\.source) == ["(?=x)x.*@.*"])
+            #expect(blocklist.email.residualPatterns.last?.source == "(?=x)x.*@.*")
             var matcher = BlocklistMatcher(blocklist, cacheLimit: 8)
             for value in values + values {
                 let expected = exact.contains(value) || regexes.contains { $0.matchesRegex(value) }
@@ -155,16 +161,20 @@ import Testing
         try expectVerdicts("[^^]", ["^": false, "a": true])
     }
 
-    @Test("^ holds only at the start and $ only at the end")
+    @Test("^ holds only at the start and $ only at the end; a repeated anchor is left to Regex")
     func anchors() throws {
         try expectVerdicts("^a$", ["a": true, "": false])
         try expectVerdicts("a^b", ["ab": false, "a^b": false])
         try expectVerdicts("a$b", ["ab": false])
         try expectVerdicts("$^", ["": true])
         try expectVerdicts("^^a$$", ["a": true])
-        try expectVerdicts("(^a|b)+", ["a": true, "ab": true, "ba": false, "bb": true, "aa": false])
-        try expectVerdicts("(a$|b)*", ["": true, "bba": true, "ab": false])
         try expectVerdicts("x|^", ["": true, "x": true])
+        try expectVerdicts("(^a|b)c", ["ac": true, "bc": true, "xac": false])
+        // Regex ends a loop after an iteration that matched nothing; with an anchor inside, that shows.
+        #expect(try !Blocklist.Pattern("(?:a|^){2,}").matchesRegex("a"))
+        for source in ["(?:a|^){2,}", "(^a|b)+", "(a$|b)*", "(?:^)*a", "(x(^|y))?"] {
+            #expect(PatternParser.parse(source, alphabet: Self.printable) == nil, "/\(source)/")
+        }
     }
 
     @Test("(?i) folds letters, also in ranges, before a class is negated; without it case counts")
@@ -176,6 +186,30 @@ import Testing
         try expectVerdicts("(?i)[^A-Z]", ["a": false, "1": true])
         try expectVerdicts(#"(?i)[Z-a]"#, ["z": true, "A": true, "_": true, "b": false])
         try expectVerdicts(#"(?i)\W"#, ["A": false, "@": true])
+    }
+
+    @Test("under (?i) each character, alone or in a class, plain or negated, matches what Regex says")
+    func caseFoldingOfEachCharacter() throws {
+        let characters = (UInt8(0x20)...0x7E).map { String(UnicodeScalar($0)) }
+        var refused: [String] = []
+        for byte in UInt8(0x20)...0x7E {
+            let character = String(UnicodeScalar(byte))
+            let written = ByteSet.word.contains(byte) ? character : "\\" + character
+            for source in ["(?i)" + written, "(?i)[" + written + "]", "(?i)[^" + written + "]"] {
+                let regex = try Blocklist.Pattern(source)
+                guard let expression = PatternParser.parse(source, alphabet: Self.printable) else {
+                    refused.append(source)
+                    continue
+                }
+                let automaton = try #require(BlocklistAutomaton([expression], alphabet: Self.printable))
+                for value in characters {
+                    #expect(automaton.matches(value) == regex.matchesRegex(value), "/\(source)/ on \"\(value)\"")
+                }
+            }
+        }
+        // Regex lets `(?i)[@]` match a backtick too; the automaton leaves those classes to it.
+        #expect(refused == [#"(?i)[\@]"#, #"(?i)[^\@]"#])
+        #expect(try Blocklist.Pattern(#"(?i)[\@]"#).matchesRegex("`"), "if Regex changes, the refusal can go")
     }
 
     @Test("a back-reference to a one-character group at the top level is expanded")
@@ -192,6 +226,15 @@ import Testing
         #expect(automaton.stateCount < 200, "one branch per phone character, not per ASCII character")
         #expect(automaton.matches("5555555555") == true)
         #expect(automaton.matches("55555 55555") == nil, "a space is outside a phone number's alphabet")
+    }
+
+    @Test("an escaped punctuation character stands for itself, in a class or not")
+    func escapedPunctuation() throws {
+        for byte in UInt8(0x20)...0x7E where !ByteSet.word.contains(byte) || byte == UInt8(ascii: "_") {
+            let character = String(UnicodeScalar(byte))
+            try expectVerdicts("\\" + character, [character: true, "a": false, "\\" + character: false])
+            try expectVerdicts("[\\" + character + "]", [character: true, "a": false])
+        }
     }
 
     @Test("patterns outside the subset are left to Regex")
@@ -314,7 +357,7 @@ private struct RandomPattern {
     var caseInsensitive: Bool
 
     /// Characters values are made of: a few letters of both cases, digits and punctuation.
-    static let characters = Array("abcAB01@.-_ +x".utf8)
+    static let characters = Array("abcAB01@.-_ +x#&~:<=>',/%!\"`".utf8)
 
     static func make(using generator: inout SeededGenerator, emailLike: Bool = false) -> RandomPattern {
         var pattern = RandomPattern(nodes: [], caseInsensitive: Int.random(in: 0..<6, using: &generator) == 0)
@@ -400,6 +443,26 @@ private struct RandomPattern {
         let special = inClass ? Array(#"\]^-["#.utf8) : Array(#"\.^$|?*+()[]{}"#.utf8)
         let character = String(UnicodeScalar(byte))
         return special.contains(byte) ? "\\" + character : character
+    }
+
+    /// Whether a `^` or `$` sits inside a quantified atom, which the parser refuses.
+    var repeatsAnAnchor: Bool {
+        func anchored(_ node: Node) -> Bool {
+            switch node {
+            case .start, .end: true
+            case .group(let branches, _): branches.joined().contains(where: anchored)
+            case .repeated(let inner, _, _, _): anchored(inner)
+            default: false
+            }
+        }
+        func repeats(_ node: Node) -> Bool {
+            switch node {
+            case .repeated(let inner, _, _, _): anchored(inner)
+            case .group(let branches, _): branches.joined().contains(where: repeats)
+            default: false
+            }
+        }
+        return nodes.joined().contains(where: repeats)
     }
 
     var source: String {

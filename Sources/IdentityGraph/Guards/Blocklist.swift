@@ -124,7 +124,12 @@ public struct Blocklist: Sendable {
                 automaton = whole
                 return
             }
+            // Values left in the set cost a hash each; regexes left to Regex cost a match each, far more.
             residualValues.formUnion(literalValues)
+            if let patternsAlone = BlocklistAutomaton(parsed.map(\.1), alphabet: alphabet) {
+                automaton = patternsAlone
+                return
+            }
             var taken: [PatternExpression] = []
             var left: Set<String> = []
             for (pattern, expression) in parsed {

@@ -11,7 +11,9 @@ struct ByteSet: Hashable, Sendable {
 
     /// The bytes of `text`, which must be ASCII.
     init(_ text: StaticString) {
-        self.init(UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        var set = ByteSet()
+        text.withUTF8Buffer { for byte in $0 { set.insert(byte) } }
+        self = set
     }
 
     init(range: ClosedRange<UInt8>) {
@@ -98,6 +100,16 @@ indirect enum PatternExpression: Equatable, Sendable {
     /// `\N`: the text group N captured.
     case backreference(Int)
 
+    /// Whether `^` or `$` is part of it.
+    var containsAnchor: Bool {
+        switch self {
+        case .start, .end: true
+        case .sequence(let items), .choice(let items): items.contains { $0.containsAnchor }
+        case .repetition(let inner, _, _), .capture(_, let inner): inner.containsAnchor
+        case .bytes, .backreference: false
+        }
+    }
+
     /// `text` byte by byte, which must be ASCII.
     static func literal(_ text: some Sequence<UInt8>) -> PatternExpression {
         .sequence(text.map { .bytes(ByteSet(CollectionOfOne($0))) })
@@ -107,8 +119,9 @@ indirect enum PatternExpression: Equatable, Sendable {
 /// Reads a blocklist regex into a ``PatternExpression`` when it keeps to the subset whose meaning on
 /// ASCII text is plain and checked (BlocklistDFATests compares every verdict with `Regex`'s):
 /// literals, `.`, classes (`[a-z]`, `[^...]`, `\d \w \s` and their capitals), groups `( )` and `(?: )`,
-/// alternation, `* + ? {m} {m,} {m,n} {,n}` (lazy or not), `^`, `$`, a leading `(?i)`, and a back-reference
-/// to a top-level group of one character (expanded into one branch for each character it can be).
+/// alternation, `* + ? {m} {m,} {m,n} {,n}` (lazy or not), `^` and `$` outside repetitions, a leading
+/// `(?i)`, and a back-reference to a top-level group of one character (expanded into one branch for
+/// each character it can be).
 ///
 /// Anything else is left to `Regex` (the parse returns `nil`): non-ASCII text, other escapes, inline
 /// options elsewhere, lookaround, possessive quantifiers, set operations in classes, POSIX classes, a `{`
@@ -236,7 +249,9 @@ struct PatternParser {
 
     private mutating func parseQuantifier(of atom: PatternExpression) throws(Unsupported) -> PatternExpression {
         guard let byte = peek, Self.isQuantifierStart(byte) else { return atom }
-        if atom == .start || atom == .end { throw Unsupported() }
+        // `Regex` ends a loop after an iteration that matched nothing, so `(?:a|^){2,}` does not match `a`;
+        // only an anchor makes that differ from the plain meaning, and a repeated anchor is left to it.
+        if atom.containsAnchor { throw Unsupported() }
         let bounds: (min: Int, max: Int?)
         switch byte {
         case UInt8(ascii: "*"): bounds = (0, nil)
@@ -326,6 +341,9 @@ struct PatternParser {
                 if peek == UInt8(ascii: "-"), peek(at: 1) != UInt8(ascii: "]") { throw Unsupported() }
             }
         }
+        // `Regex` under (?i) lets a class holding `@` match a backtick as well (as if `@` were the capital
+        // of it); rather than copy that, leave such a class to it.
+        if caseInsensitive, set.contains(UInt8(ascii: "@")) { throw Unsupported() }
         // (?i) folds the members, then a `^` inverts: `(?i)[^a]` matches neither `a` nor `A`.
         set = fold(set)
         return negated ? set.inverted : set
