@@ -241,6 +241,19 @@ def main():
         wait_until("Patroni promoting %s (GET /primary 200)" % new, 120, lambda: patroni.answers(new, "/primary"))
         promoted = time.time()
         print("ha-check: %s is the primary %.2f s after the kill" % (new, promoted - killed))
+        rejoin = {}
+
+        def watch_rejoin():
+            # When the old primary runs as a replica again, and when it is the synchronous standby.
+            deadline = killed + 300
+            while time.time() < deadline and len(rejoin) < 2:
+                for path in ("/replica", "/sync"):
+                    if path not in rejoin and patroni.answers(old, path):
+                        rejoin[path] = time.time()
+                time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch_rejoin, daemon=True)
+        watcher.start()
         summary.update(killedMember=old, killedPid=pid, promotedMember=new, killAt=round(killed - started, 3),
                        promotedAfter=round(promoted - killed, 3))
 
@@ -250,10 +263,9 @@ def main():
         thread.join(30)
     ended = time.time()
     if arguments.kill == "primary":
-        rejoined = wait_until("%s rejoining as a replica (GET /replica 200)" % old, 120,
-                              lambda: patroni.answers(old, "/replica"))
-        summary["oldPrimaryRejoinedAfter"] = round(time.time() - killed, 3) if rejoined else None
-        summary["oldPrimaryIsSyncStandby"] = patroni.answers(old, "/sync")
+        watcher.join(max(0, killed + 300 - time.time()))
+        for path, name in (("/replica", "oldPrimaryReplicaAfter"), ("/sync", "oldPrimarySyncStandbyAfter")):
+            summary[name] = round(rejoin[path] - killed, 3) if path in rejoin else None
 
     with load.lock:
         acknowledged = list(load.acknowledged)
@@ -264,16 +276,34 @@ def main():
     summary.update(acknowledged=len(acknowledged), attempts=kinds, seconds=round(ended - started, 3))
     ack_times = [at for at, kind in events if kind == "ack"]
     if arguments.kill == "primary":
-        # The writes refused: from the last acknowledgement before the first failure that followed the
-        # kill, to the first acknowledgement after the last failure of that outage.
+        # The outage: from the first refused or failed attempt after the kill to the last one; some
+        # writes may be acknowledged inside it (a leader that writes again, then steps down).
         failures = [at for at, kind in events if kind != "ack" and at >= killed]
         if failures:
             before = [at for at in ack_times if at < failures[0]]
             after = [at for at in ack_times if at > failures[-1]]
             summary["firstRefusalAfterKill"] = round(failures[0] - killed, 3)
             summary["lastRefusalAfterKill"] = round(failures[-1] - killed, 3)
-            summary["noAcknowledgementFor"] = round((after[0] if after else ended) - (before[-1] if before else started), 3)
-            summary["firstAcknowledgementAfterKill"] = round(after[0] - killed, 3) if after else None
+            summary["acknowledgedBetweenFirstAndLastRefusal"] = sum(1 for at in ack_times
+                                                                    if failures[0] <= at <= failures[-1])
+            summary["lastAcknowledgementBeforeOutage"] = round(before[-1] - killed, 3) if before else None
+            summary["firstAcknowledgementAfterOutage"] = round(after[0] - killed, 3) if after else None
+        # What happened, in half seconds from one second before the kill: acks (by server), refusals.
+        timeline = []
+        end = (failures[-1] if failures else killed) + 1.5
+        step = killed - 1.0
+        while step < end:
+            bucket = {"from": round(step - killed, 1)}
+            with load.lock:
+                for at, kind in load.events:
+                    if step <= at < step + 0.5 and kind != "ack":
+                        bucket[kind] = bucket.get(kind, 0) + 1
+                for _, _, _, at, node in load.acknowledged:
+                    if step <= at < step + 0.5:
+                        bucket["ack@" + node] = bucket.get("ack@" + node, 0) + 1
+            timeline.append(bucket)
+            step += 0.5
+        summary["timelineAfterKill"] = timeline
     # The longest stretch without an acknowledgement, wherever it was.
     gaps = [b - a for a, b in zip([started] + ack_times, ack_times + [ended])]
     summary["longestGapWithoutAcknowledgement"] = round(max(gaps), 3)

@@ -471,7 +471,7 @@ local-cluster: ready: three servers answer /healthz 200; the leader is $leader_t
   curl -s -X POST $leader_http/identify -H 'Content-Type: application/json' \\
        -d '{"email":"lorraine@hillvalley.edu","phoneNumber":"123456"}'
   curl -s '127.0.0.1:$http_n2/profiles?email=lorraine@hillvalley.edu'    # any server answers reads
-  Send changes to the leader that GET /cluster names: a follower answers them with 503 and Retry-After.
+  Any server takes changes (a follower relays them to the leader that GET /cluster names) and reads.
   PostgreSQL: PGPASSWORD=$password psql -h 127.0.0.1 -p $cluster_port -U postgres
   Ports and pids: $dir/cluster.env; the command that started n1: $dir/n1.command (run it with PGPASSWORD).
 EOF
