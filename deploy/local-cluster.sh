@@ -154,6 +154,13 @@ cleanup() {
         read -r name pid <<<"${started[i]}"
         case "$name" in n[0-9]*) servers+=("$name" "$pid") ;; *) others+=("$name" "$pid") ;; esac
     done
+    # A server started again by hand (DIR/nX.command) is stopped too: its store's writer.lock holds its pid.
+    for name in n1 n2 n3; do
+        pid="$(tr -d '[:space:]' <"$dir/$name/writer.lock" 2>/dev/null || true)"
+        if [ -n "$pid" ] && running "$pid" && ! printf ' %s ' "${servers[@]}" | grep -q " $pid "; then
+            servers+=("$name (started again)" "$pid")
+        fi
+    done
     # The servers first (they drain and flush), then haproxy and Patroni, then etcd.
     [ ${#servers[@]} -gt 0 ] && { stop_all TERM 60 "${servers[@]}" || status=1; }
     for ((i = 0; i < ${#others[@]}; i += 2)); do
@@ -473,7 +480,8 @@ local-cluster: ready: three servers answer /healthz 200; the leader is $leader_t
   curl -s '127.0.0.1:$http_n2/profiles?email=lorraine@hillvalley.edu'    # any server answers reads
   Any server takes changes (a follower relays them to the leader that GET /cluster names) and reads.
   PostgreSQL: PGPASSWORD=$password psql -h 127.0.0.1 -p $cluster_port -U postgres
-  Ports and pids: $dir/cluster.env; the command that started n1: $dir/n1.command (run it with PGPASSWORD).
+  Ports and pids: $dir/cluster.env. To start n1 again after stopping it:
+    (. $dir/cluster.env && export PGPASSWORD && eval "\$(cat $dir/n1.command)" >>$dir/n1.log 2>&1 &)
 EOF
 
 # Runs until SIGINT or SIGTERM; says so once when a server exits by itself (it is not restarted).
