@@ -311,6 +311,9 @@ public final class ClusterNode: Service, Sendable {
                     try? await Task.sleep(for: .milliseconds(200))
                 } catch {
                     await unreachable(error)
+                    // A leader whose renewal failed tries again soon, not a third of a lease later: its
+                    // lease may still be saved before it runs out.
+                    nextLeaseCheck = min(nextLeaseCheck, .now + .milliseconds(200))
                     try? await Task.sleep(for: .milliseconds(200))
                 }
             }
@@ -506,7 +509,9 @@ public final class ClusterNode: Service, Sendable {
     private func unreachable(_ error: any Error) async {
         let role = state.withLockedValue { $0.role }
         logger.warning("cannot reach the cluster database", metadata: ["role": "\(role)", "error": "\(Self.describe(error))"])
-        if role == .leader, await !engine.acceptsChanges {
+        // Not while the lease holds: appends that failed meanwhile are retried by the writer and succeed once
+        // PostgreSQL is back, with no election; stepping down would leave the lease to run out unused.
+        if role == .leader, await !engine.holdsLease {
             await demote(reason: "PostgreSQL could not be reached to renew the lease")
         } else if role == .follower {
             state.withLockedValue { $0.role = .candidate }

@@ -33,6 +33,12 @@ extension IdentityEngine {
         state.leaderEpoch
     }
 
+    /// Whether this server leads and its lease has not run out on its own clock (whatever its store says).
+    public var holdsLease: Bool {
+        guard state.leaderEpoch != nil, let deadline = state.leaseDeadline else { return false }
+        return ContinuousClock.now < deadline
+    }
+
     /// Whether this server accepts changes now: it runs alone, or it leads and its lease holds.
     public var acceptsChanges: Bool {
         state.canWrite
