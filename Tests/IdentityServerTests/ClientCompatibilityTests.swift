@@ -57,7 +57,7 @@ import Testing
         let server = try ServerProcess(dataDirectory: directory.store)
         let http = try HTTPExchange.post(port: server.httpPort, path: "/identify?dryrun=true", json: Self.doc)
         #expect(http.status == 400)
-        #expect((http.json["detail"] as? String) == #"unknown query parameter "dryrun"; this route takes: dryRun"#)
+        #expect((http.json["detail"] as? String) == #"unknown query parameter "dryrun"; this route takes: dryRun, minSeq"#)
         let line = try TestSocket(port: server.tcpPort)
         try line.send(#"{"id":1,"email":"doc@hillvalley.edu","dryrun":true}"# + "\n")
         let first = try #require(try line.readLine())
