@@ -108,42 +108,40 @@ public struct Blocklist: Sendable {
                     residualValues.insert(value)
                 }
             }
-            var parsed: [(Pattern, PatternExpression)] = []
-            residualPatterns = []
+            // Each regex alone first: one that needs too many states by itself is found at the cost of one
+            // try, not of one in each combination below.
+            var parsed: [(source: String, expression: PatternExpression)] = []
             for pattern in patterns {
-                if let expression = PatternParser.parse(pattern.source, alphabet: alphabet) {
-                    parsed.append((pattern, expression))
-                } else {
-                    residualPatterns.append(pattern)
-                }
+                guard let expression = PatternParser.parse(pattern.source, alphabet: alphabet),
+                    BlocklistAutomaton([expression], alphabet: alphabet) != nil
+                else { continue }
+                parsed.append((pattern.source, expression))
             }
+            var compiled = Set(parsed.map(\.source))
             automaton = nil
-            if literalValues.isEmpty && parsed.isEmpty { return }
-            let literals = literalValues.map { PatternExpression.literal($0.utf8) }
-            if let whole = BlocklistAutomaton(literals + parsed.map(\.1), alphabet: alphabet) {
-                automaton = whole
-                return
-            }
-            // Values left in the set cost a hash each; regexes left to Regex cost a match each, far more.
-            residualValues.formUnion(literalValues)
-            if let patternsAlone = BlocklistAutomaton(parsed.map(\.1), alphabet: alphabet) {
-                automaton = patternsAlone
-                return
-            }
-            var taken: [PatternExpression] = []
-            var left: Set<String> = []
-            for (pattern, expression) in parsed {
-                if let candidate = BlocklistAutomaton(taken + [expression], alphabet: alphabet) {
-                    automaton = candidate
-                    taken.append(expression)
+            if !literalValues.isEmpty || !parsed.isEmpty {
+                let literals = literalValues.map { PatternExpression.literal($0.utf8) }
+                if let whole = BlocklistAutomaton(literals + parsed.map(\.expression), alphabet: alphabet) {
+                    automaton = whole
                 } else {
-                    left.insert(pattern.source)
+                    // Values left in the set cost a hash each; regexes left to Regex cost a match each, far more.
+                    residualValues.formUnion(literalValues)
+                    if let patternsAlone = BlocklistAutomaton(parsed.map(\.expression), alphabet: alphabet) {
+                        automaton = patternsAlone
+                    } else {
+                        var taken: [PatternExpression] = []
+                        for (source, expression) in parsed {
+                            if let candidate = BlocklistAutomaton(taken + [expression], alphabet: alphabet) {
+                                automaton = candidate
+                                taken.append(expression)
+                            } else {
+                                compiled.remove(source)
+                            }
+                        }
+                    }
                 }
             }
-            // Back in file order, so that the cheaper early rules are still tried first.
-            residualPatterns = patterns.filter { pattern in
-                left.contains(pattern.source) || !parsed.contains { $0.0.source == pattern.source }
-            }
+            residualPatterns = patterns.filter { !compiled.contains($0.source) }
         }
     }
 
