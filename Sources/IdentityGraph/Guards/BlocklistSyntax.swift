@@ -333,8 +333,8 @@ struct PatternParser {
                     continue
                 }
                 index += 1
-                guard peek != UInt8(ascii: "-"), peek != UInt8(ascii: "["), case .byte(let upper) = try parseClassMember(),
-                    lower <= upper
+                guard peek != UInt8(ascii: "-"), peek != UInt8(ascii: "["),
+                    case .byte(let upper) = try parseClassMember(), lower <= upper
                 else { throw Unsupported() }
                 set = set.union(ByteSet(range: lower...upper))
                 // `[a-c-e]`: `Regex` reads the second `-` in a way of its own.
