@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// The engine's own thread, as the `SerialExecutor` of the ``IdentityEngine`` actor.
 ///
@@ -9,26 +8,10 @@ import Synchronization
 /// whole channel read. Keeping the engine on a thread of its own also keeps its work off the
 /// cooperative pool and off the event loops, which stay free for I/O.
 ///
-/// Before it sleeps on an empty queue the thread spins for a few microseconds (``spinNanoseconds``),
-/// watching ``pending`` without the lock: a caller that hands work over within that window then
-/// costs no futex wake-up, and the thread no trip through the scheduler.
-///
 /// `@unchecked Sendable`: `queue`, `sleeping` and `stopping` are touched only while `condition` is
-/// held; `thread` is written once, before the initializer returns, and only read after; `pending` is
-/// atomic.
+/// held; `thread` is written once, before the initializer returns, and only read after.
 final class EngineExecutor: SerialExecutor, @unchecked Sendable {
-    /// How long the idle thread spins before it sleeps, from `IDENTITY_GRAPH_ENGINE_SPIN_US`
-    /// (microseconds, 0 turns the spin off), read once.
-    static let spinNanoseconds: UInt64 = {
-        guard let text = ProcessInfo.processInfo.environment["IDENTITY_GRAPH_ENGINE_SPIN_US"],
-              let micros = UInt64(text) else { return defaultSpinMicroseconds * 1000 }
-        return min(micros, 10_000) * 1000
-    }()
-    static let defaultSpinMicroseconds: UInt64 = 0
-
     private let condition = NSCondition()
-    /// Set (under the lock) when work is queued, cleared when the thread takes the queue; read by the spin.
-    private let pending = Atomic<Bool>(false)
     private var queue: [() -> Void] = []
     private var sleeping = false
     private var stopping = false
@@ -80,7 +63,6 @@ final class EngineExecutor: SerialExecutor, @unchecked Sendable {
     private func push(_ work: @escaping () -> Void) {
         condition.lock()
         queue.append(work)
-        pending.store(true, ordering: .releasing)
         // A signal costs a system call; the thread only needs one when it is asleep.
         if sleeping { condition.signal() }
         condition.unlock()
@@ -91,13 +73,7 @@ final class EngineExecutor: SerialExecutor, @unchecked Sendable {
         thread = pthread_self()
         condition.broadcast()
         var work: [() -> Void] = []
-        let spin = Self.spinNanoseconds
         while true {
-            if queue.isEmpty && !stopping && spin > 0 {
-                condition.unlock()
-                spinForWork(nanoseconds: spin)
-                condition.lock()
-            }
             while queue.isEmpty && !stopping {
                 sleeping = true
                 condition.wait()
@@ -105,28 +81,11 @@ final class EngineExecutor: SerialExecutor, @unchecked Sendable {
             }
             if queue.isEmpty { break }
             swap(&work, &queue)
-            pending.store(false, ordering: .relaxed)
             condition.unlock()
             for item in work { item() }
             work.removeAll(keepingCapacity: true)
             condition.lock()
         }
         condition.unlock()
-    }
-
-    /// Returns once work is pending or `nanoseconds` have passed. Each turn yields the core, so an event
-    /// loop waiting for it (two cores here) runs instead of the spin.
-    private func spinForWork(nanoseconds: UInt64) {
-        let deadline = Self.now() &+ nanoseconds
-        while !pending.load(ordering: .acquiring) {
-            sched_yield()
-            if Self.now() >= deadline { return }
-        }
-    }
-
-    private static func now() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
     }
 }
