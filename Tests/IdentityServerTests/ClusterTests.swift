@@ -222,6 +222,35 @@ import Testing
         #expect(leader.server.stop() == 0)
     }
 
+    @Test("between servers that speak TLS, a follower relays changes to the leader over TLS on both transports")
+    func forwardingOverTLS() throws {
+        let postgres = try PostgresServer()
+        let directory = TemporaryDirectory()
+        let url = postgres.url()
+        func role(_ port: Int) -> String? {
+            (try? HTTPExchange.get(port: port, path: "/cluster"))?.json["role"] as? String
+        }
+        let first = try ServerProcess(
+            dataDirectory: directory.path + "/t1", arguments: Node.arguments("t1", url) + TestCertificate.serveFlags
+        )
+        let firstHTTP = try TLSTunnel(to: first.httpPort)
+        #expect(waitUntil(seconds: 30) { role(firstHTTP.port) == "leader" }, "t1 does not lead")
+        let second = try ServerProcess(
+            dataDirectory: directory.path + "/t2", arguments: Node.arguments("t2", url) + TestCertificate.serveFlags
+        )
+        let secondHTTP = try TLSTunnel(to: second.httpPort)
+        let secondLine = try TLSTunnel(to: second.tcpPort)
+        #expect(waitUntil(seconds: 30) { role(secondHTTP.port) == "follower" }, "t2 does not follow")
+        let relayed = try HTTPExchange.post(port: secondHTTP.port, json: #"{"email":"tls@x.io","phoneNumber":"1"}"#)
+        #expect(relayed.status == 200, "\(relayed.text) \(Self.problems(second.logSoFar))")
+        let line = try TestSocket(port: secondLine.port)
+        try line.send(#"{"id":7,"email":"tls@x.io","phoneNumber":"2"}"# + "\n")
+        let answer = try #require(try line.readLine())
+        #expect(answer.hasPrefix(#"{"id":7,"contact":{"primaryContactId":1"#), "\(answer) \(Self.problems(second.logSoFar))")
+        #expect(second.stop() == 0)
+        #expect(first.stop() == 0)
+    }
+
     /// Acknowledged identify requests of a load, by email.
     final class Acknowledged: @unchecked Sendable {
         // `@unchecked`: `emails` is touched only with `lock` held.
