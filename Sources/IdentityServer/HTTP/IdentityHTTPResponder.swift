@@ -305,6 +305,9 @@ public struct IdentityHTTPResponder: HTTPResponder {
 
     /// A body is JSON when its media type is `application/json` or `application/*+json`.
     static func isJSON(_ contentType: String) -> Bool {
+        // What nearly every client sends, compared first: the general parse below goes through Foundation's
+        // trimming, a few percent of an identify's CPU in a profile of wrk's load.
+        if contentType == "application/json" { return true }
         let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map {
             $0.trimmingCharacters(in: .whitespaces).lowercased()
         } ?? ""
