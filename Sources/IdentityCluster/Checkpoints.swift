@@ -80,7 +80,9 @@ struct Checkpoints: Sendable {
 
     /// Writes `checkpoint`'s store file to `file`, checking that every part is there and the size adds up.
     func download(_ checkpoint: Checkpoint, to file: String) async throws {
-        FileManager.default.createFile(atPath: file, contents: nil)
+        guard FileManager.default.createFile(atPath: file, contents: nil) else {
+            throw CheckpointError("cannot create \(file)")
+        }
         guard let handle = FileHandle(forWritingAtPath: file) else { throw CheckpointError("cannot write \(file)") }
         defer { try? handle.close() }
         var written = 0
