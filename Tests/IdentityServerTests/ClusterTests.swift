@@ -85,6 +85,19 @@ import Testing
             .joined(separator: "\n")
     }
 
+    /// Stops every node, then checks that `check` passes on each local copy and that their exports are the
+    /// same bytes.
+    static func stopCheckAndCompareExports(_ nodes: [Node], sourceLocation: SourceLocation = #_sourceLocation) throws {
+        for node in nodes { #expect(node.server.stop() == 0, sourceLocation: sourceLocation) }
+        var exports: [String] = []
+        for node in nodes {
+            let check = try runIdentityGraph(["check", "--data-dir", node.directory])
+            #expect(check.status == 0, "\(node.name): \(check.output)", sourceLocation: sourceLocation)
+            exports.append(try runIdentityGraph(["export", "--data-dir", node.directory]).output)
+        }
+        #expect(Set(exports).count == 1, "the exports differ", sourceLocation: sourceLocation)
+    }
+
     static func identify(_ node: Node, _ body: String) throws -> HTTPExchange {
         try HTTPExchange.post(port: node.server.httpPort, path: "/identify", json: body)
     }
@@ -356,14 +369,7 @@ import Testing
         }
         let feeds = nodes.map { (try? HTTPExchange.get(port: $0.server.httpPort, path: "/changes?limit=10000"))?.text }
         #expect(Set(feeds).count == 1, "the change feeds differ")
-        for node in nodes { #expect(node.server.stop() == 0) }
-        var exports: [String] = []
-        for node in nodes {
-            let check = try runIdentityGraph(["check", "--data-dir", node.directory])
-            #expect(check.status == 0, "\(node.name): \(check.output)")
-            exports.append(try runIdentityGraph(["export", "--data-dir", node.directory]).output)
-        }
-        #expect(Set(exports).count == 1, "the exports differ")
+        try Self.stopCheckAndCompareExports(nodes)
         // The log is never rewritten: no batch of an older epoch follows one of a newer epoch.
         let epochs = try postgres.sql("SELECT epoch FROM identity_graph.log ORDER BY position")
             .split(separator: "\n").compactMap { Int($0) }
@@ -450,14 +456,7 @@ import Testing
         #expect(refused.status == 2, "\(refused.output)")
         #expect(refused.output.contains("pruned after a checkpoint"), "\(refused.output)")
 
-        for node in all { #expect(node.server.stop() == 0) }
-        var exports: [String] = []
-        for node in all {
-            let check = try runIdentityGraph(["check", "--data-dir", node.directory])
-            #expect(check.status == 0, "\(node.name): \(check.output)")
-            exports.append(try runIdentityGraph(["export", "--data-dir", node.directory]).output)
-        }
-        #expect(Set(exports).count == 1, "the exports differ")
+        try Self.stopCheckAndCompareExports(all)
     }
 
     @Test("refused at start with exit 2: a live server's node name, a wrong password, a schema of another format")
