@@ -161,11 +161,14 @@ struct ContactGraph {
 
     /// Pre-sizes the arrays for `contacts` rows (used when loading a store).
     mutating func reserve(contacts: Int) {
+        // An eighth more than the store holds, so that the first contacts added after a start do not grow
+        // (copy) every array; room never written costs address space, not memory.
+        let capacity = contacts + contacts / 8 + 16
         for keyPath in [\ContactGraph.emailOf, \.phoneOf, \.linkedTo, \.nextMember, \.lastMember] {
-            self[keyPath: keyPath].reserveCapacity(contacts + 1)
+            self[keyPath: keyPath].reserveCapacity(capacity)
         }
-        createdAt.reserveCapacity(contacts + 1)
-        updatedAt.reserveCapacity(contacts + 1)
+        createdAt.reserveCapacity(capacity)
+        updatedAt.reserveCapacity(capacity)
         emails.reserve(values: contacts, bytes: contacts * 24)
         // Stores hold somewhat fewer phone numbers than contacts; a guess too low costs a rehash.
         phones.reserve(values: contacts * 3 / 4, bytes: contacts * 14)

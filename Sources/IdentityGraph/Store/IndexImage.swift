@@ -303,7 +303,10 @@ struct ImageReader {
             throw IndexImage.Refusal(reason: .corrupt)
         }
         var failure: IndexImage.Refusal?
-        let array = [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+        // An eighth more room than the image holds: the first values added after a start would otherwise
+        // grow an exactly sized array, copying all of it (gigabytes at 50M contacts) into fresh pages.
+        // Room never written is never touched, so it costs address space, not memory.
+        let array = [T](unsafeUninitializedCapacity: count + count / 8 + 16) { buffer, initialized in
             let raw = UnsafeMutableRawBufferPointer(buffer)
             Self.preferHugePages(raw)
             let whole = bytes & ~(sectionAlignment - 1)
