@@ -88,6 +88,9 @@ import Testing
 
     @Test("local-cluster.sh starts PostgreSQL and three servers with one leader whose changes reach the followers; SIGINT stops them all")
     func startsAndStops() throws {
+        // A missing PostgreSQL fails here, naming the install command, as in every cluster test: not as a
+        // script that ended before it was ready.
+        _ = try PostgresServer.binaries()
         let script = try Script(["--lease-ttl", "2", "--wait", "120"])
         var stopped = false
         defer {
@@ -104,7 +107,10 @@ import Testing
             text.contains("local-cluster: ready:") || ended
         }
         let text = script.output.text
-        try #require(ready && text.contains("local-cluster: ready:"), "the script did not get ready within 300 s: \(text)")
+        try #require(
+            ready && text.contains("local-cluster: ready:"),
+            "the script \(ready ? "ended before it was ready" : "did not get ready within 300 s"): \(text)"
+        )
         let directory = try #require(
             text.split(separator: "\n").first { $0.hasPrefix("local-cluster: directory ") }?
                 .split(separator: " ").dropFirst(2).first.map(String.init),
