@@ -367,12 +367,13 @@ public final class ClusterNode: Service, Sendable {
         let directory = configuration.dataDirectory
         guard !directory.isEmpty else { return }
         let seq = await engine.latestSeq
-        var known = checkpointing.withLockedValue { $0.newestSeq }
-        if known == nil {
+        let known: UInt64
+        if let cached = checkpointing.withLockedValue({ $0.newestSeq }) {
+            known = cached
+        } else {
             known = try await checkpoints.newest()?.seq ?? 0
             checkpointing.withLockedValue { $0.newestSeq = known }
         }
-        guard let known else { return }
         guard seq >= known + configuration.checkpointEvery, try await writesCheckpoints() else { return }
         // Another server may have written one since this server last looked.
         if let newest = try await checkpoints.newest(), seq < newest.seq + configuration.checkpointEvery {

@@ -11,9 +11,6 @@ extension IdentityHTTPResponder {
     /// of its change event; on any other, the newest event the answer reflects.
     static let seqHeader = HTTPField.Name("Identity-Graph-Seq")!
 
-    /// The longest a read given `minSeq` waits for this server to apply that event.
-    static let minSeqWait = Duration.seconds(5)
-
     /// Checks `operation` against this server's part in the cluster before it runs, and returns the
     /// leader's answer when it forwarded the request there. Nothing but `/healthz` and `/metrics` before
     /// the server has applied the log to its end once; a change on a follower goes to the leader (once:
@@ -38,11 +35,8 @@ extension IdentityHTTPResponder {
             }
             return try await forwarder.forward(request, maxBodyBytes: maxBodyBytes, leader: leader, to: http)
         }
-        if let seq = try Self.minSeq(query), !(await engine.waitUntilApplied(seq, timeout: Self.minSeqWait)) {
-            throw Problem(
-                status: 503, title: "Not caught up",
-                detail: "this server has not applied change event \(seq) within 5 seconds; retry, or ask the leader"
-            )
+        if let seq = try Self.minSeq(query), let problem = await ReadYourWrites.problem(waitingFor: seq, on: engine) {
+            throw problem
         }
         return nil
     }

@@ -152,17 +152,29 @@ final class LineProtocolHandler: ChannelDuplexHandler {
             finish(LineRequest.errorLine(id: id, problem), status: problem.statusCode)
             return
         }
-        if let cluster, case .success(let operation) = request.operation {
-            switch Self.admission(operation, cluster) {
+        // Cluster mode (SPEC.md section 17): only `ping` before the server has caught up with the log; a
+        // change on a follower goes to the leader, and during an election it is refused.
+        if let cluster, case .success(let operation) = request.operation, op != "ping" {
+            func refuse(_ title: String, _ detail: String) {
+                var problem = Problem(status: 503, title: title, detail: detail)
+                problem.retryAfter = 1
+                finish(LineRequest.errorLine(id: id, problem), status: problem.statusCode)
+            }
+            switch cluster.admission(writes: operation.writes) {
             case .serve:
                 break
-            case .refuse(let problem):
-                finish(LineRequest.errorLine(id: id, problem), status: problem.statusCode)
-                return
-            case .forward(let leader, let address):
-                forward(Array(line.readableBytesView), id: id, op: op, sequence: sequence, started: started,
-                        leader: leader, address: address)
-                return
+            case .refuse(let title, let detail):
+                return refuse(title, detail)
+            case .forward(let leader, _, let tcp?) where !tcp.isEmpty:
+                return forward(
+                    Array(line.readableBytesView), id: id, op: op, sequence: sequence, started: started,
+                    leader: leader, address: tcp
+                )
+            case .forward(let leader, _, _):
+                return refuse(
+                    "Not the leader",
+                    "this server does not accept changes, and the leader \(leader) advertises no line-protocol address"
+                )
             }
         }
         switch request.operation {
@@ -211,21 +223,16 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         let eventLoop = context.eventLoop
         let engine = self.engine
         Task {
-            let applied = await engine.waitUntilApplied(minSeq, timeout: .seconds(5))
+            let problem = await ReadYourWrites.problem(waitingFor: minSeq, on: engine)
             eventLoop.execute {
                 let handler = handler.value
-                if applied {
-                    handler.gathered.append(gathered)
-                    handler.submitGathered()
-                } else {
-                    var problem = Problem(
-                        status: 503, title: "Not caught up",
-                        detail: "this server has not applied change event \(minSeq) within 5 seconds; retry, or ask the leader"
-                    )
-                    problem.retryAfter = 1
+                if let problem {
                     handler.metrics.recordRequest(.line, op: op, status: 503, duration: ContinuousClock.now - started)
                     handler.complete(sequence, handler.withSeq(LineRequest.errorLine(id: gathered.id, problem)))
                     handler.flushIfNeeded()
+                } else {
+                    handler.gathered.append(gathered)
+                    handler.submitGathered()
                 }
             }
         }
@@ -299,37 +306,6 @@ final class LineProtocolHandler: ChannelDuplexHandler {
         bytes.removeLast(2)
         bytes.append(contentsOf: Array(",\"seq\":\(engine.publishedSeq)}\n".utf8))
         return bytes
-    }
-
-    private enum Admission {
-        case serve
-        case refuse(Problem)
-        case forward(leader: String, address: String)
-    }
-
-    /// Cluster mode's rules for a line before it runs (SPEC.md section 17): only `ping` before the server
-    /// has caught up with the log; a change on a follower goes to the leader, and during an election it
-    /// is refused.
-    private static func admission(_ operation: LineRequest.Operation, _ cluster: ClusterNode) -> Admission {
-        if case .ping = operation { return .serve }
-        var writes = false
-        if case .identify(_, dryRun: false) = operation { writes = true }
-        func refuse(_ title: String, _ detail: String) -> Admission {
-            var problem = Problem(status: 503, title: title, detail: detail)
-            problem.retryAfter = 1
-            return .refuse(problem)
-        }
-        switch cluster.admission(writes: writes) {
-        case .serve:
-            return .serve
-        case .refuse(let title, let detail):
-            return refuse(title, detail)
-        case .forward(let leader, _, let tcp):
-            guard let tcp, !tcp.isEmpty else {
-                return refuse("Not the leader", "this server does not accept changes, and the leader \(leader) advertises no line-protocol address")
-            }
-            return .forward(leader: leader, address: tcp)
-        }
     }
 
     /// An answer line from an engine answer, and its status.

@@ -10,6 +10,11 @@ struct LineRequest {
         case get(contactId: Int)
         case auth(token: [UInt8])
 
+        /// Whether it may change the store (cluster mode relays it to the leader).
+        var writes: Bool {
+            if case .identify(_, dryRun: false) = self { true } else { false }
+        }
+
         /// The role the operation needs (SPEC.md section 14).
         var requiredRole: Role {
             switch self {
