@@ -84,6 +84,12 @@ import Testing
         }
         #expect(await follower.logPosition == UInt64(batches.count))
         #expect(await leader.logPosition == UInt64(batches.count))
+        // The feed is read from the local copy, which may lag the log (SPEC.md section 17): read it once
+        // each server has applied the newest event it acknowledged, as a read given `minSeq` would.
+        for engine in [leader, follower] {
+            #expect(await engine.waitUntilApplied(engine.publishedSeq, timeout: .seconds(5)))
+        }
+        #expect(follower.publishedSeq == leader.publishedSeq)
         #expect(try await Self.changes(follower) == (try await Self.changes(leader)))
         leader.close()
         follower.close()
@@ -180,6 +186,36 @@ import Testing
         let exported = try Self.export(directory.path)
         #expect(exported.contains("logged@x.io"))
         #expect(!exported.contains("unlogged@x.io"), "a change that is in no log reached the local copy")
+    }
+
+    @Test("a leader acknowledges what the log holds while its local copy fails, refuses changes until the copy recovers, and the copy ends with every acknowledged change")
+    func localCopyFailure() async throws {
+        let directory = TemporaryDirectory()
+        let log = MemoryLog()
+        let leader = try IdentityEngine(dataDirectory: directory.path, options: .init(replicator: log))
+        await leader.lead(epoch: 1, until: .now + .seconds(3600))
+        // Three failed commits of the local copy: about 0.35 s of retries.
+        leader.injectWriteFailures(3)
+        let first = try await leader.identify(.json(#"{"email":"first@x.io"}"#))
+        #expect(first.primaryContactId == 1, "a change in the log is acknowledged whatever the local copy does")
+        #expect(log.all.count == 1)
+        var refused = false
+        for _ in 0..<200 where !refused {
+            refused = await leader.refusal != nil
+            if !refused { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        #expect(refused, "a failing local copy is never reported")
+        await #expect(throws: EngineError.self, "a change is accepted while the local copy fails") {
+            _ = try await leader.identify(.json(#"{"email":"refused@x.io"}"#))
+        }
+        #expect(await leader.waitUntilApplied(leader.publishedSeq, timeout: .seconds(5)))
+        #expect(await leader.refusal == nil)
+        _ = try await leader.identify(.json(#"{"email":"second@x.io"}"#))
+        leader.close()
+        let exported = try Self.export(directory.path)
+        #expect(exported.contains("first@x.io") && exported.contains("second@x.io"))
+        #expect(!exported.contains("refused@x.io"))
+        #expect(log.all.count == 2)
     }
 
     @Test("a leader refuses changes once its lease deadline passes on its own clock; a renewal lets it go on")

@@ -17,9 +17,23 @@ final class ChangeNotifier: @unchecked Sendable {
         self.latest = latest
     }
 
+    /// Cluster mode: the newest seq in the log (or, on a follower, applied in memory), which may run
+    /// ahead of `latest` while the local copy catches up.
+    private var acknowledgedSeq: UInt64 = 0
+
     /// The newest durable seq published.
     var current: UInt64 {
         locked { latest }
+    }
+
+    /// The newest seq an answer may reflect: durable here, or in the cluster's log.
+    var acknowledged: UInt64 {
+        locked { max(latest, acknowledgedSeq) }
+    }
+
+    /// Records that everything up to `seq` is in the cluster's log (the local copy follows).
+    func acknowledge(_ seq: UInt64) {
+        locked { acknowledgedSeq = max(acknowledgedSeq, seq) }
     }
 
     /// Records that everything up to `seq` is durable and wakes the waiters it satisfies.

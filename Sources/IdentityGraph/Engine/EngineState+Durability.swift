@@ -10,7 +10,15 @@ extension EngineState {
 
     /// Whether changes can be made now: not while commits fail, and in a cluster only on the leader
     /// while its lease holds.
-    var canWrite: Bool { failure == nil && (!clustered || leads) }
+    var canWrite: Bool { refusal == nil && (!clustered || leads) }
+
+    /// Why changes are refused now: the last commit (in cluster mode, the last append to the log)
+    /// failed, or the local copy's.
+    var refusal: StorageError? { failure ?? storeFailure }
+
+    /// Whether the writer has nothing left to do: no batch in the log stage and, in cluster mode,
+    /// none waiting for the local copy. The local copy holds everything handed over then.
+    var writerIdle: Bool { !writerBusy && storeBacklog == 0 }
 
     /// Whether this cluster member leads now: it has a lease, and its own clock says it still holds.
     var leads: Bool {
@@ -24,7 +32,7 @@ extension EngineState {
         -> Result<Void, EngineError>?
     {
         if !persistent || batch <= durableBatch { return .success(()) }
-        if let failure {
+        if let failure = refusal {
             return .failure(.storage(StorageError(.unavailable, "the store is not accepting changes: \(failure.message)")))
         }
         // Batches only grow, and a waiter always waits for the open batch or an older one, so
@@ -70,6 +78,30 @@ extension EngineState {
         let count = waiting.prefix { $0.batch <= batch.number }.count
         defer { waiting.removeFirst(count) }
         return Array(waiting.prefix(count))
+    }
+
+    /// Cluster mode: `batch` is in the log, which acknowledges it: returns the answers it releases, in
+    /// order. Its rows wait for the local copy (``stored(seq:batches:)``).
+    mutating func replicated(_ batch: GroupCommitWriter.Batch) -> [Waiter] {
+        writerBusy = false
+        failure = nil
+        storeBacklog += 1
+        durableBatch = batch.number
+        if !pendingProfiles.isEmpty {
+            pendingProfiles = pendingProfiles.filter { $0.value > batch.number }
+        }
+        let count = waiting.prefix { $0.batch <= batch.number }.count
+        defer { waiting.removeFirst(count) }
+        return Array(waiting.prefix(count))
+    }
+
+    /// Cluster mode: the local copy holds `batches` more batches, up to change event `seq`: the feed
+    /// and the applied seq move on.
+    mutating func stored(seq: UInt64, batches: Int) {
+        storeBacklog -= batches
+        storeFailure = nil
+        commits += 1
+        durableSeq = max(durableSeq, seq)
     }
 
     /// A commit failed: changes are refused until a retry succeeds, and every waiting answer fails,

@@ -31,8 +31,14 @@ struct EngineState {
     var waiting: [Waiter] = []
     /// Why the last commit failed, until a retry succeeds; changes are refused meanwhile.
     var failure: StorageError?
-    /// Whether the writer holds a batch that has not reported back.
+    /// Cluster mode: why the last commit to the local copy failed, until a retry succeeds (the log
+    /// stage's failures are `failure`'s). Changes are refused meanwhile; batches already in the log are
+    /// still acknowledged, as the log holds them.
+    var storeFailure: StorageError?
+    /// Whether the writer holds a batch that has not reported back (in cluster mode: from the log).
     var writerBusy = false
+    /// Cluster mode: batches in the log that the local copy does not hold yet.
+    var storeBacklog = 0
     /// Batches committed since the engine opened.
     var commits = 0
 
@@ -41,7 +47,7 @@ struct EngineState {
 
     /// The seq the next change event gets.
     var nextSeq: UInt64 = 1
-    /// The newest seq whose event is durable.
+    /// The newest seq whose event is durable (in cluster mode: in the local copy, which the feed reads).
     var durableSeq: UInt64 = 0
     /// The feed of an in-memory engine; a store keeps its own.
     var memoryFeed = EventLog(retained: 10_000_000)

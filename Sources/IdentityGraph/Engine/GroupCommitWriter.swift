@@ -9,8 +9,18 @@ import Foundation
 /// one fsync, not N (group commit). A failed commit is retried with a back-off until it succeeds:
 /// the rows are already in the engine's memory, and they must not be lost while the store recovers.
 ///
-/// `@unchecked Sendable`: `next`, `isClosing` and `stopping` are touched only while `lock` is held;
-/// `store` is written by this thread alone (``ContactStore`` states its own invariant).
+/// In cluster mode (a `replicator`) the work is split in two stages on two threads, so that a leader's
+/// next batch goes to the log while the last one reaches the local copy: the log thread appends a
+/// batch and reports it ``Report/replicated(_:recovered:)``, which acknowledges it (SPEC.md section 17:
+/// acknowledged means committed in the log; the local copy is written after that), then queues it for
+/// the store thread, which commits every queued batch in one transaction and reports them
+/// ``Report/stored(seq:batches:rows:seconds:recovered:)``. At most ``maxBacklog`` batches wait for the
+/// store; the log thread waits beyond that. A follower's batches (no replication) take the same path,
+/// so that they reach the store in log order.
+///
+/// `@unchecked Sendable`: `next`, `isClosing`, `stopping`, `backlog` and `storeStopping` are touched
+/// only while `lock` (or `queue` for the last two) is held; `store` is written by one thread alone
+/// (``ContactStore`` states its own invariant).
 final class GroupCommitWriter: @unchecked Sendable {
     /// The rows of one batch, its number, and the newest change-event seq it holds.
     struct Batch: Sendable {
@@ -24,11 +34,24 @@ final class GroupCommitWriter: @unchecked Sendable {
     enum Report: Sendable {
         /// `batch` is durable; it took `seconds`, fsync included. `recovered` after failed tries.
         case committed(Batch, seconds: Double, recovered: Bool)
-        /// A try at committing `batch` failed; the writer tries again after a pause.
+        /// A try at committing `batch` failed; the writer tries again after a pause. In cluster mode:
+        /// a try at appending it to the log.
         case failed(StorageError)
-        /// The log refused `batch`: another server holds the lease. Nothing of it was written.
+        /// Cluster mode: `batch` is in the log (a follower's: it is next in line for the store); the
+        /// writer takes the next one. `recovered` after failed tries.
+        case replicated(Batch, recovered: Bool)
+        /// Cluster mode: the local copy holds `batches` more batches, up to change event `seq`, in one
+        /// commit of `rows` contact rows that took `seconds`. `recovered` after failed tries.
+        case stored(seq: UInt64, batches: Int, rows: Int, seconds: Double, recovered: Bool)
+        /// Cluster mode: a try at committing to the local copy failed; the store thread tries again.
+        case storeFailed(StorageError)
+        /// The log refused `batch`: another server holds the lease. Nothing of it was written, and every
+        /// batch before it is in the local copy.
         case fenced(Batch)
     }
+
+    /// How many batches may wait for the local copy in cluster mode before the log thread waits too.
+    static let maxBacklog = 8
 
     private let store: ContactStore
     private let replicator: (any Replicator)?
@@ -38,6 +61,10 @@ final class GroupCommitWriter: @unchecked Sendable {
     private var next: Batch?
     private var isClosing = false
     private var stopping = false
+    /// Cluster mode: batches in the log, waiting for the store thread, oldest first; guarded by `queue`.
+    private var backlog: [Batch] = []
+    private var storeStopping = false
+    private let queue = NSCondition()
 
     /// `replicator`, in cluster mode, appends a leader's batch to the log; the rows go to the store
     /// only once it returns (SPEC.md section 17: acknowledged means committed in the log).
@@ -48,9 +75,22 @@ final class GroupCommitWriter: @unchecked Sendable {
 
     /// Starts the thread; `report` runs on it after every commit and every failed try.
     func start(report: @escaping @Sendable (Report) -> Void) {
-        let thread = Thread { [self] in run(report) }
-        thread.name = "identity-graph writer"
-        thread.start()
+        guard replicator != nil else {
+            let thread = Thread { [self] in run(report) }
+            thread.name = "identity-graph writer"
+            thread.start()
+            return
+        }
+        let storeFinished = DispatchSemaphore(value: 0)
+        let storeThread = Thread { [self] in
+            runStore(report)
+            storeFinished.signal()
+        }
+        storeThread.name = "identity-graph writer"
+        storeThread.start()
+        let logThread = Thread { [self] in runLog(report, storeFinished: storeFinished) }
+        logThread.name = "identity-graph log writer"
+        logThread.start()
     }
 
     /// Hands over the next batch. The writer must be idle: its last batch reported committed.
@@ -122,5 +162,95 @@ final class GroupCommitWriter: @unchecked Sendable {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         report(.committed(batch, seconds: seconds, recovered: recovered))
         return true
+    }
+
+    // MARK: - Cluster mode: the log stage and the store stage
+
+    private func runLog(_ report: @Sendable (Report) -> Void, storeFinished: DispatchSemaphore) {
+        while true {
+            wakeup.wait()
+            let (batch, stop) = lock.withLock { () -> (Batch?, Bool) in
+                defer { next = nil }
+                return (next, stopping)
+            }
+            if let batch, !replicate(batch, report) { break }
+            if stop && batch == nil { break }
+        }
+        queue.withLock {
+            storeStopping = true
+            queue.broadcast()
+        }
+        storeFinished.wait()
+        finished.signal()
+    }
+
+    /// Appends `batch` to the log, retrying until it succeeds or is fenced, then hands it to the store
+    /// thread; false when it was given up at closing.
+    private func replicate(_ batch: Batch, _ report: @Sendable (Report) -> Void) -> Bool {
+        var backoff = 0.05
+        var recovered = false
+        while let replication = batch.replication, let replicator {
+            do {
+                try replicator.append(replication)
+                break
+            } catch let error as ReplicationError where error.isFenced {
+                // The engine rebuilds from the local copy: it must hold every batch before this one.
+                queue.withLock {
+                    while !backlog.isEmpty { queue.wait() }
+                }
+                report(.fenced(batch))
+                return true
+            } catch {
+                report(.failed((error as? StorageError) ?? StorageError(.unavailable, "\(error)")))
+                recovered = true
+                if lock.withLock({ isClosing }) && backoff > 0.5 { return false }
+                Thread.sleep(forTimeInterval: backoff)
+                backoff = min(backoff * 2, 5)
+            }
+        }
+        // Acknowledged first, then queued: the engine hears of a batch in the log before it hears
+        // that the store holds it.
+        report(.replicated(batch, recovered: recovered))
+        queue.withLock {
+            while backlog.count >= Self.maxBacklog { queue.wait() }
+            backlog.append(batch)
+            queue.broadcast()
+        }
+        return true
+    }
+
+    private func runStore(_ report: @Sendable (Report) -> Void) {
+        while true {
+            let batches = queue.withLock { () -> [Batch]? in
+                while backlog.isEmpty && !storeStopping { queue.wait() }
+                return backlog.isEmpty ? nil : backlog
+            }
+            guard let batches else { break }
+            var backoff = 0.05
+            var recovered = false
+            let started = DispatchTime.now().uptimeNanoseconds
+            while true {
+                do {
+                    try store.write(batches.lazy.map(\.rows))
+                    break
+                } catch {
+                    report(.storeFailed(error))
+                    recovered = true
+                    // At closing the rows are in the log already: the next start catches up from it.
+                    if queue.withLock({ storeStopping }) && backoff > 0.5 { return }
+                    Thread.sleep(forTimeInterval: backoff)
+                    backoff = min(backoff * 2, 5)
+                }
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+            report(.stored(
+                seq: batches.map(\.seq).max() ?? 0, batches: batches.count,
+                rows: batches.reduce(0) { $0 + $1.rows.count }, seconds: seconds, recovered: recovered
+            ))
+            queue.withLock {
+                backlog.removeFirst(batches.count)
+                queue.broadcast()
+            }
+        }
     }
 }

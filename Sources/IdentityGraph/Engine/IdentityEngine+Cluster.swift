@@ -8,11 +8,11 @@ extension IdentityEngine {
         state.logPosition
     }
 
-    /// The newest durable seq, read without a turn on the engine's thread: for the `Identity-Graph-Seq`
-    /// of every answer in cluster mode. It may run a commit ahead of an answer being written, never behind
-    /// an answer that reported a change.
+    /// The newest acknowledged seq (in the log, or durable here), read without a turn on the engine's
+    /// thread: for the `Identity-Graph-Seq` of every answer in cluster mode. It may run a commit ahead of
+    /// an answer being written, never behind an answer that reported a change.
     public nonisolated var publishedSeq: UInt64 {
-        notifier.current
+        notifier.acknowledged
     }
 
     /// Returns true once change event `seq` is durable here (read your writes, SPEC.md section 17), false
@@ -70,7 +70,7 @@ extension IdentityEngine {
         // copy either (the rebuild below drops it from memory and fails its answers).
         state.openBatch = RowBatch()
         state.openCommands.removeAll()
-        while state.writerBusy {
+        while !state.writerIdle {
             await withCheckedContinuation { idleWaiters.append($0) }
         }
         rebuild(failing: "this server stopped leading (\(reason)); retry")
@@ -103,7 +103,9 @@ extension IdentityEngine {
     /// The log refused `batch`: another server leads. Its answers and every later one fail, and the graph
     /// is rebuilt from the local copy.
     func handleFenced(_ batch: GroupCommitWriter.Batch) {
+        // The writer reports a fenced batch once the local copy holds every batch before it.
         state.writerBusy = false
+        state.storeBacklog = 0
         state.leaderEpoch = nil
         state.leaseDeadline = nil
         state.shipsCommands = false
@@ -111,7 +113,8 @@ extension IdentityEngine {
         rebuild(failing: "another server took the lease; this server follows now; retry")
     }
 
-    /// Reloads the graph from the local copy (the writer is idle), failing every answer still waiting.
+    /// Reloads the graph from the local copy (the writer is idle, the local copy holds everything handed
+    /// to it), failing every answer still waiting.
     private func rebuild(failing reason: String) {
         let error = EngineError.storage(StorageError(.unavailable, reason))
         let waiting = state.waiting

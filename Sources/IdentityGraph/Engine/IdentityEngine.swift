@@ -450,7 +450,7 @@ public actor IdentityEngine {
     /// Why the store refuses changes now (a commit failed and is being retried, SPEC.md section 5), or
     /// `nil` while it accepts them.
     public var refusal: String? {
-        state.failure?.message
+        state.refusal?.message
     }
 
     /// The newest durable seq.
@@ -526,10 +526,26 @@ public actor IdentityEngine {
                 StorageError(.unavailable, "the store could not commit: \(error.message)")
             )
             for waiter in failed { waiter.resume(.failure(unavailable)) }
+        case .replicated(let batch, let recovered):
+            let released = state.replicated(batch)
+            if recovered { options.onStorageEvent?(.recovered) }
+            notifier.acknowledge(batch.seq)
+            for waiter in released { waiter.resume(.success(())) }
+            startCommit()
+            if closed && !state.writerBusy { writer?.stop() }
+        case .stored(let seq, let batches, let rows, let seconds, let recovered):
+            options.onCommit?(rows, seconds)
+            let wasFailing = state.storeFailure != nil
+            state.stored(seq: seq, batches: batches)
+            if recovered && wasFailing { options.onStorageEvent?(.recovered) }
+            notifier.publish(seq)
+        case .storeFailed(let error):
+            state.storeFailure = error
+            options.onStorageEvent?(.writeFailed(error))
         case .fenced(let batch):
             handleFenced(batch)
         }
-        if !state.writerBusy, !idleWaiters.isEmpty {
+        if state.writerIdle, !idleWaiters.isEmpty {
             let waiters = idleWaiters
             idleWaiters.removeAll()
             for waiter in waiters { waiter.resume() }
@@ -592,7 +608,7 @@ public actor IdentityEngine {
             self.assumeIsolated { engine in
                 defer { done.signal() }
                 let state = engine.state
-                guard let store = engine.store, state.failure == nil, !state.writerBusy, state.openBatch.isEmpty,
+                guard let store = engine.store, state.refusal == nil, state.writerIdle, state.openBatch.isEmpty,
                     state.waiting.isEmpty, state.durableSeq == store.newestSeq
                 else { return }
                 let outcome: Result<Int, StorageError>

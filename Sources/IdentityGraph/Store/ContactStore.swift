@@ -277,6 +277,12 @@ final class ContactStore: @unchecked Sendable {
     /// `appending`: every key of the batch is larger than any of its table (a restore into an empty
     /// store), so LMDB appends them without a search and fills its pages.
     func write(_ batch: RowBatch, appending: Bool = false) throws(StorageError) {
+        try write(CollectionOfOne(batch), appending: appending)
+    }
+
+    /// Writes the rows of `batches`, in order, in one transaction and commits it: a cluster member's
+    /// local copy catching up with several batches of the log at once, for one fsync.
+    func write(_ batches: some Collection<RowBatch>, appending: Bool = false) throws(StorageError) {
         let injected = injectedFailures.withLock { remaining in
             guard remaining > 0 else { return false }
             remaining -= 1
@@ -288,7 +294,11 @@ final class ContactStore: @unchecked Sendable {
             do {
                 var position: UInt64?
                 let (newest, oldest) = try environment.write { transaction in
-                    try apply(batch, in: transaction, appending: appending, logPosition: &position)
+                    var seqs = (newestSeq, oldestSeq)
+                    for batch in batches {
+                        seqs = try apply(batch, in: transaction, from: seqs, appending: appending, logPosition: &position)
+                    }
+                    return seqs
                 }
                 (newestSeq, oldestSeq) = (newest, oldest)
                 if let position { logPosition = position }
@@ -308,12 +318,13 @@ final class ContactStore: @unchecked Sendable {
     }
 
     /// Applies the entries of `batch` in `transaction`, then deletes the change events beyond the
-    /// retention; returns the newest and oldest stored seq that the commit will leave.
+    /// retention; returns the newest and oldest stored seq that the commit will leave, given `seqs`,
+    /// the newest and oldest before it (the store's, or an earlier batch's of the same transaction).
     private func apply(
-        _ batch: RowBatch, in transaction: Transaction, appending: Bool = false, logPosition: inout UInt64?
+        _ batch: RowBatch, in transaction: Transaction, from seqs: (UInt64, UInt64)? = nil, appending: Bool = false,
+        logPosition: inout UInt64?
     ) throws -> (UInt64, UInt64) {
-        var newest = newestSeq
-        var oldest = oldestSeq
+        var (newest, oldest) = seqs ?? (newestSeq, oldestSeq)
         try batch.forEach { table, key, value in
             let database = switch table {
             case .contacts: rows
