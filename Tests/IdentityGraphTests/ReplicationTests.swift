@@ -194,13 +194,13 @@ import Testing
         let log = MemoryLog()
         let leader = try IdentityEngine(dataDirectory: directory.path, options: .init(replicator: log))
         await leader.lead(epoch: 1, until: .now + .seconds(3600))
-        // Three failed commits of the local copy: about 0.35 s of retries.
-        leader.injectWriteFailures(3)
+        // The local copy fails until the test lets it recover (retries back off from 0.05 s to 5 s).
+        leader.injectWriteFailures(1_000_000)
         let first = try await leader.identify(.json(#"{"email":"first@x.io"}"#))
         #expect(first.primaryContactId == 1, "a change in the log is acknowledged whatever the local copy does")
         #expect(log.all.count == 1)
         var refused = false
-        for _ in 0..<200 where !refused {
+        for _ in 0..<1000 where !refused {
             refused = await leader.refusal != nil
             if !refused { try await Task.sleep(for: .milliseconds(5)) }
         }
@@ -208,7 +208,9 @@ import Testing
         await #expect(throws: EngineError.self, "a change is accepted while the local copy fails") {
             _ = try await leader.identify(.json(#"{"email":"refused@x.io"}"#))
         }
-        #expect(await leader.waitUntilApplied(leader.publishedSeq, timeout: .seconds(5)))
+        #expect(await leader.latestSeq == 0, "the feed shows what the local copy does not hold")
+        leader.injectWriteFailures(0)
+        #expect(await leader.waitUntilApplied(leader.publishedSeq, timeout: .seconds(15)))
         #expect(await leader.refusal == nil)
         _ = try await leader.identify(.json(#"{"email":"second@x.io"}"#))
         leader.close()
