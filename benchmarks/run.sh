@@ -806,7 +806,7 @@ WITH fence AS (
     SELECT nextval('bench_append.position'), fence.epoch, 0, decode(repeat('ab', 512), 'hex') FROM fence
     RETURNING position
 )
-SELECT position FROM appended;
+SELECT position FROM appended, pg_notify('bench_append_log', position::text);
 SQL
     [ "$(id -u)" -ne 0 ] || chown postgres "$pg_data/append.sql"
     rm -f "$pg_data"/pgbench_log.*

@@ -7,7 +7,7 @@ import PostgresNIO
 /// positions 1, 2, 3, ... with no gaps, each holding the batch's commands. The leader appends with one
 /// statement that also checks, under a share lock on the lease row, that its epoch still holds the
 /// lease: an old leader's append waits behind a takeover and then inserts nothing. Followers read it
-/// in order; a notification on `channel`, sent after each append, wakes them.
+/// in order; a notification on `channel` wakes them.
 struct ChangeLog: Sendable {
     let link: PostgresLink
     let schema: String
@@ -32,7 +32,7 @@ struct ChangeLog: Sendable {
                     SELECT \(position), fence.epoch, \(Int64(replication.lastSeq)), \(commands) FROM fence
                     RETURNING position
                 )
-                SELECT position FROM appended
+                SELECT position FROM appended, pg_notify(\(channel), position::text)
                 """
             )
             if !rows.isEmpty { return }
@@ -43,14 +43,6 @@ struct ChangeLog: Sendable {
             if try rows.first?.decode(Int64.self) == replication.epoch { return }
             throw ReplicationError(fenced: true, "log position \(position) was written under another epoch")
         }
-    }
-
-    /// Wakes the followers that `LISTEN` on `channel`. Sent after an append has committed, not in its
-    /// transaction: a notification in the append's transaction made every commit take PostgreSQL's
-    /// notification queue lock (pgbench, the append alone: median 240 us and p90 382-591 us with it,
-    /// 164 us and 196-222 us without). Followers also poll, so a lost wake-up only delays them.
-    func wakeFollowers() async throws {
-        try await link.rows("SELECT pg_notify(\(channel), '')")
     }
 
     /// The batches after `position`, oldest first, at most `limit`.

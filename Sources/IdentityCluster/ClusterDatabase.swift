@@ -14,8 +14,6 @@ public final class ClusterDatabase: Sendable {
     let control: PostgresLink
     /// `LISTEN` for appends.
     let notifications: PostgresLink
-    /// The leader's notifications of its appends.
-    let wakeups: PostgresLink
     /// Checkpoints, which move many megabytes and must not delay the lease.
     let checkpointing: PostgresLink
     let logger: Logger
@@ -29,12 +27,8 @@ public final class ClusterDatabase: Sendable {
         appends = PostgresLink(configuration: connection, name: "appends", logger: logger)
         control = PostgresLink(configuration: connection, name: "control", logger: logger)
         notifications = PostgresLink(configuration: connection, name: "notifications", logger: logger)
-        wakeups = PostgresLink(configuration: connection, name: "wakeups", logger: logger)
         checkpointing = PostgresLink(configuration: connection, name: "checkpoints", logger: logger)
-        appender = PostgresReplicator(
-            log: ChangeLog(link: appends, schema: configuration.schema, node: configuration.nodeName),
-            wakeups: ChangeLog(link: wakeups, schema: configuration.schema, node: configuration.nodeName)
-        )
+        appender = PostgresReplicator(log: ChangeLog(link: appends, schema: configuration.schema, node: configuration.nodeName))
         replicator = appender
     }
 
@@ -46,6 +40,6 @@ public final class ClusterDatabase: Sendable {
 
     /// Ends every connection.
     public func close() async {
-        for link in [appends, control, notifications, wakeups, checkpointing] { await link.close() }
+        for link in [appends, control, notifications, checkpointing] { await link.close() }
     }
 }

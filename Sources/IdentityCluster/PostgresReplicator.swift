@@ -8,17 +8,12 @@ import NIOConcurrencyHelpers
 /// (its outcome unknown); the writer retries it, and a retry that finds its own row counts as done.
 final class PostgresReplicator: Replicator {
     private let log: ChangeLog
-    /// The same log on a connection of its own, for the wake-ups of the followers after each append.
-    private let wakeups: ChangeLog
     private let timeout: Duration
     /// Told how long each successful append took (the metrics).
     let observer = NIOLockedValueBox<(@Sendable (Duration) -> Void)?>(nil)
-    /// Whether a wake-up is being sent, and whether another append came after it started.
-    private let waking = NIOLockedValueBox((sending: false, again: false))
 
-    init(log: ChangeLog, wakeups: ChangeLog, timeout: Duration = .seconds(10)) {
+    init(log: ChangeLog, timeout: Duration = .seconds(10)) {
         self.log = log
-        self.wakeups = wakeups
         self.timeout = timeout
     }
 
@@ -47,30 +42,5 @@ final class PostgresReplicator: Replicator {
         }
         try outcome.withLockedValue { $0 }?.get()
         observer.withLockedValue { $0 }?(ContinuousClock.now - started)
-        wakeFollowers()
-    }
-
-    /// Notifies the followers of new batches without waiting: one notification at a time, and one more
-    /// after it when appends came meanwhile (however many), so that a slow database never piles them up.
-    private func wakeFollowers() {
-        let start = waking.withLockedValue { state -> Bool in
-            if state.sending {
-                state.again = true
-                return false
-            }
-            state = (sending: true, again: false)
-            return true
-        }
-        guard start else { return }
-        let (wakeups, waking) = (self.wakeups, self.waking)
-        Task {
-            repeat {
-                // A failed wake-up costs the followers at most one poll interval.
-                try? await wakeups.wakeFollowers()
-            } while waking.withLockedValue { state -> Bool in
-                defer { state = (sending: state.again, again: false) }
-                return state.again
-            }
-        }
     }
 }
