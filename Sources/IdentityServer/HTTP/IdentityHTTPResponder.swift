@@ -239,9 +239,10 @@ public struct IdentityHTTPResponder: HTTPResponder {
                 detail: "the body must be JSON (application/json), not \(contentType)"
             )
         }
-        let tooLarge = Problem(
-            status: 413, title: "Content too large", detail: "the body must be at most \(maxBodyBytes) bytes"
-        )
+        // Made only when it is thrown: its text is a string built for it, on every request otherwise.
+        var tooLarge: Problem {
+            Problem(status: 413, title: "Content too large", detail: "the body must be at most \(maxBodyBytes) bytes")
+        }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > maxBodyBytes { throw tooLarge }
         let body: ByteBuffer
         do {
