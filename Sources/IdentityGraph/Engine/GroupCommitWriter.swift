@@ -121,16 +121,22 @@ final class GroupCommitWriter: @unchecked Sendable {
     }
 
     private func run(_ report: @Sendable (Report) -> Void) {
+        takeBatches { commit($0, report) }
+        finished.signal()
+    }
+
+    /// Hands each submitted batch to `handle` until ``stop()`` finds the writer idle, or `handle` returns
+    /// false (a batch given up at closing).
+    private func takeBatches(_ handle: (Batch) -> Bool) {
         while true {
             wakeup.wait()
             let (batch, stop) = lock.withLock { () -> (Batch?, Bool) in
                 defer { next = nil }
                 return (next, stopping)
             }
-            if let batch, !commit(batch, report) { break }
+            if let batch, !handle(batch) { break }
             if stop && batch == nil { break }
         }
-        finished.signal()
     }
 
     /// Commits `batch`, retrying until it succeeds; false when it was given up at closing.
@@ -167,15 +173,7 @@ final class GroupCommitWriter: @unchecked Sendable {
     // MARK: - Cluster mode: the log stage and the store stage
 
     private func runLog(_ report: @Sendable (Report) -> Void, storeFinished: DispatchSemaphore) {
-        while true {
-            wakeup.wait()
-            let (batch, stop) = lock.withLock { () -> (Batch?, Bool) in
-                defer { next = nil }
-                return (next, stopping)
-            }
-            if let batch, !replicate(batch, report) { break }
-            if stop && batch == nil { break }
-        }
+        takeBatches { replicate($0, report) }
         queue.withLock {
             storeStopping = true
             queue.broadcast()
