@@ -312,17 +312,22 @@ def main():
     # Verification: the three servers at the same log position, then every acknowledged answer on each.
     connections = {name: HTTP(port, timeout=30) for name, port in servers.items()}
 
+    # appliedSeq counts a server's local copy, which trails the log by a commit: the servers must reach the
+    # newest change any of them acknowledged (an answer's Identity-Graph-Seq), not merely agree.
+    newest = [0]
+
     def positions():
         seqs = []
         for name in servers:
             try:
-                status, _, body = connections[name].request("GET", "/cluster")
+                status, headers, body = connections[name].request("GET", "/cluster")
             except (OSError, http.client.HTTPException):
                 return None
             if status != 200:
                 return None
+            newest[0] = max(newest[0], int(headers.get("identity-graph-seq", 0) or 0))
             seqs.append(body.get("appliedSeq"))
-        return seqs if len(set(seqs)) == 1 else None
+        return seqs if len(set(seqs)) == 1 and seqs[0] >= newest[0] else None
 
     seqs = wait_until("the three servers reaching the same applied seq", 120, positions, step=0.2)
     summary["appliedSeq"] = seqs[0]

@@ -69,13 +69,19 @@ import Testing
         return try #require(found, "no single leader within \(seconds) s", sourceLocation: sourceLocation)
     }
 
-    /// Waits until every node has applied the same newest seq as the others, and returns it.
+    /// Whether, within `seconds`, every node has applied the newest change any of them acknowledged.
     static func caughtUp(_ nodes: [Node], seconds: Double = 30, sourceLocation: SourceLocation = #_sourceLocation)
         -> Bool
     {
-        waitUntil(seconds: seconds) {
+        // The newest change any of them acknowledged: local copies, which `appliedSeq` counts, trail the
+        // log by a commit, so equal applied seqs alone could be an older point they all still share.
+        let acknowledged = nodes.compactMap { node in
+            (try? HTTPExchange.get(port: node.server.httpPort, path: "/cluster"))?.headers["identity-graph-seq"]
+                .flatMap { Int($0) }
+        }.max() ?? 0
+        return waitUntil(seconds: seconds) {
             let seqs = nodes.map(\.appliedSeq)
-            return seqs.allSatisfy { $0 != nil && $0 == seqs[0] }
+            return seqs.allSatisfy { $0 != nil && $0 == seqs[0] && $0! >= acknowledged }
         }
     }
 
