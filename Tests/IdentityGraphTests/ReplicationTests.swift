@@ -147,18 +147,29 @@ import Testing
 
     /// Holds every append until `release()`.
     final class HeldLog: Replicator, @unchecked Sendable {
-        // `@unchecked`: the semaphores are thread-safe; `log` is.
+        // `@unchecked`: the semaphore and the counter are thread-safe; `log` is.
         private let gate = DispatchSemaphore(value: 0)
-        private let arrived = DispatchSemaphore(value: 0)
+        private let arrived = Protected(0)
         let log = MemoryLog()
 
         func append(_ replication: Replication) throws {
-            arrived.signal()
+            arrived.withLock { $0 += 1 }
             gate.wait()
             try log.append(replication)
         }
 
-        func waitForAppend() { arrived.wait() }
+        /// Returns once an append has arrived. It polls rather than blocks: a test that blocked a thread of
+        /// the task pool could starve the very task that makes the append (the pool has one per core).
+        func waitForAppend() async {
+            while !arrived.withLock({ count in
+                guard count > 0 else { return false }
+                count -= 1
+                return true
+            }) {
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+        }
+
         func release() { gate.signal() }
     }
 
@@ -169,7 +180,7 @@ import Testing
         let leader = try IdentityEngine(dataDirectory: directory.path, options: .init(replicator: held))
         await leader.lead(epoch: 1, until: .now + .seconds(3600))
         let first = Task { try await leader.identify(.json(#"{"email":"logged@x.io"}"#)) }
-        held.waitForAppend()
+        await held.waitForAppend()
         // Gathered while the first batch is with the log: never logged.
         let second = Task { try await leader.identify(.json(#"{"email":"unlogged@x.io"}"#)) }
         try await Task.sleep(for: .milliseconds(50))
@@ -218,6 +229,27 @@ import Testing
         #expect(exported.contains("first@x.io") && exported.contains("second@x.io"))
         #expect(!exported.contains("refused@x.io"))
         #expect(log.all.count == 2)
+    }
+
+    @Test("closing a leader whose append in flight is then fenced ends, without the answer")
+    func closeWhileFenced() async throws {
+        let directory = TemporaryDirectory()
+        let held = HeldLog()
+        let leader = try IdentityEngine(dataDirectory: directory.path, options: .init(replicator: held))
+        await leader.lead(epoch: 1, until: .now + .seconds(3600))
+        let change = Task { try await leader.identify(.json(#"{"email":"late@x.io"}"#)) }
+        await held.waitForAppend()
+        // close() blocks its caller until the writer has ended: on a thread of its own, not the pool's.
+        let closed = Protected(false)
+        Thread { leader.close(); closed.withLock { $0 = true } }.start()
+        try await Task.sleep(for: .milliseconds(100))
+        held.log.fence(from: 1)
+        held.release()
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !closed.withLock({ $0 }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(closed.withLock { $0 }, "close() never returned after a fenced append")
+        await #expect(throws: EngineError.self) { _ = try await change.value }
+        #expect(held.log.all.isEmpty)
     }
 
     @Test("a leader refuses changes once its lease deadline passes on its own clock; a renewal lets it go on")

@@ -82,9 +82,11 @@ extension EngineState {
 
     /// Cluster mode: `batch` is in the log, which acknowledges it: returns the answers it releases, in
     /// order. Its rows wait for the local copy (``stored(seq:batches:)``).
-    mutating func replicated(_ batch: GroupCommitWriter.Batch) -> [Waiter] {
+    mutating func replicated(_ batch: GroupCommitWriter.Batch, recovered: Bool) -> [Waiter] {
         writerBusy = false
-        failure = nil
+        // Only an append that succeeded after failing clears a failure: a follower's batch touches no
+        // database, and must not clear one the store or a rebuild set.
+        if recovered { failure = nil }
         storeBacklog += 1
         durableBatch = batch.number
         if !pendingProfiles.isEmpty {

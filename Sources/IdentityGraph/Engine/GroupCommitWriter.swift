@@ -18,8 +18,8 @@ import Foundation
 /// store; the log thread waits beyond that. A follower's batches (no replication) take the same path,
 /// so that they reach the store in log order.
 ///
-/// `@unchecked Sendable`: `next`, `isClosing`, `stopping`, `backlog` and `storeStopping` are touched
-/// only while `lock` (or `queue` for the last two) is held; `store` is written by one thread alone
+/// `@unchecked Sendable`: `next`, `isClosing` and `stopping` are touched only while `lock` is held,
+/// `backlog`, `storeStopping`, `storeClosing` and `storeGaveUp` only while `queue` is; `store` is written by one thread alone
 /// (``ContactStore`` states its own invariant).
 final class GroupCommitWriter: @unchecked Sendable {
     /// The rows of one batch, its number, and the newest change-event seq it holds.
@@ -64,6 +64,11 @@ final class GroupCommitWriter: @unchecked Sendable {
     /// Cluster mode: batches in the log, waiting for the store thread, oldest first; guarded by `queue`.
     private var backlog: [Batch] = []
     private var storeStopping = false
+    /// The engine is closing: a failing store commit is given up after a few tries.
+    private var storeClosing = false
+    /// The store thread gave up at closing: nothing more reaches the local copy (the log holds it), and
+    /// the log thread no longer waits for room or for the backlog to drain.
+    private var storeGaveUp = false
     private let queue = NSCondition()
 
     /// `replicator`, in cluster mode, appends a leader's batch to the log; the rows go to the store
@@ -106,6 +111,10 @@ final class GroupCommitWriter: @unchecked Sendable {
     /// more for its unacknowledged rows, and the thread ends without reporting it.
     func closing() {
         lock.withLock { isClosing = true }
+        queue.withLock {
+            storeClosing = true
+            queue.broadcast()
+        }
     }
 
     /// Ends the thread once it is idle; then ``waitUntilFinished()`` returns.
@@ -194,7 +203,7 @@ final class GroupCommitWriter: @unchecked Sendable {
             } catch let error as ReplicationError where error.isFenced {
                 // The engine rebuilds from the local copy: it must hold every batch before this one.
                 queue.withLock {
-                    while !backlog.isEmpty { queue.wait() }
+                    while !backlog.isEmpty && !storeGaveUp { queue.wait() }
                 }
                 report(.fenced(batch))
                 return true
@@ -210,8 +219,8 @@ final class GroupCommitWriter: @unchecked Sendable {
         // that the store holds it.
         report(.replicated(batch, recovered: recovered))
         queue.withLock {
-            while backlog.count >= Self.maxBacklog { queue.wait() }
-            backlog.append(batch)
+            while backlog.count >= Self.maxBacklog && !storeGaveUp { queue.wait() }
+            if !storeGaveUp { backlog.append(batch) }
             queue.broadcast()
         }
         return true
@@ -235,7 +244,13 @@ final class GroupCommitWriter: @unchecked Sendable {
                     report(.storeFailed(error))
                     recovered = true
                     // At closing the rows are in the log already: the next start catches up from it.
-                    if queue.withLock({ storeStopping }) && backoff > 0.5 { return }
+                    let givingUp = queue.withLock { () -> Bool in
+                        guard storeClosing && backoff > 0.5 else { return false }
+                        storeGaveUp = true
+                        queue.broadcast()
+                        return true
+                    }
+                    if givingUp { return }
                     Thread.sleep(forTimeInterval: backoff)
                     backoff = min(backoff * 2, 5)
                 }

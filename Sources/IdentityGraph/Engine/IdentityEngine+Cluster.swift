@@ -77,7 +77,8 @@ extension IdentityEngine {
     }
 
     /// Applies log batch `replication` (a follower): replays its commands, checks that the replay ends
-    /// at the leader's seq, and returns once the rows are in the local copy. A batch this server holds
+    /// at the leader's seq, and returns once the batch is in the graph and queued for the local copy,
+    /// behind every earlier one (``latestSeq`` moves once the copy holds it). A batch this server holds
     /// already is skipped; one that does not follow the newest it holds is an error.
     public func apply(_ replication: Replication) async throws(EngineError) {
         guard state.leaderEpoch == nil else {
@@ -103,7 +104,8 @@ extension IdentityEngine {
     /// The log refused `batch`: another server leads. Its answers and every later one fail, and the graph
     /// is rebuilt from the local copy.
     func handleFenced(_ batch: GroupCommitWriter.Batch) {
-        // The writer reports a fenced batch once the local copy holds every batch before it.
+        // The writer reports a fenced batch once the local copy holds every batch before it (or, at
+        // closing, once the store thread gave up: the log holds what the copy lacks).
         state.writerBusy = false
         state.storeBacklog = 0
         state.leaderEpoch = nil

@@ -527,8 +527,8 @@ public actor IdentityEngine {
             )
             for waiter in failed { waiter.resume(.failure(unavailable)) }
         case .replicated(let batch, let recovered):
-            let released = state.replicated(batch)
-            if recovered { options.onStorageEvent?(.recovered) }
+            let released = state.replicated(batch, recovered: recovered)
+            if recovered && state.refusal == nil { options.onStorageEvent?(.recovered) }
             notifier.acknowledge(batch.seq)
             for waiter in released { waiter.resume(.success(())) }
             startCommit()
@@ -537,13 +537,14 @@ public actor IdentityEngine {
             options.onCommit?(rows, seconds)
             let wasFailing = state.storeFailure != nil
             state.stored(seq: seq, batches: batches)
-            if recovered && wasFailing { options.onStorageEvent?(.recovered) }
+            if recovered && wasFailing && state.refusal == nil { options.onStorageEvent?(.recovered) }
             notifier.publish(seq)
         case .storeFailed(let error):
             state.storeFailure = error
             options.onStorageEvent?(.writeFailed(error))
         case .fenced(let batch):
             handleFenced(batch)
+            if closed && !state.writerBusy { writer?.stop() }
         }
         if state.writerIdle, !idleWaiters.isEmpty {
             let waiters = idleWaiters
@@ -564,8 +565,8 @@ public actor IdentityEngine {
     /// Stops taking requests, commits what is pending, waits for the writer and flushes the store.
     /// Requests after this fail with ``StorageError/Kind-swift.enum/closed``. Blocks the caller
     /// (which must not be the engine's own thread) for at most the last commit.
-    /// Returns why the final flush failed, if it did, so that a shutdown never claims a flush it
-    /// did not make.
+    /// Returns why the final flush failed, if it did (or why a commit given up at closing never reached
+    /// the store), so that a shutdown never claims a flush it did not make.
     @discardableResult
     public nonisolated func close() -> StorageError? {
         precondition(!executor.isCurrent, "close() would wait for the engine's thread on that very thread")
@@ -589,8 +590,7 @@ public actor IdentityEngine {
         } catch {
             return error
         }
-        saveIndexImage()
-        return nil
+        return saveIndexImage()
     }
 
     /// What the clean stop did about the index image: the bytes it saved, or why it could not save
@@ -601,13 +601,16 @@ public actor IdentityEngine {
     }
 
     /// Saves the index image for the next start, on the engine's thread once the writer has stopped,
-    /// and only when the graph holds exactly what the store does.
-    private nonisolated func saveIndexImage() {
+    /// and only when the graph holds exactly what the store does. Returns why the store refuses changes,
+    /// if it does: its last commit failed, and what it held did not reach the disk.
+    private nonisolated func saveIndexImage() -> StorageError? {
         let done = DispatchSemaphore(value: 0)
+        let refusal = Protected<StorageError?>(nil)
         executor.execute {
             self.assumeIsolated { engine in
                 defer { done.signal() }
                 let state = engine.state
+                refusal.withLock { $0 = state.refusal }
                 guard let store = engine.store, state.refusal == nil, state.writerIdle, state.openBatch.isEmpty,
                     state.waiting.isEmpty, state.durableSeq == store.newestSeq
                 else { return }
@@ -621,6 +624,7 @@ public actor IdentityEngine {
             }
         }
         done.wait()
+        return refusal.withLock { $0 }
     }
 
     /// Makes the next `count` commits fail as a full disk would (for tests of the failure path).
