@@ -19,8 +19,8 @@ import Foundation
 /// so that they reach the store in log order.
 ///
 /// `@unchecked Sendable`: `next`, `isClosing` and `stopping` are touched only while `lock` is held,
-/// `backlog`, `storeStopping`, `storeClosing` and `storeGaveUp` only while `queue` is; `store` is written by one thread alone
-/// (``ContactStore`` states its own invariant).
+/// `backlog`, `storeStopping`, `storeClosing` and `storeGaveUp` only while `queue` is; `store` is written
+/// by one thread alone (``ContactStore`` states its own invariant).
 final class GroupCommitWriter: @unchecked Sendable {
     /// The rows of one batch, its number, and the newest change-event seq it holds.
     struct Batch: Sendable {
