@@ -252,6 +252,43 @@ import Testing
         #expect(held.log.all.isEmpty)
     }
 
+    @Test("closing a leader ends while its local copy keeps failing and the log refuses its last batch")
+    func closeWithFailingCopyAndFence() async throws {
+        let directory = TemporaryDirectory()
+        let held = HeldLog()
+        let leader = try IdentityEngine(dataDirectory: directory.path, options: .init(replicator: held))
+        await leader.lead(epoch: 1, until: .now + .seconds(3600))
+        leader.injectWriteFailures(1_000_000)
+        let first = Task { try await leader.identify(.json(#"{"email":"first@x.io"}"#)) }
+        await held.waitForAppend()
+        // Gathered while the first batch is with the log, before the local copy has failed.
+        let second = Task { try await leader.identify(.json(#"{"email":"second@x.io"}"#)) }
+        try await Task.sleep(for: .milliseconds(50))
+        held.release()
+        #expect(try await first.value.primaryContactId == 1, "a batch in the log is acknowledged")
+        await held.waitForAppend()
+        var refused = false
+        for _ in 0..<1000 where !refused {
+            refused = await leader.refusal != nil
+            if !refused { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        #expect(refused, "the failing local copy is never reported")
+        // The second batch is refused by the log while the engine closes: the writer must not wait for a
+        // local copy that will never take the first one.
+        held.log.fence(from: 2)
+        let closed = Protected(false)
+        Thread { leader.close(); closed.withLock { $0 = true } }.start()
+        try await Task.sleep(for: .milliseconds(50))
+        held.release()
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !closed.withLock({ $0 }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        let ended = closed.withLock { $0 }
+        #expect(ended, "close() never returned behind a failing local copy")
+        guard ended else { return }  // the second answer would wait for ever too
+        await #expect(throws: EngineError.self) { _ = try await second.value }
+        #expect(held.log.all.count == 1)
+    }
+
     @Test("a leader refuses changes once its lease deadline passes on its own clock; a renewal lets it go on")
     func leaseDeadline() async throws {
         let directory = TemporaryDirectory()
