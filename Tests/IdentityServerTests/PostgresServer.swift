@@ -40,6 +40,12 @@ final class PostgresServer: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try password.write(toFile: directory + "/pwfile", atomically: true, encoding: .utf8)
         if asPostgres {
+            // Debian's postgresql package creates the user; PostgreSQL's programs alone are not enough as root.
+            guard getpwnam("postgres") != nil else {
+                throw Missing(
+                    description: "there is no postgres user to run PostgreSQL as: run .ci/setup --tests (apt-get install postgresql)"
+                )
+            }
             let chown = try runProcess(URL(fileURLWithPath: "/bin/chown"), ["-R", "postgres", directory], timeout: 30)
             guard chown.status == 0 else { throw Missing(description: "chown postgres \(directory): \(chown.output)") }
         }
