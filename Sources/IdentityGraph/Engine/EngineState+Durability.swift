@@ -70,14 +70,8 @@ extension EngineState {
         writerBusy = false
         failure = nil
         commits += 1
-        durableBatch = batch.number
         durableSeq = max(durableSeq, batch.seq)
-        if !pendingProfiles.isEmpty {
-            pendingProfiles = pendingProfiles.filter { $0.value > batch.number }
-        }
-        let count = waiting.prefix { $0.batch <= batch.number }.count
-        defer { waiting.removeFirst(count) }
-        return Array(waiting.prefix(count))
+        return release(through: batch.number)
     }
 
     /// Cluster mode: `batch` is in the log, which acknowledges it: returns the answers it releases, in
@@ -88,11 +82,17 @@ extension EngineState {
         // database, and must not clear one the store or a rebuild set.
         if recovered { failure = nil }
         storeBacklog += 1
-        durableBatch = batch.number
+        return release(through: batch.number)
+    }
+
+    /// Batches up to `number` are acknowledged: the profiles they changed are no longer pending, and the
+    /// answers waiting for them are returned, in order.
+    private mutating func release(through number: UInt64) -> [Waiter] {
+        durableBatch = number
         if !pendingProfiles.isEmpty {
-            pendingProfiles = pendingProfiles.filter { $0.value > batch.number }
+            pendingProfiles = pendingProfiles.filter { $0.value > number }
         }
-        let count = waiting.prefix { $0.batch <= batch.number }.count
+        let count = waiting.prefix { $0.batch <= number }.count
         defer { waiting.removeFirst(count) }
         return Array(waiting.prefix(count))
     }

@@ -518,7 +518,6 @@ public actor IdentityEngine {
             for waiter in released { waiter.resume(.success(())) }
             notifier.publish(batch.seq)
             startCommit()
-            if closed && !state.writerBusy { writer?.stop() }
         case .failed(let error):
             let failed = state.commitFailed(error)
             options.onStorageEvent?(.writeFailed(error))
@@ -532,7 +531,6 @@ public actor IdentityEngine {
             notifier.acknowledge(batch.seq)
             for waiter in released { waiter.resume(.success(())) }
             startCommit()
-            if closed && !state.writerBusy { writer?.stop() }
         case .stored(let seq, let batches, let rows, let seconds, let recovered):
             options.onCommit?(rows, seconds)
             let wasFailing = state.storeFailure != nil
@@ -544,8 +542,9 @@ public actor IdentityEngine {
             options.onStorageEvent?(.writeFailed(error))
         case .fenced(let batch):
             handleFenced(batch)
-            if closed && !state.writerBusy { writer?.stop() }
         }
+        // A closing engine stops the writer as soon as it holds no batch, whatever freed it.
+        if closed && !state.writerBusy { writer?.stop() }
         if state.writerIdle, !idleWaiters.isEmpty {
             let waiters = idleWaiters
             idleWaiters.removeAll()
