@@ -35,6 +35,27 @@ import Testing
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// Whether `condition` holds within `seconds`, polled without blocking a thread of the task pool.
+    static func eventually(within seconds: Double, _ condition: () async -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while true {
+            if await condition() { return true }
+            if ContinuousClock.now >= deadline { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    /// Calls `close()`, which blocks its caller until the writer has ended, on a thread of its own rather
+    /// than the pool's; the flag says whether it has returned.
+    static func closeOnItsOwnThread(_ engine: IdentityEngine) -> Protected<Bool> {
+        let closed = Protected(false)
+        Thread {
+            engine.close()
+            closed.withLock { $0 = true }
+        }.start()
+        return closed
+    }
+
     static func changes(_ engine: IdentityEngine) async throws -> [ChangeEvent] {
         try await engine.changes(after: 0, limit: 10_000).events
     }
@@ -210,12 +231,8 @@ import Testing
         let first = try await leader.identify(.json(#"{"email":"first@x.io"}"#))
         #expect(first.primaryContactId == 1, "a change in the log is acknowledged whatever the local copy does")
         #expect(log.all.count == 1)
-        var refused = false
-        for _ in 0..<1000 where !refused {
-            refused = await leader.refusal != nil
-            if !refused { try await Task.sleep(for: .milliseconds(5)) }
-        }
-        #expect(refused, "a failing local copy is never reported")
+        let reported = await Self.eventually(within: 5) { await leader.refusal != nil }
+        #expect(reported, "a failing local copy is never reported")
         await #expect(throws: EngineError.self, "a change is accepted while the local copy fails") {
             _ = try await leader.identify(.json(#"{"email":"refused@x.io"}"#))
         }
@@ -239,15 +256,12 @@ import Testing
         await leader.lead(epoch: 1, until: .now + .seconds(3600))
         let change = Task { try await leader.identify(.json(#"{"email":"late@x.io"}"#)) }
         await held.waitForAppend()
-        // close() blocks its caller until the writer has ended: on a thread of its own, not the pool's.
-        let closed = Protected(false)
-        Thread { leader.close(); closed.withLock { $0 = true } }.start()
+        let closed = Self.closeOnItsOwnThread(leader)
         try await Task.sleep(for: .milliseconds(100))
         held.log.fence(from: 1)
         held.release()
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !closed.withLock({ $0 }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
-        #expect(closed.withLock { $0 }, "close() never returned after a fenced append")
+        let ended = await Self.eventually(within: 10) { closed.withLock { $0 } }
+        try #require(ended, "close() never returned after a fenced append")
         await #expect(throws: EngineError.self) { _ = try await change.value }
         #expect(held.log.all.isEmpty)
     }
@@ -267,24 +281,17 @@ import Testing
         held.release()
         #expect(try await first.value.primaryContactId == 1, "a batch in the log is acknowledged")
         await held.waitForAppend()
-        var refused = false
-        for _ in 0..<1000 where !refused {
-            refused = await leader.refusal != nil
-            if !refused { try await Task.sleep(for: .milliseconds(5)) }
-        }
-        #expect(refused, "the failing local copy is never reported")
+        let reported = await Self.eventually(within: 5) { await leader.refusal != nil }
+        #expect(reported, "the failing local copy is never reported")
         // The second batch is refused by the log while the engine closes: the writer must not wait for a
         // local copy that will never take the first one.
         held.log.fence(from: 2)
-        let closed = Protected(false)
-        Thread { leader.close(); closed.withLock { $0 = true } }.start()
+        let closed = Self.closeOnItsOwnThread(leader)
         try await Task.sleep(for: .milliseconds(50))
         held.release()
-        let deadline = ContinuousClock.now + .seconds(15)
-        while !closed.withLock({ $0 }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
-        let ended = closed.withLock { $0 }
-        #expect(ended, "close() never returned behind a failing local copy")
-        guard ended else { return }  // the second answer would wait for ever too
+        // A failure ends the test here: the second answer would wait for ever too.
+        let ended = await Self.eventually(within: 15) { closed.withLock { $0 } }
+        try #require(ended, "close() never returned behind a failing local copy")
         await #expect(throws: EngineError.self) { _ = try await second.value }
         #expect(held.log.all.count == 1)
     }
