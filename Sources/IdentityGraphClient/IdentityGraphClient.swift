@@ -224,6 +224,12 @@ public final class IdentityGraphClient: Sendable {
 
     private func connection() async throws -> LineConnection {
         let step = try state.withLockedValue { state throws(ConnectionError) -> Step in
+            // A connection that has closed while its close callback (``lost(_:)``) has not run yet is not
+            // used: the call connects again, as it will once the callback has run.
+            if case .connected(let connection) = state.phase, !connection.channel.isActive {
+                state.phase = .idle
+                state.notBefore = .now
+            }
             switch state.phase {
             case .closed:
                 throw Self.closedError

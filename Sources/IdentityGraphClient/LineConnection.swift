@@ -55,8 +55,13 @@ final class LineConnection: Sendable {
             ready.fail(error)
             throw error
         }
-        // A server that accepts and never finishes the handshake must not hold the caller forever.
+        // A server that accepts and never finishes the handshake must not hold the caller forever. Judged
+        // on the channel's loop, by the matcher: a connection that got ready in time stays open even when
+        // the caller has not resumed yet to cancel this (a busy task pool can take longer than the timeout).
         let deadline = channel.eventLoop.scheduleTask(in: timeoutAmount) {
+            if let matcher = try? channel.pipeline.syncOperations.handler(type: AnswerMatcher.self), matcher.isReady {
+                return
+            }
             ready.fail(IdentityGraphClient.ConnectionError(.cannotConnect, "the TLS handshake did not finish in time"))
             channel.close(promise: nil)
         }
@@ -104,6 +109,8 @@ private final class AnswerMatcher: ChannelDuplexHandler {
 
     private let ready: EventLoopPromise<Void>
     private let waitsForHandshake: Bool
+    /// Whether the connection got ready (connected, and with TLS, shook hands); read on the channel's loop.
+    private(set) var isReady = false
     private var waiting = CircularBuffer<(id: UInt64, answer: EventLoopPromise<[UInt8]>)>()
     private var nextID: UInt64 = 1
     private var flushScheduled = false
@@ -119,12 +126,18 @@ private final class AnswerMatcher: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        if !waitsForHandshake { ready.succeed() }
+        if !waitsForHandshake {
+            isReady = true
+            ready.succeed()
+        }
         context.fireChannelActive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? TLSUserEvent, case .handshakeCompleted = event { ready.succeed() }
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
+            isReady = true
+            ready.succeed()
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
