@@ -1,3 +1,5 @@
+import CPrefetch
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -8,8 +10,13 @@ import Darwin
 /// insertion order and remembering the contact that first carried it: its *owner*.
 ///
 /// Values live back to back in one byte arena and are found through an open-addressing table of
-/// 32-bit slots, so a value costs its bytes plus about 16 bytes, not a `String` and a dictionary
-/// entry each. Numbers are 32-bit: a table holds up to 4 billion values and 4 GiB of text.
+/// 64-bit slots, so a value costs its bytes plus about 24 bytes, not a `String` and a dictionary
+/// entry each. A slot holds a value's number and the upper half of its hash (its *tag*), so a probe
+/// that passes other values compares tags in the slots it reads, never their text: most probes of a
+/// large table would otherwise miss the cache twice more for each value passed (its offsets, then
+/// its bytes). The tag also gives a value's home slot, so growing the table and removing a value
+/// hash no text. Numbers are 32-bit and the home slot comes from the 32-bit tag: a table holds up to
+/// 2 billion values and 4 GiB of text.
 struct ValueTable {
     private var arena: [UInt8] = []
     /// `starts[i] ..< starts[i + 1]` is value `i` in the arena.
@@ -17,8 +24,10 @@ struct ValueTable {
     /// The contact that first carried each value. No value belongs to two profiles (SPEC.md
     /// section 2), so a value's profile is its owner's.
     private(set) var owners: [UInt32] = []
-    /// 0 for an empty slot, else a value number plus one. The count is a power of two.
-    private var slots: [UInt32] = Array(repeating: 0, count: 1024)
+    /// 0 for an empty slot, else `tag << 32 | (number + 1)`, where the tag is the upper half of the
+    /// value's hash and its home slot is `tag & (slots.count - 1)`. The count is a power of two, at
+    /// most 2^32.
+    private var slots: [UInt64] = Array(repeating: 0, count: 1024)
     /// The key of ``hash(_:)``, drawn at random for each table (and kept in its index image, whose
     /// slots were placed with it).
     private let hashKey: UInt64
@@ -34,13 +43,13 @@ struct ValueTable {
 
     /// The number of the value spelled by `key`, if present.
     func find(_ key: UnsafeRawBufferPointer) -> Int? {
+        let tag = hash(key) & Self.tagBits
         let mask = slots.count - 1
-        var slot = Int(truncatingIfNeeded: hash(key)) & mask
+        var slot = Self.home(tag, mask)
         while true {
             let entry = slots[slot]
             if entry == 0 { return nil }
-            let value = Int(entry - 1)
-            if equals(value, key) { return value }
+            if entry & Self.tagBits == tag, equals(Self.number(entry), key) { return Self.number(entry) }
             slot = (slot + 1) & mask
         }
     }
@@ -65,21 +74,41 @@ struct ValueTable {
 
     /// The number of `key`, adding it owned by `owner` when absent, with one probe sequence.
     mutating func findOrInsert(_ key: UnsafeRawBufferPointer, owner: UInt32) -> (value: Int, inserted: Bool) {
+        findOrInsert(key, hash: hash(key), owner: owner)
+    }
+
+    /// ``findOrInsert(_:owner:)`` with `key`'s ``hash(_:)`` computed already (by ``prefetch(_:)``).
+    mutating func findOrInsert(
+        _ key: UnsafeRawBufferPointer, hash code: UInt64, owner: UInt32
+    ) -> (value: Int, inserted: Bool) {
         if (count - removedCount + 1) * 2 > slots.count { grow() }
+        let tag = code & Self.tagBits
         let mask = slots.count - 1
-        var slot = Int(truncatingIfNeeded: hash(key)) & mask
+        var slot = Self.home(tag, mask)
         while true {
             let entry = slots[slot]
             if entry == 0 { break }
-            if equals(Int(entry - 1), key) { return (Int(entry - 1), false) }
+            if entry & Self.tagBits == tag, equals(Self.number(entry), key) { return (Self.number(entry), false) }
             slot = (slot + 1) & mask
         }
         let value = count
         arena.append(contentsOf: key)
         starts.append(UInt32(arena.count))
         owners.append(owner)
-        slots[slot] = UInt32(value + 1)
+        slots[slot] = tag | UInt64(value + 1)
         return (value, true)
+    }
+
+    /// Hashes `key` and asks the CPU for its home slot without waiting for it; returns the hash, for
+    /// ``findOrInsert(_:hash:owner:)`` a little later. A rebuild reads rows in id order and their values
+    /// land in random slots: hashing a few rows ahead lets those cache misses overlap instead of
+    /// each insert waiting for its own.
+    func prefetch(_ key: UnsafeRawBufferPointer) -> UInt64 {
+        let code = hash(key)
+        slots.withUnsafeBufferPointer { slots in
+            identity_graph_prefetch(slots.baseAddress! + Self.home(code, slots.count - 1))
+        }
+        return code
     }
 
     /// Makes `owner` the owner of `value` (its first live carrier changed: an erasure or a re-split).
@@ -98,17 +127,16 @@ struct ValueTable {
     /// the price of not renumbering.
     mutating func remove(_ value: Int) {
         guard owners[value] != 0 else { return }
-        let code = withBytes(value) { hash($0) }
+        let tag = withBytes(value) { hash($0) } & Self.tagBits
         let mask = slots.count - 1
-        var slot = Int(truncatingIfNeeded: code) & mask
-        while slots[slot] != UInt32(value + 1) { slot = (slot + 1) & mask }
+        var slot = Self.home(tag, mask)
+        while slots[slot] != tag | UInt64(value + 1) { slot = (slot + 1) & mask }
         // Backward-shift deletion keeps every other value reachable from its home slot without
         // leaving tombstones in the probe sequences.
         var hole = slot
         var next = (hole + 1) & mask
         while slots[next] != 0 {
-            let entry = Int(slots[next] - 1)
-            let home = Int(truncatingIfNeeded: withBytes(entry) { hash($0) }) & mask
+            let home = Self.home(slots[next], mask)
             // The entry may move into the hole unless its home lies cyclically in (hole, next].
             let distanceToNext = (next - home) & mask
             let distanceToHole = (next - hole) & mask
@@ -163,7 +191,7 @@ struct ValueTable {
     /// Bytes of memory each of the table's arrays holds.
     var memoryBreakdown: [(structure: String, bytes: Int)] {
         [("arena", arena.capacity), ("starts", starts.capacity * 4), ("owners", owners.capacity * 4),
-         ("slots", slots.capacity * 4)]
+         ("slots", slots.capacity * 8)]
     }
 
     // MARK: - The index image
@@ -186,7 +214,8 @@ struct ValueTable {
         owners = try reader.section()
         slots = try reader.section()
         guard scalars.count == 2, starts.count == owners.count + 1, Int(starts[owners.count]) == arena.count,
-            slots.count > 0, slots.count & (slots.count - 1) == 0, Int(scalars[1]) <= owners.count,
+            slots.count > 0, slots.count & (slots.count - 1) == 0, slots.count <= Self.maximumSlots,
+            Int(scalars[1]) <= owners.count,
             (owners.count - Int(scalars[1])) * 2 <= slots.count
         else { throw IndexImage.Refusal(reason: .corrupt) }
         hashKey = scalars[0]
@@ -202,22 +231,33 @@ struct ValueTable {
         }
     }
 
-    private mutating func place(_ value: Int, hash: UInt64) {
-        let mask = slots.count - 1
-        var slot = Int(truncatingIfNeeded: hash) & mask
-        while slots[slot] != 0 { slot = (slot + 1) & mask }
-        slots[slot] = UInt32(value + 1)
-    }
+    /// The upper half of a slot: the tag.
+    private static let tagBits: UInt64 = 0xFFFF_FFFF_0000_0000
+    /// 2^32 slots: every home slot is a tag's.
+    private static let maximumSlots = 1 << 32
+
+    /// The value number a slot holds.
+    @inline(__always)
+    private static func number(_ entry: UInt64) -> Int { Int(truncatingIfNeeded: entry & 0xFFFF_FFFF) - 1 }
+
+    /// The home slot of a tag (or of a slot holding it), with `mask` one less than the slot count.
+    @inline(__always)
+    private static func home(_ tagged: UInt64, _ mask: Int) -> Int { Int(truncatingIfNeeded: tagged >> 32) & mask }
 
     private mutating func grow() {
         rehash(to: slots.count * 2)
     }
 
+    /// Moves every slot to a table of `size` slots, placing each by its tag (no text is hashed).
     private mutating func rehash(to size: Int) {
+        precondition(size <= Self.maximumSlots, "a value table holds at most 2^31 values")
+        let old = slots
         slots = Array(repeating: 0, count: size)
-        for value in 0..<count where owners[value] != 0 {
-            let code = withBytes(value) { hash($0) }
-            place(value, hash: code)
+        let mask = size - 1
+        for entry in old where entry != 0 {
+            var slot = Self.home(entry, mask)
+            while slots[slot] != 0 { slot = (slot + 1) & mask }
+            slots[slot] = entry
         }
     }
 

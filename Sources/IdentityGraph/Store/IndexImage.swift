@@ -68,7 +68,7 @@ enum IndexImage {
     static let fileName = "index.image"
     static let partialFileName = "index.image.partial"
     /// Bumped whenever the sections or their order change (the graph's layout is private to it).
-    static let version: UInt32 = 2
+    static let version: UInt32 = 3
     static let magic: UInt64 = 0x7865_646E_4967_4449  // "IDgIndex", little-endian
     static let headerBytes = 96
 
