@@ -51,10 +51,13 @@ let package = Package(
             dependencies: ["CLMDB"],
             swiftSettings: swiftSettings
         ),
+        // A cache prefetch hint, which Swift cannot express: the index's rebuild asks for the table
+        // slots of the next rows while it inserts the current ones.
+        .target(name: "CPrefetch"),
         // The domain: contacts, normalization, the index, identify, persistence. No networking.
         .target(
             name: "IdentityGraph",
-            dependencies: ["LMDB"],
+            dependencies: ["LMDB", "CPrefetch"],
             swiftSettings: swiftSettings
         ),
         // The wire: HTTP routes (Hummingbird), the line protocol (SwiftNIO), services, limits.
@@ -151,6 +154,7 @@ let package = Package(
             name: "IdentityServerTests",
             dependencies: [
                 "IdentityServer",
+                "IdentityCluster",
                 "IdentityGraph",
                 "IdentityGraphClient",
                 "ConformanceSupport",

@@ -179,6 +179,29 @@ struct ContactGraph {
     /// reported instead of being indexed wrongly. The row's text is read in place (no `String`s),
     /// since a restart reads every row.
     mutating func load(id: Int, _ row: ContactRecord.Fields) throws(LoadError) {
+        var hashes: (email: UInt64, phone: UInt64) = (0, 0)
+        if let email = row.email { hashes.email = emails.hash(email) }
+        if let phone = row.phoneNumber { hashes.phone = phones.hash(phone) }
+        try load(id: id, row, hashes: hashes)
+    }
+
+    /// Asks the CPU for the table slots that loading `row` will probe, without waiting; returns the
+    /// values' hashes for ``load(id:_:hashes:)``. A rebuild hashes some rows ahead of loading them.
+    /// Mutating, though it changes nothing, so that the rebuild's closure, which holds the graph in
+    /// place, calls it on the graph itself: as a read, the call copied the graph's struct.
+    mutating func prefetch(_ row: ContactRecord.Fields) -> (email: UInt64, phone: UInt64) {
+        // (Not `row.email.map(emails.prefetch)`: the method reference copies the table.) Either copy
+        // retains and releases each array of the struct, for every row.
+        var hashes: (email: UInt64, phone: UInt64) = (0, 0)
+        if let email = row.email { hashes.email = emails.prefetch(email) }
+        if let phone = row.phoneNumber { hashes.phone = phones.prefetch(phone) }
+        return hashes
+    }
+
+    /// ``load(id:_:)`` with the row's values hashed already (by ``prefetch(_:)``).
+    mutating func load(
+        id: Int, _ row: ContactRecord.Fields, hashes: (email: UInt64, phone: UInt64)
+    ) throws(LoadError) {
         guard id == contactCount + 1 else {
             throw LoadError(id: id, reason: "expected contact \(contactCount + 1) next: ids must be dense")
         }
@@ -198,7 +221,7 @@ struct ContactGraph {
         }
         var emailValue: Int?
         if let email = row.email {
-            let (value, inserted) = emails.findOrInsert(email, owner: UInt32(id))
+            let (value, inserted) = emails.findOrInsert(email, hash: hashes.email, owner: UInt32(id))
             if !inserted, self.primary(of: emails.owners[value]) != primary {
                 throw LoadError(id: id, reason: "its email belongs to another profile")
             }
@@ -206,7 +229,7 @@ struct ContactGraph {
         }
         var phoneValue: Int?
         if let phone = row.phoneNumber {
-            let (value, inserted) = phones.findOrInsert(phone, owner: UInt32(id))
+            let (value, inserted) = phones.findOrInsert(phone, hash: hashes.phone, owner: UInt32(id))
             if !inserted, self.primary(of: phones.owners[value]) != primary {
                 throw LoadError(id: id, reason: "its phone number belongs to another profile")
             }

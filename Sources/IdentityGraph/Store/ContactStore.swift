@@ -116,7 +116,21 @@ final class ContactStore: @unchecked Sendable {
         do {
             try environment.read { transaction in
                 graph.reserve(contacts: try transaction.count(in: rows))
-                try Self.forEachRow(in: transaction, rows) { id, row in try graph.load(id: id, row) }
+                // Rows are hashed `ahead` at a time before they are loaded, so that the cache misses of
+                // their slots overlap (see ``ValueTable/prefetch(_:)``); the rows' text stays valid in
+                // LMDB's map for the whole transaction.
+                let ahead = 16
+                var pending: [(id: Int, row: ContactRecord.Fields, hashes: (email: UInt64, phone: UInt64))] = []
+                pending.reserveCapacity(ahead)
+                func loadPending() throws(ContactGraph.LoadError) {
+                    for entry in pending { try graph.load(id: entry.id, entry.row, hashes: entry.hashes) }
+                    pending.removeAll(keepingCapacity: true)
+                }
+                try Self.forEachRow(in: transaction, rows) { id, row in
+                    pending.append((id, row, graph.prefetch(row)))
+                    if pending.count == ahead { try loadPending() }
+                }
+                try loadPending()
                 for (table, isRule) in [(linkTable, false), (ruleTable, true)] {
                     try Self.forEachPair(in: transaction, table, rule: isRule) { number, at, email, phone in
                         try graph.loadPair(number, email: email, phone: phone, at: at, rule: isRule)
