@@ -19,7 +19,7 @@ struct Checkpoints: Sendable {
     let schema: String
 
     /// The size of one part: small enough for one statement's deadline on a slow link.
-    static let partBytes = 4 << 20
+    var partBytes = 4 << 20
 
     struct Checkpoint: Sendable, Equatable {
         var position: UInt64
@@ -55,7 +55,7 @@ struct Checkpoints: Sendable {
         )
         var parts: Int32 = 0
         var bytes = 0
-        while let data = try handle.read(upToCount: Self.partBytes), !data.isEmpty {
+        while let data = try handle.read(upToCount: partBytes), !data.isEmpty {
             let buffer = ByteBuffer(bytes: data)
             try await link.rows(
                 """
@@ -78,32 +78,75 @@ struct Checkpoints: Sendable {
         return Checkpoint(position: position, seq: seq, parts: Int(parts), bytes: bytes)
     }
 
-    /// Writes `checkpoint`'s store file to `file`, checking that every part is there and the size adds up.
-    func download(_ checkpoint: Checkpoint, to file: String) async throws {
-        guard FileManager.default.createFile(atPath: file, contents: nil) else {
-            throw CheckpointError("cannot create \(file)")
-        }
-        guard let handle = FileHandle(forWritingAtPath: file) else { throw CheckpointError("cannot write \(file)") }
-        defer { try? handle.close() }
-        var written = 0
-        for part in 0..<checkpoint.parts {
-            let rows = try await link.rows(
-                """
-                SELECT data FROM \(unescaped: schema).checkpoint_parts
-                WHERE position = \(Int64(checkpoint.position)) AND part = \(Int32(part))
-                """,
-                timeout: .seconds(60)
+    /// Writes `checkpoint`'s store file to `file`, checking that every part is there and the size adds
+    /// up; the file is not synced (see ``LocalCopy/beginJoin(in:)``). The parts are fetched on `links` at once, each written at its place in the file (a join waits
+    /// for this: two connections let PostgreSQL read and decompress two parts at a time, on two cores,
+    /// while this process writes a third).
+    func download(_ checkpoint: Checkpoint, to file: String, over links: [PostgresLink]) async throws {
+        let position = Int64(checkpoint.position)
+        // Where each part goes: its length is read from the TOAST header, without decompressing.
+        let sizes = try await link.rows(
+            """
+            SELECT part, octet_length(data) FROM \(unescaped: schema).checkpoint_parts
+            WHERE position = \(position) ORDER BY part
+            """
+        ).map { try $0.decode((Int32, Int32).self) }
+        guard sizes.count == checkpoint.parts, sizes.enumerated().allSatisfy({ $0.offset == Int($0.element.0) }) else {
+            throw CheckpointError(
+                "the checkpoint at log position \(checkpoint.position) has \(sizes.count) of its \(checkpoint.parts) parts"
             )
-            guard let row = rows.first else {
-                throw CheckpointError("part \(part) of the checkpoint at log position \(checkpoint.position) is missing")
-            }
-            let data = try row.decode(ByteBuffer.self)
-            try handle.write(contentsOf: Data(data.readableBytesView))
-            written += data.readableBytes
         }
-        try handle.synchronize()
-        guard written == checkpoint.bytes else {
-            throw CheckpointError("the checkpoint at log position \(checkpoint.position) holds \(written) bytes, not \(checkpoint.bytes)")
+        let offsets = sizes.reduce(into: [0]) { offsets, part in offsets.append(offsets[offsets.count - 1] + Int(part.1)) }
+        guard offsets[offsets.count - 1] == checkpoint.bytes else {
+            throw CheckpointError(
+                "the checkpoint at log position \(checkpoint.position) holds \(offsets[offsets.count - 1]) bytes, "
+                    + "not \(checkpoint.bytes)"
+            )
+        }
+        let descriptor = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw CheckpointError("cannot create \(file): errno \(errno)") }
+        defer { close(descriptor) }
+        let schema = self.schema
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, link) in links.enumerated() {
+                group.addTask {
+                    for part in stride(from: index, to: sizes.count, by: links.count) {
+                        let rows = try await link.rows(
+                            """
+                            SELECT data FROM \(unescaped: schema).checkpoint_parts
+                            WHERE position = \(position) AND part = \(Int32(part))
+                            """,
+                            timeout: .seconds(60)
+                        )
+                        guard let row = rows.first else {
+                            throw CheckpointError(
+                                "part \(part) of the checkpoint at log position \(checkpoint.position) is missing"
+                            )
+                        }
+                        let data = try row.decode(ByteBuffer.self)
+                        guard data.readableBytes == offsets[part + 1] - offsets[part] else {
+                            throw CheckpointError(
+                                "part \(part) of the checkpoint at log position \(checkpoint.position) changed size"
+                            )
+                        }
+                        try Self.write(data, to: descriptor, at: offsets[part], file: file)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Writes all of `data` at `offset` of the open file.
+    private static func write(_ data: ByteBuffer, to descriptor: Int32, at offset: Int, file: String) throws {
+        try data.withUnsafeReadableBytes { bytes in
+            var done = 0
+            while done < bytes.count {
+                let written = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+                if written < 0, errno == EINTR { continue }
+                guard written > 0 else { throw CheckpointError("cannot write \(file): errno \(errno)") }
+                done += written
+            }
         }
     }
 

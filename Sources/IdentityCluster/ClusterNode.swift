@@ -430,6 +430,14 @@ public final class ClusterNode: Service, Sendable {
     public static func join(
         database: ClusterDatabase, directory: String, logger: Logger
     ) async throws -> LocalCopy.Position? {
+        if try LocalCopy.discardUnfinishedJoin(in: directory) {
+            logger.warning(
+                """
+                the last join stopped before its checkpoint was synced to disk; its store is discarded and the \
+                server joins again
+                """
+            )
+        }
         guard try LocalCopy.isEmpty(directory) else { return nil }
         let configuration = database.configuration
         try await ClusterSchema.prepare(database.checkpointing, schema: configuration.schema, logger: logger)
@@ -439,8 +447,30 @@ public final class ClusterNode: Service, Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let file = directory + "/.checkpoint-download"
         defer { try? FileManager.default.removeItem(atPath: file) }
-        try await checkpoints.download(newest, to: file)
-        let position = try LocalCopy.install(file, into: directory)
+        // The store goes in unsynced, behind a marker that a crash leaves (see LocalCopy.beginJoin), and is
+        // synced while the server starts: a sync of the whole store would otherwise delay /healthz.
+        try LocalCopy.beginJoin(in: directory)
+        let position: LocalCopy.Position
+        do {
+            // The control connection is idle until the server starts: it fetches parts too.
+            try await checkpoints.download(newest, to: file, over: [database.checkpointing, database.control])
+            position = try LocalCopy.install(file, into: directory)
+        } catch {
+            // Nothing was installed: the directory is empty, as it was.
+            _ = try? LocalCopy.discardUnfinishedJoin(in: directory)
+            throw error
+        }
+        Task {
+            do {
+                try await NIOThreadPool.singleton.runIfActive { try LocalCopy.finishJoin(in: directory) }
+                logger.info("the joined checkpoint is synced to disk")
+            } catch {
+                logger.warning(
+                    "cannot sync the joined checkpoint to disk; the next start joins again",
+                    metadata: ["error": "\(describe(error))"]
+                )
+            }
+        }
         logger.notice(
             "joined from a checkpoint",
             metadata: [

@@ -226,18 +226,27 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw CommandFailure(message: "--cluster: cannot set up TLS for PostgreSQL: \(error)")
         }
+        var joined = false
         if let database {
             // A server with an empty data directory joins from the newest checkpoint, when PostgreSQL can
             // be reached now; otherwise it starts empty and reads the log from its start (or, if the log
             // was pruned meanwhile, stops and says so: a restart then joins).
             do {
-                _ = try await ClusterNode.join(database: database, directory: dataDirectory, logger: logger)
+                joined = try await ClusterNode.join(database: database, directory: dataDirectory, logger: logger) != nil
             } catch {
                 logger.warning(
                     "cannot join from a checkpoint now; starting from the local copy",
                     metadata: ["error": "\(ClusterNode.describe(error))"]
                 )
             }
+        }
+        // A store that a join installed but never synced may have holes: it is never opened as it is (a
+        // cluster server discards it and joins again, above; without --cluster it is refused).
+        if !joined, LocalCopy.hasUnfinishedJoin(dataDirectory) {
+            throw CommandFailure(
+                message: "\(dataDirectory) holds a checkpoint that a join installed but never synced to disk (the "
+                    + "server stopped first): start it with --cluster to join again, or empty the directory"
+            )
         }
         let engine: IdentityEngine
         do {

@@ -58,9 +58,78 @@ public enum LocalCopy {
         return position.contacts == 0 && position.seq == 0 && position.logPosition == 0
     }
 
+    // MARK: - A join's checkpoint on its way to the disk
+
+    /// The file that says a join's checkpoint may not all be on disk yet. A join writes the checkpoint
+    /// without waiting for the disk, installs it and starts serving; a thread syncs the store file and
+    /// only then removes this marker (``finishJoin(in:)``). So `/healthz` does not wait for a sync of
+    /// the whole store, and a crash before the sync leaves the marker, which makes the next start throw
+    /// the store away and join again (``discardUnfinishedJoin(in:)``): its file may have holes.
+    public static let unfinishedJoinMarker = ".join-unsynced"
+
+    /// Whether `directory` holds a join's checkpoint that may not all be on disk.
+    public static func hasUnfinishedJoin(_ directory: String) -> Bool {
+        FileManager.default.fileExists(atPath: directory + "/" + unfinishedJoinMarker)
+    }
+
+    /// Leaves the marker of a join in `directory`, synced, before the checkpoint is written there.
+    public static func beginJoin(in directory: String) throws(StorageError) {
+        let path = directory + "/" + unfinishedJoinMarker
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0, fsync(descriptor) == 0 else {
+            if descriptor >= 0 { close(descriptor) }
+            throw StorageError(.cannotOpen, "cannot create \(path): errno \(errno)")
+        }
+        close(descriptor)
+        try syncDirectory(directory)
+    }
+
+    /// Syncs the store file a join installed in `directory`, then removes the join's marker (synced):
+    /// from then on a crash leaves the whole store.
+    public static func finishJoin(in directory: String) throws(StorageError) {
+        let file = storeFile(in: directory)
+        let descriptor = open(file, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw StorageError(.cannotOpen, "cannot open \(file): errno \(errno)") }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw StorageError(.unavailable, "cannot sync \(file): errno \(errno)") }
+        guard unlink(directory + "/" + unfinishedJoinMarker) == 0 || errno == ENOENT else {
+            throw StorageError(.cannotOpen, "cannot remove \(directory)/\(unfinishedJoinMarker): errno \(errno)")
+        }
+        try syncDirectory(directory)
+    }
+
+    /// When a join in `directory` did not finish (its marker is there), deletes the store, its lock
+    /// file and its index image, then the marker, so that the directory is empty again and the next join
+    /// starts over. Returns whether it did.
+    @discardableResult
+    public static func discardUnfinishedJoin(in directory: String) throws(StorageError) -> Bool {
+        guard hasUnfinishedJoin(directory) else { return false }
+        for name in ["data.mdb", "lock.mdb", "index.image", ".checkpoint-download"] {
+            let path = directory + "/" + name
+            guard unlink(path) == 0 || errno == ENOENT else {
+                throw StorageError(.cannotOpen, "cannot remove \(path): errno \(errno)")
+            }
+        }
+        try syncDirectory(directory)
+        guard unlink(directory + "/" + unfinishedJoinMarker) == 0 || errno == ENOENT else {
+            throw StorageError(.cannotOpen, "cannot remove \(directory)/\(unfinishedJoinMarker): errno \(errno)")
+        }
+        try syncDirectory(directory)
+        return true
+    }
+
+    private static func syncDirectory(_ directory: String) throws(StorageError) {
+        let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw StorageError(.cannotOpen, "cannot open \(directory): errno \(errno)") }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw StorageError(.unavailable, "cannot sync \(directory): errno \(errno)") }
+    }
+
     /// Makes `file`, a checkpoint's store file, the store of `directory`, which must be empty (see
-    /// ``isEmpty(_:)``): it is checked to be a store first, and moved in with a rename, so that a crash
-    /// leaves either the empty store or the whole checkpoint. Returns the checkpoint's position.
+    /// ``isEmpty(_:)``): it is checked to be a store first, and moved in with a rename. The file need
+    /// not be synced: a join marks the directory first (``beginJoin(in:)``), and a crash before
+    /// ``finishJoin(in:)`` leaves the marker, so the next start joins again. Returns the checkpoint's
+    /// position.
     public static func install(_ file: String, into directory: String) throws(StorageError) -> Position {
         let files = FileManager.default
         let staging = directory + "/.checkpoint-check"
