@@ -30,6 +30,21 @@ enum ClusterSchema {
         let found = try await link.run { connection in try await prepare(connection, schema: schema, logger: logger) }
         // Thrown here, not in the transaction, which would wrap it in its own error.
         if let found, found != String(format) { throw FormatMismatch(found: found, schema: schema) }
+        // Checkpoint parts are compressed with lz4 where PostgreSQL has it (14 and later, built with it):
+        // a join reads a 1M-contact checkpoint back about a fifth faster than with pglz, for the same size.
+        // Best effort: elsewhere the statement fails and the parts stay pglz, which every reader reads.
+        _ = try? await link.rows(
+            PostgresQuery(
+                unsafeSQL: """
+                    DO $$ BEGIN
+                        IF (SELECT attcompression FROM pg_attribute
+                            WHERE attrelid = '\(schema).checkpoint_parts'::regclass AND attname = 'data') <> 'l'
+                        THEN ALTER TABLE \(schema).checkpoint_parts ALTER COLUMN data SET COMPRESSION lz4;
+                        END IF;
+                    END $$
+                    """
+            )
+        )
     }
 
     /// Creates what is missing; returns the format the schema holds.
