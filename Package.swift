@@ -154,7 +154,6 @@ let package = Package(
             name: "IdentityServerTests",
             dependencies: [
                 "IdentityServer",
-                "IdentityCluster",
                 "IdentityGraph",
                 "IdentityGraphClient",
                 "ConformanceSupport",

@@ -22,6 +22,9 @@ public struct ClusterConfiguration: Sendable {
     public var leaseTTL: Duration
     /// A checkpoint is written every this many change events (`--checkpoint-every`).
     public var checkpointEvery: UInt64 = 1_000_000
+    /// The size of one part of a checkpoint in PostgreSQL (`IDENTITY_GRAPH_CHECKPOINT_PART_BYTES`, there
+    /// for tests: a small store in many parts). A joining server reads the parts' sizes from PostgreSQL.
+    public var checkpointPartBytes = 4 << 20
     /// Change events every server keeps (`--changes-retain`): log batches holding any of the newest
     /// this many are never pruned.
     public var changesRetained: UInt64 = 10_000_000

@@ -66,7 +66,9 @@ public final class ClusterNode: Service, Sendable {
             ttl: configuration.leaseTTL
         )
         log = ChangeLog(link: database.control, schema: configuration.schema, node: configuration.nodeName)
-        checkpoints = Checkpoints(link: database.checkpointing, schema: configuration.schema)
+        var checkpoints = Checkpoints(link: database.checkpointing, schema: configuration.schema)
+        checkpoints.partBytes = configuration.checkpointPartBytes
+        self.checkpoints = checkpoints
         state = NIOLockedValueBox(Status(
             node: configuration.nodeName, role: .candidate, epoch: 0, leader: nil, appliedSeq: 0, lagSeconds: 0,
             caughtUp: false

@@ -48,6 +48,11 @@ struct ClusterOptions: ParsableArguments {
             checkpointEvery, "IDENTITY_GRAPH_CHECKPOINT_EVERY", default: 1_000_000, range: 1...Int(Int64.max),
             flag: "--checkpoint-every"
         )
+        // No flag: the part size only matters to tests, which split a small store into many parts.
+        let partBytes = try Setting.integer(
+            nil, "IDENTITY_GRAPH_CHECKPOINT_PART_BYTES", default: 4 << 20, range: 1024...(64 << 20),
+            flag: "IDENTITY_GRAPH_CHECKPOINT_PART_BYTES"
+        )
         let name = Setting.value(nodeName, "IDENTITY_GRAPH_NODE_NAME") ?? "\(host):\(httpPort)"
         if Setting.value(nodeName, "IDENTITY_GRAPH_NODE_NAME") == nil, httpPort == 0 {
             throw ValidationError("--http-port 0 picks a port at random: give --node-name NAME in cluster mode")
@@ -61,6 +66,7 @@ struct ClusterOptions: ParsableArguments {
                 schema: Setting.value(clusterSchema, "IDENTITY_GRAPH_CLUSTER_SCHEMA") ?? "identity_graph"
             )
             configuration.checkpointEvery = UInt64(every)
+            configuration.checkpointPartBytes = partBytes
             configuration.changesRetained = UInt64(changesRetained)
             configuration.dataDirectory = dataDirectory
             return configuration
