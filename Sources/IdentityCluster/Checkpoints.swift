@@ -79,9 +79,9 @@ struct Checkpoints: Sendable {
     }
 
     /// Writes `checkpoint`'s store file to `file`, checking that every part is there and the size adds
-    /// up; the file is not synced (see ``LocalCopy/beginJoin(in:)``). The parts are fetched on `links` at once, each written at its place in the file (a join waits
-    /// for this: two connections let PostgreSQL read and decompress two parts at a time, on two cores,
-    /// while this process writes a third).
+    /// up; the file is not synced (see ``LocalCopy/beginJoin(in:)``). The parts are fetched on `links` at
+    /// once, each written at its place in the file: a join waits for this, and two connections let
+    /// PostgreSQL read and decompress two parts at a time, on two cores.
     func download(_ checkpoint: Checkpoint, to file: String, over links: [PostgresLink]) async throws {
         let position = Int64(checkpoint.position)
         // Where each part goes: its length is read from the TOAST header, without decompressing.
@@ -111,6 +111,8 @@ struct Checkpoints: Sendable {
             for (index, link) in links.enumerated() {
                 group.addTask {
                     for part in stride(from: index, to: sizes.count, by: links.count) {
+                        // Another connection failed: stop at the next part.
+                        try Task.checkCancellation()
                         let rows = try await link.rows(
                             """
                             SELECT data FROM \(unescaped: schema).checkpoint_parts

@@ -37,9 +37,14 @@ enum ClusterSchema {
             PostgresQuery(
                 unsafeSQL: """
                     DO $$ BEGIN
-                        IF (SELECT attcompression FROM pg_attribute
-                            WHERE attrelid = '\(schema).checkpoint_parts'::regclass AND attname = 'data') <> 'l'
-                        THEN ALTER TABLE \(schema).checkpoint_parts ALTER COLUMN data SET COMPRESSION lz4;
+                        IF EXISTS (SELECT 1 FROM pg_settings
+                                   WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals))
+                            AND (SELECT attcompression FROM pg_attribute
+                                 WHERE attrelid = '\(schema).checkpoint_parts'::regclass AND attname = 'data') <> 'l'
+                        THEN
+                            -- Never queued behind a checkpoint's reads for long: it is only an optimization.
+                            PERFORM set_config('lock_timeout', '2s', true);
+                            ALTER TABLE \(schema).checkpoint_parts ALTER COLUMN data SET COMPRESSION lz4;
                         END IF;
                     END $$
                     """

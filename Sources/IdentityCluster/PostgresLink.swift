@@ -64,14 +64,36 @@ actor PostgresLink {
         }
     }
 
+    /// How long opening a connection may take, handshake and authentication included.
+    static let connectTimeout: Duration = .seconds(10)
+
     private func connected() async throws -> PostgresConnection {
         if let connection, !connection.isClosed { return connection }
         let id = Self.ids.withLockedValue { $0 += 1; return $0 }
         var logger = self.logger
         logger[metadataKey: "cluster.connection"] = "\(name)"
-        let opened = try await PostgresConnection.connect(
-            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: id, logger: logger
-        ).get()
+        // The statements' deadline does not cover this: a handshake that stalls fails here instead of
+        // holding the caller forever. The connect and the deadline race on one event loop; a connection
+        // that opens after the deadline is closed.
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let outcome = loop.makePromise(of: PostgresConnection.self)
+        let settled = NIOLockedValueBox(false)
+        let deadline = loop.scheduleTask(in: .seconds(Self.connectTimeout.components.seconds)) {
+            if settled.withLockedValue({ done in defer { done = true }; return !done }) {
+                outcome.fail(Timeout(seconds: Self.connectTimeout))
+            }
+        }
+        PostgresConnection.connect(on: loop, configuration: configuration, id: id, logger: logger).whenComplete {
+            result in
+            deadline.cancel()
+            let first = settled.withLockedValue { done in defer { done = true }; return !done }
+            switch result {
+            case .success(let opened) where first: outcome.succeed(opened)
+            case .success(let late): Task { try? await late.close() }
+            case .failure(let error): if first { outcome.fail(error) }
+            }
+        }
+        let opened = try await outcome.futureResult.get()
         connection = opened
         return opened
     }

@@ -12,6 +12,7 @@ struct Check: ParsableCommand {
 
     func run() throws {
         let directory = try Setting.dataDirectory(dataDir, required: true)
+        try refuseUnfinishedJoin(directory)
         let contents: StoreContents
         do {
             contents = try StoredContacts.readContents(dataDirectory: directory)

@@ -23,6 +23,7 @@ struct Export: ParsableCommand {
 
     func run() throws {
         let directory = try Setting.dataDirectory(dataDir, required: true)
+        try refuseUnfinishedJoin(directory)
         let format = try Setting.format(format, "IDENTITY_GRAPH_EXPORT_FORMAT") ?? .ndjson
         let path = Setting.value(out, "IDENTITY_GRAPH_EXPORT_OUT")
         var descriptor: Int32 = 1

@@ -120,6 +120,17 @@ struct CommandFailure: Error {
     var message: String
 }
 
+/// A store that a cluster join installed but never synced to disk (its marker is there; see
+/// `LocalCopy.unfinishedJoinMarker`) may have holes after a crash: no command reads or writes it as it
+/// is. `serve --cluster` throws it away and joins again.
+func refuseUnfinishedJoin(_ directory: String) throws {
+    guard LocalCopy.hasUnfinishedJoin(directory) else { return }
+    throw CommandFailure(
+        message: "\(directory) holds a checkpoint that a cluster join installed but never synced to disk (the "
+            + "server stopped first): start `serve --cluster` on it to join again, or empty the directory"
+    )
+}
+
 /// Cluster mode refuses to start (SPEC.md section 17: a schema of another format, a node name a live
 /// server holds): a configuration to fix, reported in one line with exit 2.
 struct ClusterRefusal: Error {

@@ -51,6 +51,7 @@ struct Import: ParsableCommand {
 
     func run() throws {
         let directory = try Setting.dataDirectory(dataDir, required: true)
+        try refuseUnfinishedJoin(directory)
         guard !files.isEmpty else { throw ValidationError("name at least one file to import") }
         let format = try Setting.format(self.format, "IDENTITY_GRAPH_IMPORT_FORMAT")
         let batch = try Setting.integer(

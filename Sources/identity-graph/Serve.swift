@@ -243,10 +243,13 @@ struct Serve: AsyncParsableCommand {
         // A store that a join installed but never synced may have holes: it is never opened as it is (a
         // cluster server discards it and joins again, above; without --cluster it is refused).
         if !joined, LocalCopy.hasUnfinishedJoin(dataDirectory) {
-            throw CommandFailure(
-                message: "\(dataDirectory) holds a checkpoint that a join installed but never synced to disk (the "
-                    + "server stopped first): start it with --cluster to join again, or empty the directory"
-            )
+            guard database == nil else {
+                throw CommandFailure(
+                    message: "\(dataDirectory) holds a checkpoint that a join installed but never synced to disk, "
+                        + "and it could not be thrown away (see the log): empty the directory"
+                )
+            }
+            try refuseUnfinishedJoin(dataDirectory)
         }
         let engine: IdentityEngine
         do {
@@ -414,6 +417,15 @@ struct Serve: AsyncParsableCommand {
         }
         let flushFailure = engine.close()
         await database?.close()
+        // A clean stop right after a join, before the background sync removed the join's marker: the
+        // store is flushed now, so the marker goes too (else the next start would join again).
+        if flushFailure == nil, LocalCopy.hasUnfinishedJoin(dataDirectory) {
+            do {
+                try LocalCopy.finishJoin(in: dataDirectory)
+            } catch {
+                logger.warning("cannot sync the joined checkpoint to disk; the next start joins again: \(error)")
+            }
+        }
         // The store refuses changes while a commit fails; those never reached the disk, and the
         // shutdown line must not say otherwise.
         if let refusal = await engine.refusal {

@@ -15,6 +15,7 @@ struct Snapshot: ParsableCommand {
 
     func run() throws {
         let source = try Setting.dataDirectory(dataDir, required: true)
+        try refuseUnfinishedJoin(source)
         guard let output = Setting.value(out, "IDENTITY_GRAPH_SNAPSHOT_OUT") else {
             throw ValidationError("--out (or IDENTITY_GRAPH_SNAPSHOT_OUT) is required")
         }

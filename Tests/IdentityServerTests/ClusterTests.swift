@@ -494,6 +494,10 @@ import Testing
             ["serve", "--data-dir", newcomer.directory, "--http-port", "0", "--tcp-port", "0"], timeout: 60
         )
         #expect(alone.status == 1 && alone.output.contains("never synced"), "\(alone.output)")
+        for command in ["export", "check"] {
+            let refused = try runIdentityGraph([command, "--data-dir", newcomer.directory], timeout: 60)
+            #expect(refused.status == 1 && refused.output.contains("never synced"), "\(command): \(refused.output)")
+        }
         try newcomer.restart(url: url)
         #expect(newcomer.server.logSoFar.contains("joins again"), "\(newcomer.server.logSoFar)")
         #expect(newcomer.server.logSoFar.contains("joined from a checkpoint"), "\(newcomer.server.logSoFar)")

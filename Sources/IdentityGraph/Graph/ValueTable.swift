@@ -15,8 +15,8 @@ import Darwin
 /// that passes other values compares tags in the slots it reads, never their text: most probes of a
 /// large table would otherwise miss the cache twice more for each value passed (its offsets, then
 /// its bytes). The tag also gives a value's home slot, so growing the table and removing a value
-/// hash no text. Numbers are 32-bit and the home slot comes from the 32-bit tag: a table holds up to
-/// 2 billion values and 4 GiB of text.
+/// hash no text. Numbers are 32-bit (removed values keep theirs) and the home slot comes from the 32-bit
+/// tag: a table numbers fewer than 2^32 - 1 values and holds at most 4 GiB of text.
 struct ValueTable {
     private var arena: [UInt8] = []
     /// `starts[i] ..< starts[i + 1]` is value `i` in the arena.
@@ -81,6 +81,7 @@ struct ValueTable {
     mutating func findOrInsert(
         _ key: UnsafeRawBufferPointer, hash code: UInt64, owner: UInt32
     ) -> (value: Int, inserted: Bool) {
+        assert(code == hash(key), "a hash computed by another table, or for another key")
         if Self.overfull(count - removedCount + 1, slots: slots.count) { grow() }
         let tag = code & Self.tagBits
         let mask = slots.count - 1
@@ -92,6 +93,8 @@ struct ValueTable {
             slot = (slot + 1) & mask
         }
         let value = count
+        // A number would otherwise run into the tag's half of the slot.
+        precondition(value < Int(UInt32.max), "a value table numbers fewer than 2^32 - 1 values")
         arena.append(contentsOf: key)
         starts.append(UInt32(arena.count))
         owners.append(owner)
@@ -256,7 +259,7 @@ struct ValueTable {
 
     /// Moves every slot to a table of `size` slots, placing each by its tag (no text is hashed).
     private mutating func rehash(to size: Int) {
-        precondition(size <= Self.maximumSlots, "a value table holds at most 2^31 values")
+        precondition(size <= Self.maximumSlots, "a value table has at most 2^32 slots")
         let old = slots
         slots = Array(repeating: 0, count: size)
         let mask = size - 1

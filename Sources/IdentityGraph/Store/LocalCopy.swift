@@ -92,6 +92,8 @@ public enum LocalCopy {
         guard descriptor >= 0 else { throw StorageError(.cannotOpen, "cannot open \(file): errno \(errno)") }
         defer { close(descriptor) }
         guard fsync(descriptor) == 0 else { throw StorageError(.unavailable, "cannot sync \(file): errno \(errno)") }
+        // The rename that installed the store, on disk before the marker goes.
+        try syncDirectory(directory)
         guard unlink(directory + "/" + unfinishedJoinMarker) == 0 || errno == ENOENT else {
             throw StorageError(.cannotOpen, "cannot remove \(directory)/\(unfinishedJoinMarker): errno \(errno)")
         }
