@@ -78,15 +78,17 @@ actor PostgresLink {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let outcome = loop.makePromise(of: PostgresConnection.self)
         let settled = NIOLockedValueBox(false)
+        // True for the first of the two to finish, which settles the outcome.
+        let settles: @Sendable () -> Bool = { settled.withLockedValue { done in defer { done = true }; return !done } }
         let deadline = loop.scheduleTask(in: .seconds(Self.connectTimeout.components.seconds)) {
-            if settled.withLockedValue({ done in defer { done = true }; return !done }) {
-                outcome.fail(Timeout(seconds: Self.connectTimeout))
-            }
+            if settles() { outcome.fail(Timeout(seconds: Self.connectTimeout)) }
         }
-        PostgresConnection.connect(on: loop, configuration: configuration, id: id, logger: logger).whenComplete {
-            result in
+        let connecting: EventLoopFuture<PostgresConnection> = PostgresConnection.connect(
+            on: loop, configuration: configuration, id: id, logger: logger
+        )
+        connecting.whenComplete { result in
             deadline.cancel()
-            let first = settled.withLockedValue { done in defer { done = true }; return !done }
+            let first = settles()
             switch result {
             case .success(let opened) where first: outcome.succeed(opened)
             case .success(let late): Task { try? await late.close() }
