@@ -91,7 +91,7 @@ enum IndexImage {
     /// later start can mistake it for the store's index.
     static func discard(in directory: String) {
         guard unlink(path(in: directory)) == 0 else { return }
-        syncDirectory(directory)
+        try? StoreFiles.syncDirectory(directory)
     }
 
     // MARK: - Saving
@@ -122,7 +122,7 @@ enum IndexImage {
             unlink(partial)
             throw error
         }
-        syncDirectory(directory)
+        try? StoreFiles.syncDirectory(directory)
         return writer.offset
     }
 
@@ -206,13 +206,6 @@ enum IndexImage {
             copy.withUnsafeBytes { checksum.add($0) }
             return checksum.value
         }
-    }
-
-    private static func syncDirectory(_ directory: String) {
-        let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard descriptor >= 0 else { return }
-        _ = fsync(descriptor)
-        close(descriptor)
     }
 
     static func failure(_ what: String) -> StorageError {

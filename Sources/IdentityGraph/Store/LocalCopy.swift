@@ -81,7 +81,7 @@ public enum LocalCopy {
             throw StorageError(.cannotOpen, "cannot create \(path): errno \(errno)")
         }
         close(descriptor)
-        try syncDirectory(directory)
+        try StoreFiles.syncDirectory(directory)
     }
 
     /// Syncs the store file a join installed in `directory`, then removes the join's marker (synced):
@@ -93,11 +93,8 @@ public enum LocalCopy {
         defer { close(descriptor) }
         guard fsync(descriptor) == 0 else { throw StorageError(.unavailable, "cannot sync \(file): errno \(errno)") }
         // The rename that installed the store, on disk before the marker goes.
-        try syncDirectory(directory)
-        guard unlink(directory + "/" + unfinishedJoinMarker) == 0 || errno == ENOENT else {
-            throw StorageError(.cannotOpen, "cannot remove \(directory)/\(unfinishedJoinMarker): errno \(errno)")
-        }
-        try syncDirectory(directory)
+        try StoreFiles.syncDirectory(directory)
+        try removeMarker(in: directory)
     }
 
     /// When a join in `directory` did not finish (its marker is there), deletes the store, its lock
@@ -106,25 +103,18 @@ public enum LocalCopy {
     @discardableResult
     public static func discardUnfinishedJoin(in directory: String) throws(StorageError) -> Bool {
         guard hasUnfinishedJoin(directory) else { return false }
-        for name in ["data.mdb", "lock.mdb", "index.image", ".checkpoint-download"] {
-            let path = directory + "/" + name
-            guard unlink(path) == 0 || errno == ENOENT else {
-                throw StorageError(.cannotOpen, "cannot remove \(path): errno \(errno)")
-            }
+        for name in ["data.mdb", "lock.mdb", IndexImage.fileName, ".checkpoint-download"] {
+            try StoreFiles.remove(directory + "/" + name)
         }
-        try syncDirectory(directory)
-        guard unlink(directory + "/" + unfinishedJoinMarker) == 0 || errno == ENOENT else {
-            throw StorageError(.cannotOpen, "cannot remove \(directory)/\(unfinishedJoinMarker): errno \(errno)")
-        }
-        try syncDirectory(directory)
+        try StoreFiles.syncDirectory(directory)
+        try removeMarker(in: directory)
         return true
     }
 
-    private static func syncDirectory(_ directory: String) throws(StorageError) {
-        let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw StorageError(.cannotOpen, "cannot open \(directory): errno \(errno)") }
-        defer { close(descriptor) }
-        guard fsync(descriptor) == 0 else { throw StorageError(.unavailable, "cannot sync \(directory): errno \(errno)") }
+    /// Deletes the join's marker, durably: what it guarded is on disk, or gone.
+    private static func removeMarker(in directory: String) throws(StorageError) {
+        try StoreFiles.remove(directory + "/" + unfinishedJoinMarker)
+        try StoreFiles.syncDirectory(directory)
     }
 
     /// Makes `file`, a checkpoint's store file, the store of `directory`, which must be empty (see
