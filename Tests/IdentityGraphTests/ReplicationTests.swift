@@ -45,6 +45,14 @@ import Testing
         }
     }
 
+    /// An engine on the store in `directory` that leads (epoch 1, on a lease no test outlives) and appends
+    /// its batches to `log`.
+    static func leader(in directory: String, log: any Replicator) async throws -> IdentityEngine {
+        let leader = try IdentityEngine(dataDirectory: directory, options: .init(replicator: log))
+        await leader.lead(epoch: 1, until: .now + .seconds(3600))
+        return leader
+    }
+
     /// Calls `close()`, which blocks its caller until the writer has ended, on a thread of its own rather
     /// than the pool's; the flag says whether it has returned.
     static func closeOnItsOwnThread(_ engine: IdentityEngine) -> Protected<Bool> {
@@ -150,8 +158,7 @@ import Testing
         let directory = TemporaryDirectory()
         let log = MemoryLog()
         let store = directory.subdirectory("leader")
-        let leader = try IdentityEngine(dataDirectory: store, options: .init(replicator: log))
-        await leader.lead(epoch: 1, until: .now + .seconds(3600))
+        let leader = try await Self.leader(in: store, log: log)
         _ = try await leader.identify(.json(#"{"email":"kept@x.io"}"#))
         log.fence(from: 2)
         await #expect(throws: EngineError.self) {
@@ -198,8 +205,7 @@ import Testing
     func followDropsUnloggedChanges() async throws {
         let directory = TemporaryDirectory()
         let held = HeldLog()
-        let leader = try IdentityEngine(dataDirectory: directory.path, options: .init(replicator: held))
-        await leader.lead(epoch: 1, until: .now + .seconds(3600))
+        let leader = try await Self.leader(in: directory.path, log: held)
         let first = Task { try await leader.identify(.json(#"{"email":"logged@x.io"}"#)) }
         await held.waitForAppend()
         // Gathered while the first batch is with the log: never logged.
@@ -224,8 +230,7 @@ import Testing
     func localCopyFailure() async throws {
         let directory = TemporaryDirectory()
         let log = MemoryLog()
-        let leader = try IdentityEngine(dataDirectory: directory.path, options: .init(replicator: log))
-        await leader.lead(epoch: 1, until: .now + .seconds(3600))
+        let leader = try await Self.leader(in: directory.path, log: log)
         // The local copy fails until the test lets it recover (retries back off from 0.05 s to 5 s).
         leader.injectWriteFailures(1_000_000)
         let first = try await leader.identify(.json(#"{"email":"first@x.io"}"#))
@@ -252,8 +257,7 @@ import Testing
     func closeWhileFenced() async throws {
         let directory = TemporaryDirectory()
         let held = HeldLog()
-        let leader = try IdentityEngine(dataDirectory: directory.path, options: .init(replicator: held))
-        await leader.lead(epoch: 1, until: .now + .seconds(3600))
+        let leader = try await Self.leader(in: directory.path, log: held)
         let change = Task { try await leader.identify(.json(#"{"email":"late@x.io"}"#)) }
         await held.waitForAppend()
         let closed = Self.closeOnItsOwnThread(leader)
@@ -270,8 +274,7 @@ import Testing
     func closeWithFailingCopyAndFence() async throws {
         let directory = TemporaryDirectory()
         let held = HeldLog()
-        let leader = try IdentityEngine(dataDirectory: directory.path, options: .init(replicator: held))
-        await leader.lead(epoch: 1, until: .now + .seconds(3600))
+        let leader = try await Self.leader(in: directory.path, log: held)
         leader.injectWriteFailures(1_000_000)
         let first = Task { try await leader.identify(.json(#"{"email":"first@x.io"}"#)) }
         await held.waitForAppend()
@@ -299,8 +302,7 @@ import Testing
     @Test("a leader refuses changes once its lease deadline passes on its own clock; a renewal lets it go on")
     func leaseDeadline() async throws {
         let directory = TemporaryDirectory()
-        let leader = try IdentityEngine(dataDirectory: directory.path, options: .init(replicator: MemoryLog()))
-        await leader.lead(epoch: 1, until: .now + .seconds(3600))
+        let leader = try await Self.leader(in: directory.path, log: MemoryLog())
         _ = try await leader.identify(.json(#"{"email":"a@x.io"}"#))
         // A deadline that has passed, as one does while the lease goes unrenewed.
         await leader.extendLease(until: .now - .milliseconds(1))
