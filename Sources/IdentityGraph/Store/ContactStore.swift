@@ -111,26 +111,31 @@ final class ContactStore: @unchecked Sendable {
         }
     }
 
-    /// Reads every row, in id order, into `graph`.
+    /// Reads every row, in id order, into `graph`, on two threads: the emails on a thread of their
+    /// own (``intern(_:)``), the phone numbers, profiles and times on the caller's (about as much work
+    /// each: emails are the longer values; a third thread for the phone numbers measured slower on
+    /// two cores, each thread reading every row). A start has the machine to itself.
     func load(into graph: inout ContactGraph) throws(StorageError) {
         do {
             try environment.read { transaction in
-                graph.reserve(contacts: try transaction.count(in: rows))
-                // Rows are hashed `ahead` at a time before they are loaded, so that the cache misses of
-                // their slots overlap (see ``ValueTable/prefetch(_:)``); the rows' text stays valid in
-                // LMDB's map for the whole transaction.
-                let ahead = 16
-                var pending: [(id: Int, row: ContactRecord.Fields, hashes: (email: UInt64, phone: UInt64))] = []
-                pending.reserveCapacity(ahead)
-                func loadPending() throws(ContactGraph.LoadError) {
-                    for entry in pending { try graph.load(id: entry.id, entry.row, hashes: entry.hashes) }
-                    pending.removeAll(keepingCapacity: true)
+                let contacts = try transaction.count(in: rows)
+                graph.reserve(contacts: contacts)
+                let emails = EmailLoad(EmailColumn(table: graph.emails, contacts: contacts))
+                // (The table is the column's now: not shared, so not copied as it grows.)
+                graph.emails = ValueTable()
+                Thread { self.intern(emails) }.start()
+                // This thread stops at the first row it cannot load, and still waits for the other.
+                var stopped: (any Error)?
+                do {
+                    try loadRowsButEmails(in: transaction, into: &graph)
+                } catch {
+                    stopped = error
                 }
-                try Self.forEachRow(in: transaction, rows) { id, row in
-                    pending.append((id, row, graph.prefetch(row)))
-                    if pending.count == ahead { try loadPending() }
-                }
-                try loadPending()
+                emails.done.wait()
+                guard let column = emails.column else { throw stopped ?? emails.failure! }
+                let limit = (stopped as? ContactGraph.LoadError)?.id ?? Int.max
+                if let problem = graph.adopt(column, checkingBelow: limit) { throw problem }
+                if let stopped { throw stopped }
                 for (table, isRule) in [(linkTable, false), (ruleTable, true)] {
                     try Self.forEachPair(in: transaction, table, rule: isRule) { number, at, email, phone in
                         try graph.loadPair(number, email: email, phone: phone, at: at, rule: isRule)
@@ -149,6 +154,58 @@ final class ContactStore: @unchecked Sendable {
                 + "run `identity-graph check` on the data directory")
         } catch {
             throw StorageError(.corrupt, "cannot read the store: \(error)")
+        }
+    }
+
+    /// Rows are hashed this many at a time before they are loaded, so that the cache misses of their
+    /// slots overlap (see ``ValueTable/prefetch(_:)``); the rows' text stays valid in LMDB's map for the
+    /// whole transaction.
+    private static let rowsAhead = 16
+
+    /// The rebuild's work but the emails: every row's phone number, profile and times.
+    private func loadRowsButEmails(in transaction: Transaction, into graph: inout ContactGraph) throws {
+        var pending: [(id: Int, row: ContactRecord.Fields, hash: UInt64?)] = []
+        pending.reserveCapacity(Self.rowsAhead)
+        func loadPending() throws(ContactGraph.LoadError) {
+            for entry in pending { try graph.load(id: entry.id, entry.row, emails: false, phoneHash: entry.hash) }
+            pending.removeAll(keepingCapacity: true)
+        }
+        try Self.forEachRow(in: transaction, rows) { id, row in
+            pending.append((id, row, graph.prefetchPhone(row)))
+            if pending.count == Self.rowsAhead { try loadPending() }
+        }
+        try loadPending()
+    }
+
+    /// The email half of a rebuild, on its own thread and in its own read transaction: every live
+    /// row's email interned in `load`'s column, which it hands back through `load` when done.
+    private func intern(_ load: EmailLoad) {
+        // Taken out of the box, so that the column's arrays are not shared (copied) while they grow.
+        var column = load.column!
+        load.column = nil
+        defer { load.done.signal() }
+        var pending: [(id: Int, email: UnsafeRawBufferPointer?, hash: UInt64)] = []
+        pending.reserveCapacity(Self.rowsAhead)
+        func addPending() {
+            for entry in pending { column.add(id: entry.id, email: entry.email, hash: entry.hash) }
+            pending.removeAll(keepingCapacity: true)
+        }
+        do {
+            try environment.read { transaction in
+                do {
+                    try Self.forEachRow(in: transaction, rows) { id, row in
+                        // Rows that are not dense end the column; the other thread reports them.
+                        guard column.expects(id - pending.count) else { throw EmailLoad.Stop() }
+                        let email = row.deletedAt == nil ? row.email : nil
+                        pending.append((id, email, email.map { column.prefetch($0) } ?? 0))
+                        if pending.count == Self.rowsAhead { addPending() }
+                    }
+                } catch is EmailLoad.Stop {}
+                addPending()
+            }
+            load.column = column
+        } catch {
+            load.failure = error
         }
     }
 
@@ -507,4 +564,20 @@ final class ContactStore: @unchecked Sendable {
             }
         }
     }
+}
+
+/// Hands a rebuild's email column to its thread and back (see ``ContactStore/load(into:)``).
+/// `@unchecked Sendable`: the thread takes `column` and writes `column` or `failure` before it signals
+/// `done`; the caller reads them only after waiting for `done`.
+private final class EmailLoad: @unchecked Sendable {
+    var column: EmailColumn?
+    var failure: (any Error)?
+    let done = DispatchSemaphore(value: 0)
+
+    init(_ column: EmailColumn) {
+        self.column = column
+    }
+
+    /// Ends the email thread's scan at a row out of order.
+    struct Stop: Error {}
 }
