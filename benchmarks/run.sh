@@ -738,74 +738,75 @@ PY
         row "cluster failover: kill -9 of the leader to the first acknowledged change ($trial trials, lease ttl $ttl s)" \
             "$(spread "${failovers[@]}") s" "median <= ttl + 2 s" "$(verdict "$(median "${failovers[@]}") <= $ttl + 2")"
     fi
+    for i in 0 1 2; do stop_server "${node_pid[$i]}"; done
     if [ -n "$checkpoint_flag" ]; then
         measure_join "$out"
     else
         row "cluster join from a checkpoint" "not measured: serve has no --checkpoint-every yet" "<= 3 x a restart from the local copy" "-"
     fi
-    for i in 0 1 2; do stop_server "${node_pid[$i]}"; done
 }
 
-# Join from a checkpoint: $small new persons through the leader (one event each), then more until a
-# checkpoint (every $small events, --checkpoint-every) holds the whole store; then, 3 rounds, a restart of a
-# follower from its local copy (clean stop, then start to /healthz 200) beside a new server with an empty
-# data directory (start to /healthz 200: the checkpoint loaded and the log after it applied).
+# Join from a checkpoint of $small contacts (the issue's row): a cluster of two servers of its own, on a
+# schema of its own (--cluster-schema join_bench; the other rows' servers are stopped by then), gets
+# $small new persons through its leader, one event each, so that the checkpoint every $small events
+# (--checkpoint-every) holds the whole store. Then, 3 rounds, a restart of the follower from its local
+# copy (clean stop, then start to /healthz 200) beside a new server with an empty data directory (start
+# to /healthz 200: the checkpoint loaded and the log after it applied).
 measure_join() {
-    local out=$1
+    local out=$1 schema=join_bench
     python3 -c '
 import sys
 for n in range(int(sys.argv[1])):
     sys.stdout.write("{\"email\":\"join-%d@example.com\",\"phoneNumber\":\"6%010d\"}\n" % (n, n))' "$small" > "$work/join.ndjson"
+    local join_http=() join_tcp=() join_pid=() i
+    for i in 0 1; do
+        start_server "$work/join-node-$i" --cluster "$pg_url" --cluster-schema "$schema" --node-name "j$i" $checkpoint_flag \
+            || { failed=1; return; }
+        join_pid[$i]=$pid; join_http[$i]=$http; join_tcp[$i]=$tcp
+    done
+    # find_leader looks through node_http: the join's servers are the cluster now.
+    node_http=("${join_http[@]}")
     local leader
     leader=$(find_leader) || { failed=1; return; }
-    "$bin/loadgen" --protocol tcp --port "${node_tcp[$leader]}" --connections 8 --pipeline 64 \
+    "$bin/loadgen" --protocol tcp --port "${join_tcp[$leader]}" --connections 8 --pipeline 64 \
         --workload "$work/join.ndjson" --json > "$out/join-fill.json" || failed=1
-    # The row joins from a checkpoint that holds the store as it is (the log after it nearly empty), as
-    # the issue's row reads; checkpoints come every $small events, and the earlier rows' events moved the
-    # last one away from the end of the fill. So new persons are added until the next one is due.
-    local latest newest extra
-    latest=$(psql_run "SELECT coalesce(max(last_seq), 0) FROM identity_graph.log")
-    newest=$(psql_run "SELECT coalesce(max(seq), 0) FROM identity_graph.checkpoints")
-    extra=$(( newest + small - latest ))
-    if [ $(( latest - newest )) -gt $(( small / 100 )) ] && [ "$extra" -gt 0 ]; then
-        python3 -c '
-import sys
-for n in range(int(sys.argv[1])):
-    sys.stdout.write("{\"email\":\"join-more-%d@example.com\",\"phoneNumber\":\"7%010d\"}\n" % (n, n))' "$extra" > "$work/join-more.ndjson"
-        "$bin/loadgen" --protocol tcp --port "${node_tcp[$leader]}" --connections 8 --pipeline 64 \
-            --workload "$work/join-more.ndjson" --json > "$out/join-fill-more.json" || failed=1
-        latest=$(psql_run "SELECT coalesce(max(last_seq), 0) FROM identity_graph.log")
-    fi
-    # (Within a hundredth of $small of the end, the newest checkpoint is taken as it is.)
-    [ $(( latest - newest )) -gt $(( small / 100 )) ] || latest=$newest
-    local deadline=$(( $(date +%s) + 600 )) checkpoint=""
-    until checkpoint=$(psql_run "SELECT seq || ' ' || bytes FROM identity_graph.checkpoints WHERE seq >= $latest ORDER BY position DESC LIMIT 1") \
+    local latest deadline=$(( $(date +%s) + 600 )) checkpoint=""
+    latest=$(psql_run "SELECT coalesce(max(last_seq), 0) FROM $schema.log")
+    until checkpoint=$(psql_run "SELECT seq || ' ' || bytes FROM $schema.checkpoints WHERE seq >= $latest ORDER BY position DESC LIMIT 1") \
         && [ -n "$checkpoint" ]; do
         [ "$(date +%s)" -lt "$deadline" ] || { echo "no checkpoint of seq >= $latest within 600 s" >&2; failed=1; return; }
         sleep 1
     done
+    local contacts
+    contacts=$(curl -sf --max-time 5 "http://127.0.0.1:${join_http[$leader]}/metrics" \
+        | sed -n 's/^identity_graph_contacts \([0-9.e+]*\)$/\1/p' | head -1)
+    [ -z "$contacts" ] || contacts=$(printf '%.0f' "$contacts")
     local restarts=() joins=() ratios=() follower round
     for round in $(seq $rounds); do
         leader=$(find_leader) || { failed=1; return; }
-        follower=$(( (leader + 1) % 3 ))
-        stop_server "${node_pid[$follower]}"
-        start_node "$follower" || { failed=1; return; }
+        follower=$(( 1 - leader ))
+        stop_server "${join_pid[$follower]}"
+        start_server "$work/join-node-$follower" --cluster "$pg_url" --cluster-schema "$schema" --node-name "j$follower" \
+            $checkpoint_flag || { failed=1; return; }
+        join_pid[$follower]=$pid; join_http[$follower]=$http; join_tcp[$follower]=$tcp
+        node_http=("${join_http[@]}")
         restarts+=("$ready_ms")
         # A name never used before: a server that starts under the name of one that stopped watches it
         # for half a lease first (a restart pays that; a new server does not).
         rm -rf "$work/join-$round"
-        start_deadline=600 start_server "$work/join-$round" --cluster "$pg_url" --node-name "join-$round" $checkpoint_flag \
-            || { failed=1; return; }
+        start_deadline=600 start_server "$work/join-$round" --cluster "$pg_url" --cluster-schema "$schema" \
+            --node-name "join-$round" $checkpoint_flag || { failed=1; return; }
         joins+=("$ready_ms")
         ratios+=("$(ratio "${joins[-1]}" "${restarts[-1]}")")
         stop_server
         rm -rf "$work/join-$round"
     done
+    for i in 0 1; do stop_server "${join_pid[$i]}"; done
     printf 'restart_ms join_ms\n' > "$out/join.txt"
     for round in $(seq $rounds); do echo "${restarts[$((round - 1))]} ${joins[$((round - 1))]}" >> "$out/join.txt"; done
     local after
-    after=$(psql_run "SELECT coalesce(max(last_seq), 0) FROM identity_graph.log")
-    row "cluster join from a checkpoint (seq ${checkpoint% *}, $(( ${checkpoint#* } / 1048576 )) MiB; $(( after - ${checkpoint% *} )) events in the log after it), empty data directory, to /healthz 200" \
+    after=$(psql_run "SELECT coalesce(max(last_seq), 0) FROM $schema.log")
+    row "cluster join from a checkpoint (${contacts:-?} contacts, seq ${checkpoint% *}, $(( ${checkpoint#* } / 1048576 )) MiB; $(( after - ${checkpoint% *} )) events in the log after it), empty data directory, to /healthz 200" \
         "$(spread "${ratios[@]}") x a restart from the local copy; $(spread "${joins[@]}") ms (restart $(spread "${restarts[@]}") ms)" \
         "<= 3 x a restart from the local copy" "$(verdict "$(median "${ratios[@]}") <= 3")"
 }
