@@ -107,6 +107,12 @@ public final class Transaction {
         return found
     }
 
+    /// The snapshot this transaction reads (LMDB's transaction id): two read transactions with the same
+    /// id see the same data.
+    public var snapshot: Int {
+        mdb_txn_id(handle)
+    }
+
     /// The number of entries in `database`.
     public func count(in database: Database) throws(LMDBError) -> Int {
         var stat = MDB_stat()

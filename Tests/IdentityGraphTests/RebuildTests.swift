@@ -41,7 +41,7 @@ import Testing
             let engine = try IdentityEngine(dataDirectory: directory.path)
             engine.close()
             return nil
-        } catch let error as StorageError {
+        } catch {
             #expect(error.kind == .corrupt)
             return error.message
         }

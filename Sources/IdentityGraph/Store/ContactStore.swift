@@ -133,6 +133,11 @@ final class ContactStore: @unchecked Sendable {
                 }
                 emails.done.wait()
                 guard let column = emails.column else { throw stopped ?? emails.failure! }
+                // The callers load with the writer idle; were a commit to land between the two threads'
+                // transactions, their halves of the graph would disagree.
+                guard emails.snapshot == transaction.snapshot else {
+                    throw StorageError(.unavailable, "the store changed while the index was rebuilt from it")
+                }
                 let limit = (stopped as? ContactGraph.LoadError)?.id ?? Int.max
                 if let problem = graph.adopt(column, checkingBelow: limit) { throw problem }
                 if let stopped { throw stopped }
@@ -192,6 +197,7 @@ final class ContactStore: @unchecked Sendable {
         }
         do {
             try environment.read { transaction in
+                load.snapshot = transaction.snapshot
                 do {
                     try Self.forEachRow(in: transaction, rows) { id, row in
                         // Rows that are not dense end the column; the other thread reports them.
@@ -567,11 +573,13 @@ final class ContactStore: @unchecked Sendable {
 }
 
 /// Hands a rebuild's email column to its thread and back (see ``ContactStore/load(into:)``).
-/// `@unchecked Sendable`: the thread takes `column` and writes `column` or `failure` before it signals
-/// `done`; the caller reads them only after waiting for `done`.
+/// `@unchecked Sendable`: the thread takes `column` and writes `column` or `failure`, and `snapshot`,
+/// before it signals `done`; the caller reads them only after waiting for `done`.
 private final class EmailLoad: @unchecked Sendable {
     var column: EmailColumn?
     var failure: (any Error)?
+    /// The snapshot the thread read (``LMDB/Transaction/snapshot``).
+    var snapshot = 0
     let done = DispatchSemaphore(value: 0)
 
     init(_ column: EmailColumn) {
