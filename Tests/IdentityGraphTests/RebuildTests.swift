@@ -17,9 +17,10 @@ import Testing
         )
     }
 
-    /// A store of the current format holding exactly `rows` (written behind the engine's back), with no
-    /// index image, so that the next start rebuilds.
-    private func writeStore(at path: String, rows: [Contact]) throws {
+    /// A store of the current format holding exactly `rows` (written behind the engine's back), and
+    /// `unreadable` rows of bytes that decode as no row, with no index image, so that the next start
+    /// rebuilds.
+    private func writeStore(at path: String, rows: [Contact], unreadable: [Int] = []) throws {
         try IdentityEngine(dataDirectory: path).close()
         try FileManager.default.removeItem(atPath: IndexImage.path(in: path))
         let environment = try Environment(path: path, options: .init(maxDatabases: ContactStore.maxDatabases))
@@ -30,13 +31,16 @@ import Testing
                 ContactRecord.encode(row, into: &record)
                 try transaction.put(record, forKey: ContactRecord.key(row.id), in: contacts)
             }
+            for id in unreadable {
+                try transaction.put([0xFF, 0xFF, 0xFF], forKey: ContactRecord.key(id), in: contacts)
+            }
         }
     }
 
     /// The message an engine gives when it cannot open the store of `rows`, or nil when it opens.
-    private func refusal(of rows: [Contact]) throws -> String? {
+    private func refusal(of rows: [Contact], unreadable: [Int] = []) throws -> String? {
         let directory = TemporaryDirectory()
-        try writeStore(at: directory.path, rows: rows)
+        try writeStore(at: directory.path, rows: rows, unreadable: unreadable)
         do {
             let engine = try IdentityEngine(dataDirectory: directory.path)
             engine.close()
@@ -97,5 +101,40 @@ import Testing
     func idsMustBeDense() throws {
         let message = try refusal(of: [row(1, "a@x.io", "1"), row(2, "b@x.io", "2"), row(4, "c@x.io", "4")])
         #expect(message?.contains("contact 4 cannot be loaded: expected contact 3 next") == true)
+    }
+
+    /// Rows 1...count, each a profile of its own with its own values.
+    private func people(_ count: Int) -> [Contact] {
+        (1...count).map { row($0, "p\($0)@x.io", "\(1_000 + $0)") }
+    }
+
+    @Test("past the first batch of rows: a gap, an email of another profile, and one shared within a profile")
+    func pastTheFirstBatch() async throws {
+        var rows = people(40)
+        rows.remove(at: 19)
+        #expect(try refusal(of: rows)?.contains("contact 21 cannot be loaded: expected contact 20 next") == true)
+
+        rows = people(40)
+        rows[34] = row(35, "p18@x.io", "1035")
+        #expect(try refusal(of: rows)?.contains("contact 35 cannot be loaded: its email belongs to another profile") == true)
+
+        rows = people(40)
+        rows[34] = row(35, "p18@x.io", "1035", linkedTo: 18)
+        let directory = TemporaryDirectory()
+        try writeStore(at: directory.path, rows: rows)
+        let engine = try IdentityEngine(dataDirectory: directory.path)
+        defer { engine.close() }
+        #expect(try await engine.profile(containing: 35)?.emails == ["p18@x.io"])
+        #expect(try await engine.contents().contacts == rows)
+    }
+
+    @Test("a row that cannot be read does not hide an older broken row")
+    func unreadableRowAfterABrokenOne() throws {
+        var rows = people(45)
+        rows[2] = row(3, "p1@x.io", "1003")
+        rows.remove(at: 40)
+        let message = try refusal(of: rows, unreadable: [41])
+        #expect(message?.contains("contact 3 cannot be loaded: its email belongs to another profile") == true)
+        #expect(try refusal(of: people(40), unreadable: [41])?.contains("an unreadable row") == true)
     }
 }

@@ -5,10 +5,10 @@ import Foundation
 ///
 /// Unlike an import, a restore reads every file before it writes anything: the rows are sorted by
 /// id, checked against the invariants of SPEC.md section 2 (``InvariantCheck``, then the store's own
-/// loader, ``ContactGraph/load(id:_:)``), and written in one transaction with one `restored` change
-/// event, so a store is either restored whole or left empty. Any problem (a line that is not a
-/// Contact record, a link or a keep-apart rule; a field that cannot be read; a broken invariant) is
-/// reported with its file and line, and nothing is written.
+/// loader, ``ContactGraph/load(id:_:emails:phoneHash:)``), and written in one transaction with one
+/// `restored` change event, so a store is either restored whole or left empty. Any problem (a line
+/// that is not a Contact record, a link or a keep-apart rule; a field that cannot be read; a broken
+/// invariant) is reported with its file and line, and nothing is written.
 ///
 /// Choices where SPEC.md is silent:
 /// - Ids the files leave out (a database sequence skips ids on a rolled-back insert) are kept out

@@ -2,9 +2,9 @@
 ///
 /// A rebuild reads every row, in id order, and interns its values. ``ContactStore/load(into:)`` runs
 /// it on two threads: the emails on one (an ``EmailColumn``), the phone numbers, profiles and times
-/// on the other (``load(id:_:emails:)`` with `emails` false). What the email thread cannot check, that
+/// on the other (``load(id:_:emails:phoneHash:)`` with `emails` false). What the email thread cannot check, that
 /// an email it had seen already belongs to the row's profile, is checked once both are done
-/// (``adopt(_:checkingBelow:)``). ``Restore`` loads row by row, emails included.
+/// (``adopt(_:)``). ``Restore`` loads row by row, emails included.
 extension ContactGraph {
     /// The room the contact arrays get for a store of `contacts` rows: an eighth more than it holds,
     /// so that the first contacts added after a start do not grow (copy) every array; room never
@@ -30,7 +30,7 @@ extension ContactGraph {
     /// keep the invariants of SPEC.md section 2 with the rows before it; a row that does not is
     /// reported instead of being indexed wrongly. The row's text is read in place (no `String`s),
     /// since a restart reads every row. With `emails` false, the row's email is left to the rebuild's
-    /// ``EmailColumn`` (the row gets none until ``adopt(_:checkingBelow:)``); `phoneHash` is the phone
+    /// ``EmailColumn`` (the row gets none until ``adopt(_:)``); `phoneHash` is the phone
     /// number's hash when the caller prefetched its slot (``prefetchPhone(_:)``).
     mutating func load(
         id: Int, _ row: ContactRecord.Fields, emails internEmails: Bool = true, phoneHash: UInt64? = nil
@@ -84,17 +84,18 @@ extension ContactGraph {
         row.phoneNumber.map { phones.prefetch($0) }
     }
 
-    /// Takes the emails a rebuild's email thread interned (`column`, a number for each row loaded here)
-    /// and checks that each email a row shares with an earlier row belongs to the row's own profile,
-    /// for the rows below `limit` (the row this thread stopped at, when it found a problem). Returns
-    /// the first row that fails.
-    mutating func adopt(_ column: EmailColumn, checkingBelow limit: Int) -> LoadError? {
+    /// Takes the emails a rebuild's email thread interned (`column`, a number for each row the thread
+    /// read) and checks that each email a row shares with an earlier row belongs to the row's own
+    /// profile, for the rows loaded here (this thread may have stopped at a broken row). Returns the
+    /// first row that fails.
+    mutating func adopt(_ column: EmailColumn) -> LoadError? {
         let loaded = emailOf.count
         emails = column.table
         emailOf = column.numbers
-        // The email thread stops where the rows stop being dense; this thread stops there too, or sooner.
+        // Each thread stops at the first row it cannot read; this one also at a row it cannot load.
         if emailOf.count > loaded { emailOf.removeLast(emailOf.count - loaded) }
-        for id in column.repeats where Int(id) < min(limit, loaded) {
+        for id in column.repeats {
+            guard Int(id) < emailOf.count else { break }
             if primary(of: emails.owners[Int(emailOf[Int(id)] - 1)]) != primary(of: id) {
                 return LoadError(id: Int(id), reason: Self.emailProblem)
             }
@@ -124,9 +125,8 @@ extension ContactGraph {
 
 /// The emails of a rebuild, interned on a thread of their own: the table, for each row (index 0
 /// unused) its email's number + 1 or 0, and the rows whose email an earlier row carried (`repeats`, in
-/// id order), which ``ContactGraph/adopt(_:checkingBelow:)`` checks. Rows must come in id order from
-/// 1; the first that does not (a store that is not dense, which the other thread reports) ends the
-/// column.
+/// id order), which ``ContactGraph/adopt(_:)`` checks. Rows come in id order from 1 (the thread stops
+/// at the first that does not: a store that is not dense, which the other thread reports).
 struct EmailColumn {
     var table: ValueTable
     var numbers: [UInt32]
@@ -139,18 +139,13 @@ struct EmailColumn {
         numbers.append(0)
     }
 
-    /// Whether the column still takes rows (it has every row before `id`).
-    func expects(_ id: Int) -> Bool {
-        id == numbers.count
-    }
-
     /// ``ValueTable/prefetch(_:)`` of the column's table; mutating for the reason
     /// ``ContactGraph/prefetchPhone(_:)`` gives.
     mutating func prefetch(_ email: UnsafeRawBufferPointer) -> UInt64 {
         table.prefetch(email)
     }
 
-    /// Adds row `id` (see ``expects(_:)``), whose email's `hash` was prefetched, or that has none (an
+    /// Adds row `id`, the next, whose email's `hash` was prefetched, or that has none (an
     /// erased row has none to intern).
     mutating func add(id: Int, email: UnsafeRawBufferPointer?, hash: UInt64) {
         guard let email else {

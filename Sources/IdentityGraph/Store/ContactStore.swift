@@ -11,9 +11,10 @@ import LMDB
 /// Only the engine's writer thread writes through a store once it is open; the memory map is
 /// resized only there, between transactions, which is what LMDB requires of a resize.
 ///
-/// `@unchecked Sendable`: after opening, writes happen on the writer thread alone; ``copy(to:)``
-/// may run on another thread, which LMDB allows (it reads in its own transaction), and the one
-/// operation that must not overlap it, resizing the map, waits for it through `resizeGate`.
+/// `@unchecked Sendable`: after opening, writes happen on the writer thread alone; ``copy(to:)`` and
+/// half of ``load(into:)`` may run on other threads, which LMDB allows (each reads in its own
+/// transaction). The one operation that must not overlap a copy, resizing the map, waits for it
+/// through `resizeGate`.
 final class ContactStore: @unchecked Sendable {
     /// The first map size of a new store; it doubles whenever it fills.
     static let initialMapSize = 64 << 20
@@ -114,7 +115,8 @@ final class ContactStore: @unchecked Sendable {
     /// Reads every row, in id order, into `graph`, on two threads: the emails on a thread of their
     /// own (``intern(_:)``), the phone numbers, profiles and times on the caller's (about as much work
     /// each: emails are the longer values; a third thread for the phone numbers measured slower on
-    /// two cores, each thread reading every row). A start has the machine to itself.
+    /// two cores, each thread reading every row). The callers load with the writer idle: at open, and
+    /// on a fenced leader's rebuild.
     func load(into graph: inout ContactGraph) throws(StorageError) {
         do {
             try environment.read { transaction in
@@ -132,15 +134,22 @@ final class ContactStore: @unchecked Sendable {
                     stopped = error
                 }
                 emails.done.wait()
-                guard let column = emails.column else { throw stopped ?? emails.failure! }
-                // The callers load with the writer idle; were a commit to land between the two threads'
-                // transactions, their halves of the graph would disagree.
-                guard emails.snapshot == transaction.snapshot else {
+                // (Out of the box, so that the graph holds the column's arrays alone.)
+                let column = emails.column!
+                emails.column = nil
+                // Were a commit to land between the two threads' transactions, their halves of the graph
+                // would disagree.
+                if let snapshot = emails.snapshot, snapshot != transaction.snapshot {
                     throw StorageError(.unavailable, "the store changed while the index was rebuilt from it")
                 }
-                let limit = (stopped as? ContactGraph.LoadError)?.id ?? Int.max
-                if let problem = graph.adopt(column, checkingBelow: limit) { throw problem }
+                // The first broken row wins, whichever thread found it: rows up to where both stopped are
+                // checked for their emails before either thread's own error is reported.
+                if let problem = graph.adopt(column) { throw problem }
                 if let stopped { throw stopped }
+                if let failure = emails.failure {
+                    throw failure as? StorageError
+                        ?? StorageError(.unavailable, "cannot read the store on the rebuild's second thread: \(failure)")
+                }
                 for (table, isRule) in [(linkTable, false), (ruleTable, true)] {
                     try Self.forEachPair(in: transaction, table, rule: isRule) { number, at, email, phone in
                         try graph.loadPair(number, email: email, phone: phone, at: at, rule: isRule)
@@ -183,14 +192,19 @@ final class ContactStore: @unchecked Sendable {
     }
 
     /// The email half of a rebuild, on its own thread and in its own read transaction: every live
-    /// row's email interned in `load`'s column, which it hands back through `load` when done.
+    /// row's email interned in `load`'s column, which it hands back through `load` when done, with what
+    /// stopped it if it did not read every row.
     private func intern(_ load: EmailLoad) {
         // Taken out of the box, so that the column's arrays are not shared (copied) while they grow.
         var column = load.column!
         load.column = nil
-        defer { load.done.signal() }
+        defer {
+            load.column = column
+            load.done.signal()
+        }
         var pending: [(id: Int, email: UnsafeRawBufferPointer?, hash: UInt64)] = []
         pending.reserveCapacity(Self.rowsAhead)
+        var next = 1
         func addPending() {
             for entry in pending { column.add(id: entry.id, email: entry.email, hash: entry.hash) }
             pending.removeAll(keepingCapacity: true)
@@ -198,18 +212,20 @@ final class ContactStore: @unchecked Sendable {
         do {
             try environment.read { transaction in
                 load.snapshot = transaction.snapshot
+                // The rows read before one that stops the thread are added all the same, so that the
+                // caller can check them (the first broken row is reported, whichever thread found it).
+                defer { addPending() }
                 do {
                     try Self.forEachRow(in: transaction, rows) { id, row in
                         // Rows that are not dense end the column; the other thread reports them.
-                        guard column.expects(id - pending.count) else { throw EmailLoad.Stop() }
+                        guard id == next else { throw EmailLoad.Stop() }
+                        next += 1
                         let email = row.deletedAt == nil ? row.email : nil
                         pending.append((id, email, email.map { column.prefetch($0) } ?? 0))
                         if pending.count == Self.rowsAhead { addPending() }
                     }
                 } catch is EmailLoad.Stop {}
-                addPending()
             }
-            load.column = column
         } catch {
             load.failure = error
         }
@@ -573,13 +589,14 @@ final class ContactStore: @unchecked Sendable {
 }
 
 /// Hands a rebuild's email column to its thread and back (see ``ContactStore/load(into:)``).
-/// `@unchecked Sendable`: the thread takes `column` and writes `column` or `failure`, and `snapshot`,
+/// `@unchecked Sendable`: the thread takes `column`, and writes it back, with `failure` and `snapshot`,
 /// before it signals `done`; the caller reads them only after waiting for `done`.
 private final class EmailLoad: @unchecked Sendable {
     var column: EmailColumn?
+    /// What stopped the thread before the last row, if anything did (a row out of order does not).
     var failure: (any Error)?
-    /// The snapshot the thread read (``LMDB/Transaction/snapshot``).
-    var snapshot = 0
+    /// The snapshot the thread read (``LMDB/Transaction/snapshot``), `nil` if it could not begin.
+    var snapshot: Int?
     let done = DispatchSemaphore(value: 0)
 
     init(_ column: EmailColumn) {
