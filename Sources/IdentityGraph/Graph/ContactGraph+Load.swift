@@ -2,9 +2,9 @@
 ///
 /// A rebuild reads every row, in id order, and interns its values. ``ContactStore/load(into:)`` runs
 /// it on two threads: the emails on one (an ``EmailColumn``), the phone numbers, profiles and times
-/// on the other (``load(id:_:emails:phoneHash:)`` with `emails` false). What the email thread cannot check, that
-/// an email it had seen already belongs to the row's profile, is checked once both are done
-/// (``adopt(_:)``). ``Restore`` loads row by row, emails included.
+/// on the other (``load(id:_:emails:phoneHash:)`` with `emails` false). What the email thread cannot
+/// check, that an email it had seen already belongs to the row's profile, is checked once both are
+/// done (``adopt(_:)``). ``Restore`` loads row by row, emails included.
 extension ContactGraph {
     /// The room the contact arrays get for a store of `contacts` rows: an eighth more than it holds,
     /// so that the first contacts added after a start do not grow (copy) every array; room never
@@ -30,8 +30,8 @@ extension ContactGraph {
     /// keep the invariants of SPEC.md section 2 with the rows before it; a row that does not is
     /// reported instead of being indexed wrongly. The row's text is read in place (no `String`s),
     /// since a restart reads every row. With `emails` false, the row's email is left to the rebuild's
-    /// ``EmailColumn`` (the row gets none until ``adopt(_:)``); `phoneHash` is the phone
-    /// number's hash when the caller prefetched its slot (``prefetchPhone(_:)``).
+    /// ``EmailColumn`` (the row gets none until ``adopt(_:)``); `phoneHash` is the phone number's hash
+    /// when the caller prefetched its slot (``prefetchPhone(_:)``).
     mutating func load(
         id: Int, _ row: ContactRecord.Fields, emails internEmails: Bool = true, phoneHash: UInt64? = nil
     ) throws(LoadError) {
@@ -62,7 +62,8 @@ extension ContactGraph {
         }
         var phoneValue: Int?
         if let phone = row.phoneNumber {
-            let (value, inserted) = phones.findOrInsert(phone, hash: phoneHash ?? phones.hash(phone), owner: UInt32(id))
+            let hash = phoneHash ?? phones.hash(phone)
+            let (value, inserted) = phones.findOrInsert(phone, hash: hash, owner: UInt32(id))
             if !inserted, self.primary(of: phones.owners[value]) != primary {
                 throw LoadError(id: id, reason: "its phone number belongs to another profile")
             }
@@ -145,8 +146,8 @@ struct EmailColumn {
         table.prefetch(email)
     }
 
-    /// Adds row `id`, the next, whose email's `hash` was prefetched, or that has none (an
-    /// erased row has none to intern).
+    /// Adds row `id`, the next, whose email's `hash` was prefetched, or that has none (an erased row
+    /// has none to intern).
     mutating func add(id: Int, email: UnsafeRawBufferPointer?, hash: UInt64) {
         guard let email else {
             numbers.append(0)

@@ -148,7 +148,7 @@ final class ContactStore: @unchecked Sendable {
                 if let stopped { throw stopped }
                 if let failure = emails.failure {
                     throw failure as? StorageError
-                        ?? StorageError(.unavailable, "cannot read the store on the rebuild's second thread: \(failure)")
+                        ?? StorageError(.unavailable, "cannot read the store on the rebuild's other thread: \(failure)")
                 }
                 for (table, isRule) in [(linkTable, false), (ruleTable, true)] {
                     try Self.forEachPair(in: transaction, table, rule: isRule) { number, at, email, phone in
