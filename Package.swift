@@ -154,6 +154,7 @@ let package = Package(
             name: "IdentityServerTests",
             dependencies: [
                 "IdentityServer",
+                "IdentityCluster",
                 "IdentityGraph",
                 "IdentityGraphClient",
                 "ConformanceSupport",

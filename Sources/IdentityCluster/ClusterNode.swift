@@ -277,6 +277,9 @@ public final class ClusterNode: Service, Sendable {
         var nextLeaseCheck = ContinuousClock.now
         var nextHeartbeat = ContinuousClock.now
         var refusal: Refusal?
+        // Failures the loop retries every 200 ms, logged as they begin, go on and end (not every time).
+        var unapplied = RepeatedFailure()
+        var unreached = RepeatedFailure()
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 do {
@@ -302,6 +305,18 @@ public final class ClusterNode: Service, Sendable {
                         await sleep(until: min(.now + .milliseconds(50), nextLeaseCheck))
                     }
                     considerCheckpoint()
+                    if let (failures, lasted) = unapplied.succeeded() {
+                        logger.notice(
+                            "the cluster's log applies again",
+                            metadata: ["failures": "\(failures)", "seconds": "\(Self.seconds(lasted))"]
+                        )
+                    }
+                    if let (failures, lasted) = unreached.succeeded() {
+                        logger.notice(
+                            "the cluster database is reachable again",
+                            metadata: ["failures": "\(failures)", "seconds": "\(Self.seconds(lasted))"]
+                        )
+                    }
                 } catch let error as Refusal {
                     logger.critical("cannot follow the cluster's log", metadata: ["reason": "\(error)"])
                     refusal = error
@@ -309,10 +324,12 @@ public final class ClusterNode: Service, Sendable {
                 } catch let error as EngineError {
                     // The local copy cannot take the log (its disk, or a replay that diverged): keep
                     // serving reads, say why, and try again.
-                    logger.error("cannot apply the cluster's log", metadata: ["error": "\(error)"])
+                    if let report = unapplied.failed() {
+                        logger.error("cannot apply the cluster's log", metadata: Self.metadata(report, error: "\(error)"))
+                    }
                     try? await Task.sleep(for: .milliseconds(200))
                 } catch {
-                    await unreachable(error)
+                    await unreachable(error, report: unreached.failed())
                     // A leader whose renewal failed tries again soon, not a third of a lease later: its
                     // lease may still be saved before it runs out.
                     nextLeaseCheck = min(nextLeaseCheck, .now + .milliseconds(200))
@@ -554,10 +571,14 @@ public final class ClusterNode: Service, Sendable {
     }
 
     /// PostgreSQL cannot be reached: a leader stops leading once its lease may have ended; a follower
-    /// goes on serving reads from what it has.
-    private func unreachable(_ error: any Error) async {
+    /// goes on serving reads from what it has. Logged as `report` says (see ``RepeatedFailure``).
+    private func unreachable(_ error: any Error, report: RepeatedFailure.Report?) async {
         let role = state.withLockedValue { $0.role }
-        logger.warning("cannot reach the cluster database", metadata: ["role": "\(role)", "error": "\(Self.describe(error))"])
+        if let report {
+            var metadata = Self.metadata(report, error: Self.describe(error))
+            metadata["role"] = "\(role)"
+            logger.warning("cannot reach the cluster database", metadata: metadata)
+        }
         // Not while the lease holds: appends that failed meanwhile are retried by the writer and succeed once
         // PostgreSQL is back, with no election; stepping down would leave the lease to run out unused.
         if role == .leader, await !engine.holdsLease {
@@ -565,6 +586,18 @@ public final class ClusterNode: Service, Sendable {
         } else if role == .follower {
             state.withLockedValue { $0.role = .candidate }
         }
+    }
+
+    /// The metadata of a repeated failure's line: the error, and after the first how often it happened
+    /// since the last line and for how long it has lasted.
+    private static func metadata(_ report: RepeatedFailure.Report, error: String) -> Logger.Metadata {
+        guard case .repeated(let times, let lasted) = report else { return ["error": "\(error)"] }
+        return ["error": "\(error)", "repeated": "\(times)", "seconds": "\(seconds(lasted))"]
+    }
+
+    /// Whole seconds, for log lines.
+    private static func seconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds
     }
 
     /// Ends the lease at a clean stop, so that another server takes over at once.

@@ -584,4 +584,34 @@ import Testing
         try postgres.start()
         #expect(waitUntil(seconds: 30) { log.text.contains("leading") }, "\(log.text)")
     }
+
+    @Test("a database that goes away is logged once as it goes, not every retry, and once as it comes back")
+    func outageIsLoggedOnce() throws {
+        let postgres = try PostgresServer()
+        let directory = TemporaryDirectory()
+        let process = Process()
+        process.executableURL = ServerProcess.executable
+        process.arguments = Node.serve(data: directory.path + "/n", name: "n", url: postgres.url())
+        let log = PipeCollector()
+        process.standardError = log.pipe
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        log.start()
+        defer {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try #require(waitUntil(seconds: 30) { log.text.contains("leading") }, "\(log.text)")
+        try postgres.stop()
+        // The loop retries every 200 ms: 3 s is about 15 failures.
+        Thread.sleep(forTimeInterval: 3)
+        try postgres.start()
+        #expect(waitUntil(seconds: 30) { log.text.contains("the cluster database is reachable again") }, "\(log.text)")
+        let lines = log.text.split(separator: "\n")
+        let down = lines.filter { $0.contains("cannot reach the cluster database") }
+        #expect(down.count == 1, "\(down.joined(separator: "\n"))")
+        let back = try #require(lines.first { $0.contains("the cluster database is reachable again") })
+        let failures = back.firstRange(of: /failures=(\d+)/).flatMap { Int(back[$0].dropFirst("failures=".count)) }
+        #expect((failures ?? 0) > 3, "\(back)")
+    }
 }
