@@ -1,6 +1,6 @@
 /// How a failure that the node's loop retries every 200 ms is logged: its first occurrence at once, then
 /// at most once every ``interval`` with how often it happened meanwhile, and a line when it stops. A
-/// database down for an hour so writes a few hundred lines per server, not 18,000, and an operator
+/// database down for an hour so writes about 120 lines per server, not 18,000, and an operator
 /// still sees when it began, that it goes on, and when it ended.
 struct RepeatedFailure {
     static let interval: Duration = .seconds(30)
