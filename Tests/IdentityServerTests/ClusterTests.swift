@@ -560,19 +560,25 @@ import Testing
         #expect(other.output.contains("format 99"), "\(other.output)")
     }
 
-    @Test("a database that cannot be reached at start is retried and logged; the server answers 503 until it has caught up")
-    func unreachableAtStart() throws {
-        let postgres = try PostgresServer()
-        try postgres.stop()
-        let directory = TemporaryDirectory()
+    /// Starts one cluster server, `n`, on `data`, its log collected; the caller kills it.
+    static func serveLogged(data: String, url: String) throws -> (Process, PipeCollector) {
         let process = Process()
         process.executableURL = ServerProcess.executable
-        process.arguments = Node.serve(data: directory.path + "/n", name: "n", url: postgres.url())
+        process.arguments = Node.serve(data: data, name: "n", url: url)
         let log = PipeCollector()
         process.standardError = log.pipe
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         log.start()
+        return (process, log)
+    }
+
+    @Test("a database that cannot be reached at start is retried and logged; the server answers 503 until it has caught up")
+    func unreachableAtStart() throws {
+        let postgres = try PostgresServer()
+        try postgres.stop()
+        let directory = TemporaryDirectory()
+        let (process, log) = try Self.serveLogged(data: directory.path + "/n", url: postgres.url())
         defer {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
@@ -589,14 +595,7 @@ import Testing
     func outageIsLoggedOnce() throws {
         let postgres = try PostgresServer()
         let directory = TemporaryDirectory()
-        let process = Process()
-        process.executableURL = ServerProcess.executable
-        process.arguments = Node.serve(data: directory.path + "/n", name: "n", url: postgres.url())
-        let log = PipeCollector()
-        process.standardError = log.pipe
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        log.start()
+        let (process, log) = try Self.serveLogged(data: directory.path + "/n", url: postgres.url())
         defer {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
