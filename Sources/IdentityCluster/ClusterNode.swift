@@ -305,18 +305,8 @@ public final class ClusterNode: Service, Sendable {
                         await sleep(until: min(.now + .milliseconds(50), nextLeaseCheck))
                     }
                     considerCheckpoint()
-                    if let (failures, lasted) = unapplied.succeeded() {
-                        logger.notice(
-                            "the cluster's log applies again",
-                            metadata: ["failures": "\(failures)", "seconds": "\(Self.seconds(lasted))"]
-                        )
-                    }
-                    if let (failures, lasted) = unreached.succeeded() {
-                        logger.notice(
-                            "the cluster database is reachable again",
-                            metadata: ["failures": "\(failures)", "seconds": "\(Self.seconds(lasted))"]
-                        )
-                    }
+                    logEnd(of: &unapplied, "the cluster's log applies again")
+                    logEnd(of: &unreached, "the cluster database is reachable again")
                 } catch let error as Refusal {
                     logger.critical("cannot follow the cluster's log", metadata: ["reason": "\(error)"])
                     refusal = error
@@ -593,6 +583,12 @@ public final class ClusterNode: Service, Sendable {
     private static func metadata(_ report: RepeatedFailure.Report, error: String) -> Logger.Metadata {
         guard case .repeated(let times, let lasted) = report else { return ["error": "\(error)"] }
         return ["error": "\(error)", "repeated": "\(times)", "seconds": "\(seconds(lasted))"]
+    }
+
+    /// Logs, as `message`, that a repeated failure ended, if one was going on.
+    private func logEnd(of failure: inout RepeatedFailure, _ message: Logger.Message) {
+        guard let (failures, lasted) = failure.succeeded() else { return }
+        logger.notice(message, metadata: ["failures": "\(failures)", "seconds": "\(Self.seconds(lasted))"])
     }
 
     /// Whole seconds, for log lines.
