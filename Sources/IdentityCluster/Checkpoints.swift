@@ -1,6 +1,7 @@
 import Foundation
 import IdentityGraph
 import NIOCore
+import NIOPosix
 import PostgresNIO
 
 /// Checkpoints in PostgreSQL (SPEC.md section 17): a consistent copy of one server's local copy at a
@@ -9,42 +10,69 @@ import PostgresNIO
 ///
 /// A checkpoint is the store file a snapshot writes (section 8), not an NDJSON export: an export leaves
 /// out the change events and the seq counter, and a server that joins must show the same events with
-/// the same seqs as every other (`GET /changes` is identical on all of them). The file goes in parts of
-/// ``partBytes``, each its own statement, and the `checkpoints` row last: a checkpoint is whole or absent,
-/// and one that a crash left half written is cleared by the next writer.
+/// the same seqs as every other (`GET /changes` is identical on all of them). After the store file comes
+/// the index image built from it (``LocalCopy/saveIndexImage(in:)``), so that a server that joins loads
+/// its index as a restart does instead of rebuilding it from every row. Both files go in parts of
+/// ``partBytes``, each compressed to one Zstandard frame (about a sixth of a store file, a third of an
+/// image) in its own statement, and the `checkpoints` row last: a checkpoint is whole or absent, and one
+/// that a crash left half written is cleared by the next writer.
 ///
 /// It has a connection of its own, so that moving hundreds of megabytes never delays the lease.
 struct Checkpoints: Sendable {
     let link: PostgresLink
     let schema: String
 
-    /// The size of one part: small enough for one statement's deadline on a slow link.
+    /// The size of one part before compression: small enough for one statement's deadline on a slow link.
     var partBytes = 4 << 20
 
     struct Checkpoint: Sendable, Equatable {
+        /// How the parts hold the files: `raw`, the files' bytes as they are (format 1, store only), or
+        /// `zstd`, one Zstandard frame of ``partBytes`` bytes of a file (fewer in its last part) per part.
+        enum Encoding: String, Sendable {
+            case raw
+            case zstd
+        }
+
         var position: UInt64
         var seq: UInt64
+        /// Parts and bytes of the store file: parts `0..<parts`.
         var parts: Int
         var bytes: Int
+        var encoding: Encoding = .zstd
+        /// The bytes of a file in each of its parts but the last (`zstd`).
+        var partBytes = 0
+        /// Parts and bytes of the index image, after the store file's: parts `parts..<parts + imageParts`.
+        var imageParts = 0
+        var imageBytes = 0
     }
 
     /// The newest whole checkpoint, `nil` when there is none.
     func newest() async throws -> Checkpoint? {
         let rows = try await link.rows(
-            "SELECT position, seq, parts, bytes FROM \(unescaped: schema).checkpoints ORDER BY position DESC LIMIT 1"
+            """
+            SELECT position, seq, parts, bytes, encoding, part_bytes, image_parts, image_bytes
+            FROM \(unescaped: schema).checkpoints ORDER BY position DESC LIMIT 1
+            """
         )
         guard let row = rows.first else { return nil }
-        let (position, seq, parts, bytes) = try row.decode((Int64, Int64, Int32, Int64).self)
-        return Checkpoint(position: UInt64(position), seq: UInt64(seq), parts: Int(parts), bytes: Int(bytes))
+        let (position, seq, parts, bytes, encoding, partBytes, imageParts, imageBytes) = try row.decode(
+            (Int64, Int64, Int32, Int64, String, Int32, Int32, Int64).self
+        )
+        guard let encoding = Checkpoint.Encoding(rawValue: encoding) else {
+            throw CheckpointError("the checkpoint at log position \(position) is encoded as \(encoding), unknown here")
+        }
+        return Checkpoint(
+            position: UInt64(position), seq: UInt64(seq), parts: Int(parts), bytes: Int(bytes), encoding: encoding,
+            partBytes: Int(partBytes), imageParts: Int(imageParts), imageBytes: Int(imageBytes)
+        )
     }
 
-    /// Stores the store file `file`, which holds the log up to `position` and events up to `seq`, as a
-    /// checkpoint written by `node`; then removes the older checkpoints.
-    func write(file: String, position: UInt64, seq: UInt64, node: String) async throws -> Checkpoint {
-        guard let handle = FileHandle(forReadingAtPath: file) else {
-            throw CheckpointError("cannot read the snapshot \(file)")
-        }
-        defer { try? handle.close() }
+    /// Stores the store file `file`, which holds the log up to `position` and events up to `seq`, and the
+    /// index image `image` built from it (if any), as a checkpoint written by `node`; then removes the
+    /// older checkpoints. Returns it, with the bytes it takes in PostgreSQL.
+    func write(file: String, image: String?, position: UInt64, seq: UInt64, node: String) async throws
+        -> (checkpoint: Checkpoint, stored: Int)
+    {
         let key = Int64(position)
         // Parts a crash left behind, of a checkpoint that never got its row.
         try await link.rows(
@@ -53,64 +81,99 @@ struct Checkpoints: Sendable {
                 (SELECT 1 FROM \(unescaped: schema).checkpoints c WHERE c.position = p.position)
             """
         )
-        var parts: Int32 = 0
-        var bytes = 0
-        while let data = try handle.read(upToCount: partBytes), !data.isEmpty {
-            let buffer = ByteBuffer(bytes: data)
-            try await link.rows(
-                """
-                INSERT INTO \(unescaped: schema).checkpoint_parts (position, part, data)
-                VALUES (\(key), \(parts), \(buffer))
-                """,
-                timeout: .seconds(60)
+        var checkpoint = Checkpoint(position: position, seq: seq, parts: 0, bytes: 0, partBytes: partBytes)
+        var stored = 0
+        (checkpoint.parts, checkpoint.bytes) = try await upload(file, at: key, from: 0, stored: &stored)
+        if let image {
+            (checkpoint.imageParts, checkpoint.imageBytes) = try await upload(
+                image, at: key, from: Int32(checkpoint.parts), stored: &stored
             )
-            parts += 1
-            bytes += data.count
         }
         try await link.rows(
             """
-            INSERT INTO \(unescaped: schema).checkpoints (position, seq, parts, bytes, node)
-            VALUES (\(key), \(Int64(seq)), \(parts), \(Int64(bytes)), \(node))
+            INSERT INTO \(unescaped: schema).checkpoints
+                (position, seq, parts, bytes, node, encoding, part_bytes, image_parts, image_bytes)
+            VALUES (\(key), \(Int64(seq)), \(Int32(checkpoint.parts)), \(Int64(checkpoint.bytes)), \(node),
+                \(checkpoint.encoding.rawValue), \(Int32(partBytes)), \(Int32(checkpoint.imageParts)),
+                \(Int64(checkpoint.imageBytes)))
             """
         )
         try await link.rows("DELETE FROM \(unescaped: schema).checkpoints WHERE position < \(key)")
         try await link.rows("DELETE FROM \(unescaped: schema).checkpoint_parts WHERE position < \(key)")
-        return Checkpoint(position: position, seq: seq, parts: Int(parts), bytes: bytes)
+        return (checkpoint, stored)
     }
 
-    /// Writes `checkpoint`'s store file to `file`, checking that every part is there and the size adds
-    /// up; the file is not synced (see ``LocalCopy/beginJoin(in:)``). The parts are fetched on `links` at
-    /// once, each written at its place in the file: a join waits for this, and two connections let
-    /// PostgreSQL read and decompress two parts at a time, on two cores.
-    func download(_ checkpoint: Checkpoint, to file: String, over links: [PostgresLink]) async throws {
+    /// Stores `file` as parts numbered from `first`; returns how many, and the file's size. Reading and
+    /// compressing a part run on the blocking pool, not on the tasks' threads.
+    private func upload(_ file: String, at key: Int64, from first: Int32, stored: inout Int) async throws
+        -> (parts: Int, bytes: Int)
+    {
+        guard let handle = FileHandle(forReadingAtPath: file) else {
+            throw CheckpointError("cannot read the snapshot \(file)")
+        }
+        defer { try? handle.close() }
+        let partBytes = self.partBytes
+        var parts: Int32 = 0
+        var bytes = 0
+        while true {
+            let part = try await NIOThreadPool.singleton.runIfActive { () throws -> (ByteBuffer, Int)? in
+                guard let data = try handle.read(upToCount: partBytes), !data.isEmpty else { return nil }
+                return (try data.withUnsafeBytes { try Zstd.compress($0) }, data.count)
+            }
+            guard let (frame, count) = part else { break }
+            try await link.rows(
+                """
+                INSERT INTO \(unescaped: schema).checkpoint_parts (position, part, data)
+                VALUES (\(key), \(first + parts), \(frame))
+                """,
+                timeout: .seconds(60)
+            )
+            parts += 1
+            bytes += count
+            stored += frame.readableBytes
+        }
+        return (Int(parts), bytes)
+    }
+
+    /// Writes `checkpoint`'s store file to `file` and its index image, if it has one, to `image`, checking
+    /// that every part is there and gives back the bytes it should; the files are not synced (see
+    /// ``LocalCopy/beginJoin(in:)``). Returns whether it wrote an image. The parts are fetched on `links`
+    /// at once, each decompressed on the task that fetched it and written at its place in its file: a join
+    /// waits for this, and two connections keep two cores busy.
+    func download(_ checkpoint: Checkpoint, to file: String, image: String, over links: [PostgresLink]) async throws
+        -> Bool
+    {
         let position = Int64(checkpoint.position)
-        // Where each part goes: its length is read from the TOAST header, without decompressing.
+        let total = checkpoint.parts + checkpoint.imageParts
+        // Where each part goes. Its stored length is read from the TOAST header, without fetching it.
         let sizes = try await link.rows(
             """
             SELECT part, octet_length(data) FROM \(unescaped: schema).checkpoint_parts
             WHERE position = \(position) ORDER BY part
             """
         ).map { try $0.decode((Int32, Int32).self) }
-        guard sizes.count == checkpoint.parts, sizes.enumerated().allSatisfy({ $0.offset == Int($0.element.0) }) else {
+        guard sizes.count == total, sizes.enumerated().allSatisfy({ $0.offset == Int($0.element.0) }) else {
             throw CheckpointError(
-                "the checkpoint at log position \(checkpoint.position) has \(sizes.count) of its \(checkpoint.parts) parts"
+                "the checkpoint at log position \(checkpoint.position) has \(sizes.count) of its \(total) parts"
             )
         }
-        let offsets = sizes.reduce(into: [0]) { offsets, part in offsets.append(offsets[offsets.count - 1] + Int(part.1)) }
-        guard offsets[offsets.count - 1] == checkpoint.bytes else {
-            throw CheckpointError(
-                "the checkpoint at log position \(checkpoint.position) holds \(offsets[offsets.count - 1]) bytes, "
-                    + "not \(checkpoint.bytes)"
-            )
+        let places = try Self.places(of: checkpoint, stored: sizes.map { Int($0.1) })
+        let descriptors = try [file, image].prefix(checkpoint.imageParts > 0 ? 2 : 1).map { path in
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else { throw CheckpointError("cannot create \(path): errno \(errno)") }
+            return descriptor
         }
-        let descriptor = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw CheckpointError("cannot create \(file): errno \(errno)") }
-        defer { close(descriptor) }
+        defer { for descriptor in descriptors { close(descriptor) } }
         let schema = self.schema
+        let encoding = checkpoint.encoding
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (index, link) in links.enumerated() {
                 group.addTask {
-                    for part in stride(from: index, to: sizes.count, by: links.count) {
+                    let scratch = UnsafeMutableRawBufferPointer.allocate(
+                        byteCount: encoding == .zstd ? max(checkpoint.partBytes, 1) : 0, alignment: 16
+                    )
+                    defer { scratch.deallocate() }
+                    for part in stride(from: index, to: total, by: links.count) {
                         // Another connection failed: stop at the next part.
                         try Task.checkCancellation()
                         let rows = try await link.rows(
@@ -120,35 +183,92 @@ struct Checkpoints: Sendable {
                             """,
                             timeout: .seconds(60)
                         )
-                        guard let row = rows.first else {
-                            throw CheckpointError(
-                                "part \(part) of the checkpoint at log position \(checkpoint.position) is missing"
-                            )
-                        }
+                        let place = places[part]
+                        let name = "part \(part) of the checkpoint at log position \(checkpoint.position)"
+                        guard let row = rows.first else { throw CheckpointError("\(name) is missing") }
                         let data = try row.decode(ByteBuffer.self)
-                        guard data.readableBytes == offsets[part + 1] - offsets[part] else {
-                            throw CheckpointError(
-                                "part \(part) of the checkpoint at log position \(checkpoint.position) changed size"
-                            )
+                        guard data.readableBytes == place.stored else { throw CheckpointError("\(name) changed size") }
+                        let path = place.file == 0 ? file : image
+                        switch encoding {
+                        case .raw:
+                            try data.withUnsafeReadableBytes { bytes in
+                                try Self.write(bytes, to: descriptors[place.file], at: place.offset, file: path)
+                            }
+                        case .zstd:
+                            let bytes = UnsafeMutableRawBufferPointer(rebasing: scratch[..<place.bytes])
+                            do {
+                                try Zstd.decompress(data, into: bytes)
+                            } catch {
+                                throw CheckpointError("\(name) is damaged: \(error)")
+                            }
+                            try Self.write(UnsafeRawBufferPointer(bytes), to: descriptors[place.file], at: place.offset, file: path)
                         }
-                        try Self.write(data, to: descriptor, at: offsets[part], file: file)
                     }
                 }
             }
             try await group.waitForAll()
         }
+        return checkpoint.imageParts > 0
     }
 
-    /// Writes all of `data` at `offset` of the open file.
-    private static func write(_ data: ByteBuffer, to descriptor: Int32, at offset: Int, file: String) throws {
-        try data.withUnsafeReadableBytes { bytes in
-            var done = 0
-            while done < bytes.count {
-                let written = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-                if written < 0, errno == EINTR { continue }
-                guard written > 0 else { throw CheckpointError("cannot write \(file): errno \(errno)") }
-                done += written
+    /// Where a part goes: which file (0 the store, 1 the image), at which offset, how many bytes it gives
+    /// and how many it takes in PostgreSQL.
+    private struct Place {
+        var file: Int
+        var offset: Int
+        var bytes: Int
+        var stored: Int
+    }
+
+    /// The place of every part of `checkpoint`, whose parts take `stored` bytes each; throws when they
+    /// cannot add up to its files.
+    private static func places(of checkpoint: Checkpoint, stored: [Int]) throws -> [Place] {
+        let name = "the checkpoint at log position \(checkpoint.position)"
+        switch checkpoint.encoding {
+        case .raw:
+            // Format 1: the store file alone, each part its bytes as they are.
+            guard checkpoint.imageParts == 0 else { throw CheckpointError("\(name) has an image in raw parts") }
+            var places: [Place] = []
+            var offset = 0
+            for size in stored {
+                places.append(Place(file: 0, offset: offset, bytes: size, stored: size))
+                offset += size
             }
+            guard offset == checkpoint.bytes else {
+                throw CheckpointError("\(name) holds \(offset) bytes, not \(checkpoint.bytes)")
+            }
+            return places
+        case .zstd:
+            let size = checkpoint.partBytes
+            func parts(of bytes: Int) -> Int { size > 0 ? (bytes + size - 1) / size : -1 }
+            guard size > 0, parts(of: checkpoint.bytes) == checkpoint.parts,
+                parts(of: checkpoint.imageBytes) == checkpoint.imageParts
+            else {
+                throw CheckpointError("\(name) does not add up: its parts cannot hold its files")
+            }
+            var places: [Place] = []
+            for (file, (count, bytes)) in [(checkpoint.parts, checkpoint.bytes), (checkpoint.imageParts, checkpoint.imageBytes)]
+                .enumerated()
+            {
+                for index in 0..<count {
+                    let offset = index * size
+                    places.append(
+                        Place(file: file, offset: offset, bytes: min(size, bytes - offset), stored: stored[places.count])
+                    )
+                }
+            }
+            return places
+        }
+    }
+
+    /// Writes all of `bytes` at `offset` of the open file.
+    private static func write(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32, at offset: Int, file: String) throws {
+        var done = 0
+        while done < bytes.count {
+            let written = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if written < 0, errno == EINTR { continue }
+            guard written > 0 else { throw CheckpointError("cannot write \(file): errno \(errno)") }
+            done += written
         }
     }
 

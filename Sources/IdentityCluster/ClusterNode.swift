@@ -398,8 +398,19 @@ public final class ClusterNode: Service, Sendable {
         // A copy of the whole store blocks its thread for a while: not one of the tasks' pool.
         try await NIOThreadPool.singleton.runIfActive { try engine.snapshot(to: staging) }
         guard let copy = try LocalCopy.position(of: staging), copy.logPosition > 0 else { return }
-        let written = try await checkpoints.write(
-            file: LocalCopy.storeFile(in: staging), position: copy.logPosition, seq: copy.seq,
+        // The index of the copy goes with it, so that a server that joins need not rebuild it. Without it
+        // (it cannot be built here) a join still works, only slower.
+        var image: String?
+        do {
+            image = try await NIOThreadPool.singleton.runIfActive { try LocalCopy.saveIndexImage(in: staging) }
+        } catch {
+            logger.warning(
+                "cannot build the index image of a checkpoint; servers that join from it rebuild their index",
+                metadata: ["error": "\(Self.describe(error))"]
+            )
+        }
+        let (written, stored) = try await checkpoints.write(
+            file: LocalCopy.storeFile(in: staging), image: image, position: copy.logPosition, seq: copy.seq,
             node: configuration.nodeName
         )
         checkpointing.withLockedValue { $0.newestSeq = copy.seq }
@@ -411,7 +422,9 @@ public final class ClusterNode: Service, Sendable {
             "wrote a checkpoint",
             metadata: [
                 "logPosition": "\(copy.logPosition)", "seq": "\(copy.seq)", "bytes": "\(written.bytes)",
-                "parts": "\(written.parts)", "seconds": "\(elapsed)", "prunedLogBatches": "\(pruned)",
+                "imageBytes": "\(written.imageBytes)", "storedBytes": "\(stored)",
+                "parts": "\(written.parts + written.imageParts)", "seconds": "\(elapsed)",
+                "prunedLogBatches": "\(pruned)",
             ]
         )
     }
@@ -455,15 +468,21 @@ public final class ClusterNode: Service, Sendable {
         let started = ContinuousClock.now
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let file = directory + "/.checkpoint-download"
-        defer { try? FileManager.default.removeItem(atPath: file) }
+        let image = directory + "/" + LocalCopy.imageDownload
+        defer {
+            try? FileManager.default.removeItem(atPath: file)
+            try? FileManager.default.removeItem(atPath: image)
+        }
         // The store goes in unsynced, behind a marker that a crash leaves (see LocalCopy.beginJoin), and is
         // synced while the server starts: a sync of the whole store would otherwise delay /healthz.
         try LocalCopy.beginJoin(in: directory)
         let position: LocalCopy.Position
         do {
             // The control connection is idle until the server starts: it fetches parts too.
-            try await checkpoints.download(newest, to: file, over: [database.checkpointing, database.control])
-            position = try LocalCopy.install(file, into: directory)
+            let imaged = try await checkpoints.download(
+                newest, to: file, image: image, over: [database.checkpointing, database.control]
+            )
+            position = try LocalCopy.install(file, image: imaged ? image : nil, into: directory)
         } catch {
             // Nothing was installed: the directory is empty, as it was.
             _ = try? LocalCopy.discardUnfinishedJoin(in: directory)
@@ -484,7 +503,8 @@ public final class ClusterNode: Service, Sendable {
             "joined from a checkpoint",
             metadata: [
                 "logPosition": "\(position.logPosition)", "seq": "\(position.seq)", "contacts": "\(position.contacts)",
-                "bytes": "\(newest.bytes)", "seconds": "\(ContinuousClock.now - started)",
+                "bytes": "\(newest.bytes)", "imageBytes": "\(newest.imageBytes)",
+                "seconds": "\(ContinuousClock.now - started)",
             ]
         )
         return position

@@ -10,11 +10,11 @@ import PostgresNIO
 /// - `log`: one row per leader batch, numbered without gaps, holding the batch's commands as bytes.
 /// - `nodes`: the live servers by name, so that two never share one.
 /// - `checkpoints` and `checkpoint_parts`: consistent copies of one server's local copy at a log position,
-///   in parts of a few megabytes (see ``Checkpoints``); a row of `checkpoints` is written after all its
-///   parts, so a checkpoint is whole or absent.
+///   with the index image built from it, in compressed parts of a few megabytes (see ``Checkpoints``); a
+///   row of `checkpoints` is written after all its parts, so a checkpoint is whole or absent.
 enum ClusterSchema {
     /// The format of these tables; a schema of another format is refused.
-    static let format = 1
+    static let format = 2
 
     struct FormatMismatch: Error, CustomStringConvertible {
         var found: String
@@ -24,53 +24,77 @@ enum ClusterSchema {
         }
     }
 
-    /// Creates the tables when missing (two servers starting at once are serialized by an advisory lock)
-    /// and checks the format of those that exist.
+    /// Creates the tables when missing (two servers starting at once are serialized by an advisory lock),
+    /// upgrades a schema of format 1 in place, and checks the format of those that exist.
     static func prepare(_ link: PostgresLink, schema: String, logger: Logger) async throws {
-        let found = try await link.run { connection in try await prepare(connection, schema: schema, logger: logger) }
+        let (found, upgraded) = try await link.run { connection in
+            try await prepare(connection, schema: schema, logger: logger)
+        }
         // Thrown here, not in the transaction, which would wrap it in its own error.
         if let found, found != String(format) { throw FormatMismatch(found: found, schema: schema) }
-        // Checkpoint parts are compressed with lz4 where PostgreSQL has it (14 and later, built with it):
-        // a join reads a 1M-contact checkpoint back about a fifth faster than with pglz, for the same size.
-        // Best effort: elsewhere the statement fails and the parts stay pglz, which every reader reads.
-        _ = try? await link.rows(
-            PostgresQuery(
-                unsafeSQL: """
-                    DO $$ BEGIN
-                        IF EXISTS (SELECT 1 FROM pg_settings
-                                   WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals))
-                            AND (SELECT attcompression FROM pg_attribute
-                                 WHERE attrelid = '\(schema).checkpoint_parts'::regclass AND attname = 'data') <> 'l'
-                        THEN
-                            -- Never queued behind a checkpoint's reads for long: it is only an optimization.
-                            PERFORM set_config('lock_timeout', '2s', true);
-                            ALTER TABLE \(schema).checkpoint_parts ALTER COLUMN data SET COMPRESSION lz4;
-                        END IF;
-                    END $$
-                    """
-            )
-        )
+        if upgraded {
+            logger.notice("upgraded the cluster's tables", metadata: ["schema": "\(schema)", "from": "1", "to": "\(format)"])
+        }
     }
 
-    /// Creates what is missing; returns the format the schema holds.
+    /// Creates what is missing and upgrades format 1; returns the format the schema holds, and whether it
+    /// was upgraded.
     private static func prepare(_ connection: PostgresConnection, schema: String, logger: Logger) async throws
-        -> String?
+        -> (found: String?, upgraded: Bool)
     {
         try await connection.withTransaction(logger: logger) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(schema)))", logger: logger)
             for statement in statements(schema: schema) {
                 try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
             }
-            try await connection.query(
-                "INSERT INTO \(unescaped: schema).meta (key, value) VALUES ('format', \(String(format))) ON CONFLICT (key) DO NOTHING",
+            let created = try await connection.query(
+                """
+                INSERT INTO \(unescaped: schema).meta (key, value) VALUES ('format', \(String(format)))
+                ON CONFLICT (key) DO NOTHING RETURNING value
+                """,
                 logger: logger
             )
+            var found: String?
+            for try await value in created.decode(String.self) { found = value }
+            if found != nil {
+                // Parts are compressed already: PostgreSQL need not try again.
+                try await connection.query(PostgresQuery(unsafeSQL: storeParts(schema: schema)), logger: logger)
+                return (found, false)
+            }
             let rows = try await connection.query(
                 "SELECT value FROM \(unescaped: schema).meta WHERE key = 'format'", logger: logger
             )
-            for try await value in rows.decode(String.self) { return value }
-            return nil
+            for try await value in rows.decode(String.self) { found = value }
+            guard found == "1" else { return (found, false) }
+            for statement in upgradeFrom1(schema: schema) {
+                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+            return (String(format), true)
         }
+    }
+
+    /// Format 1 to 2: checkpoints say how their parts are encoded (the checkpoints of format 1, parts of
+    /// the raw store file, stay readable as `raw`) and may carry the index image after the store file.
+    /// A server of format 1 started on the upgraded schema is refused with the format mismatch; one still
+    /// running writes checkpoints that read as `raw`, as they are.
+    private static func upgradeFrom1(schema: String) -> [String] {
+        [
+            """
+            ALTER TABLE \(schema).checkpoints
+                ADD COLUMN IF NOT EXISTS encoding text NOT NULL DEFAULT 'raw',
+                ADD COLUMN IF NOT EXISTS part_bytes int NOT NULL DEFAULT 0,
+                ADD COLUMN IF NOT EXISTS image_parts int NOT NULL DEFAULT 0,
+                ADD COLUMN IF NOT EXISTS image_bytes bigint NOT NULL DEFAULT 0
+            """,
+            storeParts(schema: schema),
+            "UPDATE \(schema).meta SET value = '\(format)' WHERE key = 'format'",
+        ]
+    }
+
+    /// Checkpoint parts are stored out of line and not compressed by PostgreSQL: they are Zstandard
+    /// frames, which it would only try to shrink in vain.
+    private static func storeParts(schema: String) -> String {
+        "ALTER TABLE \(schema).checkpoint_parts ALTER COLUMN data SET STORAGE EXTERNAL"
     }
 
     private static func statements(schema: String) -> [String] {
@@ -95,7 +119,9 @@ enum ClusterSchema {
             """
             CREATE TABLE IF NOT EXISTS \(schema).checkpoints (
                 position bigint PRIMARY KEY, seq bigint NOT NULL, parts int NOT NULL, bytes bigint NOT NULL,
-                node text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())
+                node text NOT NULL, written_at timestamptz NOT NULL DEFAULT now(),
+                encoding text NOT NULL DEFAULT 'raw', part_bytes int NOT NULL DEFAULT 0,
+                image_parts int NOT NULL DEFAULT 0, image_bytes bigint NOT NULL DEFAULT 0)
             """,
             """
             CREATE TABLE IF NOT EXISTS \(schema).checkpoint_parts (

@@ -292,7 +292,8 @@ struct Serve: AsyncParsableCommand {
             ]
         )
         switch engine.indexOrigin {
-        case .image: logger.info("loaded the index from the image saved at the last clean stop")
+        // (Saved at the last clean stop, or come with the checkpoint a join installed.)
+        case .image: logger.info("loaded the index from its saved image")
         case .rebuilt(let reason): logger.notice("rebuilt the index from the store", metadata: ["reason": "\(reason)"])
         }
         if durabilityName == "relaxed" {

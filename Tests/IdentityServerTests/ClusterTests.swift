@@ -457,17 +457,25 @@ import Testing
         let partCount = Int(try postgres.sql("SELECT count(*) FROM identity_graph.checkpoint_parts")
             .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         #expect(partCount > 4, "the checkpoint has \(partCount) parts")
-        // Debian's PostgreSQL has lz4, which a join decompresses faster than pglz.
-        let compression = try postgres.sql(
+        // Zstandard frames of 4 KiB each, the store file's and then its index image's, stored as they come.
+        let layout = try postgres.sql(
             """
-            SELECT attcompression FROM pg_attribute
-            WHERE attrelid = 'identity_graph.checkpoint_parts'::regclass AND attname = 'data'
+            SELECT c.encoding, c.part_bytes, c.parts, c.image_parts, c.bytes > 0 AND c.image_bytes > 0,
+                (SELECT bool_and(octet_length(data) < 4096) FROM identity_graph.checkpoint_parts),
+                (SELECT attstorage FROM pg_attribute
+                 WHERE attrelid = 'identity_graph.checkpoint_parts'::regclass AND attname = 'data')
+            FROM identity_graph.checkpoints c
             """
-        )
-        #expect(compression.trimmingCharacters(in: .whitespacesAndNewlines) == "l", "\(compression)")
+        ).trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").map(String.init)
+        #expect(layout.count == 7 && layout[0] == "zstd" && layout[1] == "4096" && layout[4] == "t" && layout[5] == "t"
+                && layout[6] == "e", "\(layout)")
+        #expect(layout.count == 7 && Int(layout[2]).map { $0 > 0 } == true && Int(layout[3]).map { $0 > 0 } == true
+                && Int(layout[2])! + Int(layout[3])! == partCount, "\(layout)")
 
         let newcomer = try Node(name: "n4", directory: directory.path + "/n4", url: url, extra: options, environment: parts)
         #expect(newcomer.server.logSoFar.contains("joined from a checkpoint"), "\(newcomer.server.logSoFar)")
+        // Its index came with the checkpoint: loaded, not rebuilt from the rows.
+        #expect(newcomer.server.logSoFar.contains("loaded the index from its saved image"), "\(newcomer.server.logSoFar)")
         // The checkpoint went in unsynced behind a marker, which goes once the store is synced.
         let marker = newcomer.directory + "/.join-unsynced"
         #expect(waitUntil(seconds: 15) { !FileManager.default.fileExists(atPath: marker) }, "the join's marker stayed")
@@ -525,6 +533,68 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: directory.path + "/n5/.join-unsynced"))
 
         try Self.stopCheckAndCompareExports(all)
+    }
+
+    @Test("a schema of format 1 is upgraded in place, and its checkpoint of raw parts still joins a server")
+    func upgradeFromFormat1() throws {
+        let postgres = try PostgresServer()
+        let directory = TemporaryDirectory()
+        let url = postgres.url()
+        let first = try Node(name: "n1", directory: directory.path + "/n1", url: url)
+        let leader = try Self.leader(of: [first])
+        for index in 0..<20 {
+            #expect(try Self.identify(leader, #"{"email":"up\#(index)@x.io","phoneNumber":"\#(index % 6)"}"#).status == 200)
+        }
+        #expect(first.server.stop() == 0)
+        // What a server of format 1 left: checkpoints without encoding or image, and one of them, the store
+        // file of a snapshot in raw parts of 4 KiB.
+        try postgres.sql(
+            """
+            ALTER TABLE identity_graph.checkpoints DROP COLUMN encoding, DROP COLUMN part_bytes,
+                DROP COLUMN image_parts, DROP COLUMN image_bytes;
+            ALTER TABLE identity_graph.checkpoint_parts ALTER COLUMN data SET STORAGE EXTENDED;
+            UPDATE identity_graph.meta SET value = '1' WHERE key = 'format';
+            DELETE FROM identity_graph.checkpoints; DELETE FROM identity_graph.checkpoint_parts;
+            """
+        )
+        let snapshot = directory.path + "/snapshot"
+        let snapshotted = try runIdentityGraph(["snapshot", "--data-dir", first.directory, "--out", snapshot], timeout: 60)
+        #expect(snapshotted.status == 0, "\(snapshotted.output)")
+        let file = try Data(contentsOf: URL(fileURLWithPath: snapshot + "/data.mdb"))
+        let position = Int(try postgres.sql("SELECT max(position) FROM identity_graph.log")
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let seq = Int(try postgres.sql("SELECT max(last_seq) FROM identity_graph.log")
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        #expect(position > 0 && seq > 0)
+        let chunks = stride(from: 0, to: file.count, by: 4096).map { file[$0..<min($0 + 4096, file.count)] }
+        for (part, chunk) in chunks.enumerated() {
+            let hex = chunk.map { String(format: "%02x", $0) }.joined()
+            try postgres.sql(
+                "INSERT INTO identity_graph.checkpoint_parts VALUES (\(position), \(part), decode('\(hex)', 'hex'))"
+            )
+        }
+        try postgres.sql(
+            """
+            INSERT INTO identity_graph.checkpoints (position, seq, parts, bytes, node)
+            VALUES (\(position), \(seq), \(chunks.count), \(file.count), 'n1')
+            """
+        )
+        // The log it holds is pruned, so that the new server can only come from the checkpoint.
+        try postgres.sql("DELETE FROM identity_graph.log WHERE position <= \(position)")
+
+        let second = try Node(name: "n2", directory: directory.path + "/n2", url: url)
+        #expect(second.server.logSoFar.contains("upgraded the cluster's tables"), "\(second.server.logSoFar)")
+        #expect(second.server.logSoFar.contains("joined from a checkpoint"), "\(second.server.logSoFar)")
+        #expect(second.server.logSoFar.contains("rebuilt the index from the store"), "\(second.server.logSoFar)")
+        let format = try postgres.sql("SELECT value FROM identity_graph.meta WHERE key = 'format'")
+        #expect(format.trimmingCharacters(in: .whitespacesAndNewlines) == "2", "\(format)")
+        try first.restart(url: url)
+        let nodes = [first, second]
+        _ = try Self.leader(of: nodes)
+        #expect(Self.caughtUp(nodes), "the servers did not catch up: \(nodes.map(\.appliedSeq))")
+        let answer = try HTTPExchange.get(port: second.server.httpPort, path: "/profiles?email=up19@x.io")
+        #expect(answer.text.contains("up19@x.io"), "\(answer.text)")
+        try Self.stopCheckAndCompareExports(nodes)
     }
 
     @Test("refused at start with exit 2: a live server's node name, a wrong password, a schema of another format")

@@ -40,7 +40,7 @@ import Testing
 
         let second = try ServerProcess(dataDirectory: directory.store)
         // The log is read from a pipe: wait for the line rather than read what has arrived so far.
-        #expect(second.waitForLog(containing: "loaded the index from the image saved at the last clean stop"),
+        #expect(second.waitForLog(containing: "loaded the index from its saved image"),
                 "\(second.logSoFar)")
         #expect(try answers(second, contacts: contacts) == before)
         #expect(try checkAndExport(directory.store) == exported)

@@ -84,14 +84,12 @@ public enum LocalCopy {
         try StoreFiles.syncDirectory(directory)
     }
 
-    /// Syncs the store file a join installed in `directory`, then removes the join's marker (synced):
-    /// from then on a crash leaves the whole store.
+    /// Syncs the store file a join installed in `directory` and its index image, then removes the join's
+    /// marker (synced): from then on a crash leaves the whole store.
     public static func finishJoin(in directory: String) throws(StorageError) {
-        let file = storeFile(in: directory)
-        let descriptor = open(file, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw StorageError(.cannotOpen, "cannot open \(file): errno \(errno)") }
-        defer { close(descriptor) }
-        guard fsync(descriptor) == 0 else { throw StorageError(.unavailable, "cannot sync \(file): errno \(errno)") }
+        try sync(storeFile(in: directory), mayBeGone: false)
+        // The engine deletes the image before its first write: it may be gone already.
+        try sync(IndexImage.path(in: directory), mayBeGone: true)
         // The rename that installed the store, on disk before the marker goes.
         try StoreFiles.syncDirectory(directory)
         try removeMarker(in: directory)
@@ -103,12 +101,21 @@ public enum LocalCopy {
     @discardableResult
     public static func discardUnfinishedJoin(in directory: String) throws(StorageError) -> Bool {
         guard hasUnfinishedJoin(directory) else { return false }
-        for name in ["data.mdb", "lock.mdb", IndexImage.fileName, ".checkpoint-download"] {
+        for name in ["data.mdb", "lock.mdb", IndexImage.fileName, ".checkpoint-download", imageDownload] {
             try StoreFiles.remove(directory + "/" + name)
         }
         try StoreFiles.syncDirectory(directory)
         try removeMarker(in: directory)
         return true
+    }
+
+    /// Syncs `file` to disk; one that is not there is fine when it `mayBeGone`.
+    private static func sync(_ file: String, mayBeGone: Bool) throws(StorageError) {
+        let descriptor = open(file, O_RDONLY | O_CLOEXEC)
+        if descriptor < 0, errno == ENOENT, mayBeGone { return }
+        guard descriptor >= 0 else { throw StorageError(.cannotOpen, "cannot open \(file): errno \(errno)") }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw StorageError(.unavailable, "cannot sync \(file): errno \(errno)") }
     }
 
     /// Deletes the join's marker, durably: what it guarded is on disk, or gone.
@@ -118,11 +125,14 @@ public enum LocalCopy {
     }
 
     /// Makes `file`, a checkpoint's store file, the store of `directory`, which must be empty (see
-    /// ``isEmpty(_:)``): it is checked to be a store first, and moved in with a rename. The file need
-    /// not be synced: a join marks the directory first (``beginJoin(in:)``), and a crash before
-    /// ``finishJoin(in:)`` leaves the marker, so the next start joins again. Returns the checkpoint's
-    /// position.
-    public static func install(_ file: String, into directory: String) throws(StorageError) -> Position {
+    /// ``isEmpty(_:)``): it is checked to be a store first, and moved in with a rename; `image`, the index
+    /// image that came with it, if any, becomes the directory's (the engine loads it only if its stamp
+    /// matches the store, see ``IndexImage``). The files need not be synced: a join marks the directory
+    /// first (``beginJoin(in:)``), and a crash before ``finishJoin(in:)`` leaves the marker, so the next
+    /// start joins again. Returns the checkpoint's position.
+    public static func install(_ file: String, image: String? = nil, into directory: String) throws(StorageError)
+        -> Position
+    {
         let files = FileManager.default
         let staging = directory + "/.checkpoint-check"
         try? files.removeItem(atPath: staging)
@@ -139,10 +149,31 @@ public enum LocalCopy {
         guard try isEmpty(directory) else {
             throw StorageError(.cannotOpen, "\(directory) holds a store already; a checkpoint goes only into an empty one")
         }
-        for name in ["data.mdb", "lock.mdb"] { try? files.removeItem(atPath: directory + "/" + name) }
+        // (An empty store's image, of a clean stop before this join, would only be refused as stale.)
+        for name in ["data.mdb", "lock.mdb", IndexImage.fileName] { try? files.removeItem(atPath: directory + "/" + name) }
         guard rename(storeFile(in: staging), storeFile(in: directory)) == 0 else {
             throw StorageError(.cannotOpen, "cannot move the checkpoint into \(directory): errno \(errno)")
         }
+        if let image, rename(image, IndexImage.path(in: directory)) != 0 {
+            throw StorageError(.cannotOpen, "cannot move the checkpoint's index image into \(directory): errno \(errno)")
+        }
         return position
+    }
+
+    /// The name under which a join downloads a checkpoint's index image, in the data directory.
+    public static let imageDownload = ".checkpoint-image"
+
+    /// Builds the index of the store in `directory`, a snapshot no server has open, and saves it there as
+    /// the store's index image (``IndexImage``), as a clean stop would: the image that a checkpoint carries
+    /// beside its store file, so that a server that joins loads it instead of rebuilding the index. Holds
+    /// the whole graph in memory while it runs (about as much as the serving server's). Returns the image's
+    /// path, `nil` when the store is of an older format (its upgrade would rewrite it).
+    public static func saveIndexImage(in directory: String) throws(StorageError) -> String? {
+        let store = try ContactStore(directory: directory, durable: false)
+        guard !store.needsLinkUpgrade else { return nil }
+        var graph = ContactGraph()
+        try store.load(into: &graph)
+        try IndexImage.save(graph, stamp: try store.indexStamp(), in: directory)
+        return IndexImage.path(in: directory)
     }
 }
