@@ -45,12 +45,12 @@ let package = Package(
             pkgConfig: "lmdb",
             providers: [.apt(["liblmdb-dev"])]
         ),
-        // Zstandard, found through pkg-config; Debian's libzstd-dev provides it. Checkpoints travel compressed:
-        // a join moves a sixth of the bytes through PostgreSQL and decompresses them on both cores.
+        // LZ4, found through pkg-config; Debian's liblz4-dev provides it. Checkpoints travel compressed:
+        // a join moves about a third of the bytes through PostgreSQL and decompresses them on both cores.
         .systemLibrary(
-            name: "CZstd",
-            pkgConfig: "libzstd",
-            providers: [.apt(["libzstd-dev"])]
+            name: "CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
         ),
         // A small safe wrapper over LMDB: no domain types, no C pointers above it.
         .target(
@@ -100,7 +100,7 @@ let package = Package(
             name: "IdentityCluster",
             dependencies: [
                 "IdentityGraph",
-                "CZstd",
+                "CLZ4",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import Foundation
 import IdentityGraph
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PostgresNIO
@@ -13,7 +14,7 @@ import PostgresNIO
 /// the same seqs as every other (`GET /changes` is identical on all of them). After the store file comes
 /// the index image built from it (``LocalCopy/saveIndexImage(in:)``), so that a server that joins loads
 /// its index as a restart does instead of rebuilding it from every row. Both files go in parts of
-/// ``partBytes``, each compressed to one Zstandard frame (about a sixth of a store file, a third of an
+/// ``partBytes``, each compressed to one LZ4 block (about a quarter of a store file, two fifths of an
 /// image) in its own statement, and the `checkpoints` row last: a checkpoint is whole or absent, and one
 /// that a crash left half written is cleared by the next writer.
 ///
@@ -27,10 +28,10 @@ struct Checkpoints: Sendable {
 
     struct Checkpoint: Sendable, Equatable {
         /// How the parts hold the files: `raw`, the files' bytes as they are (format 1, store only), or
-        /// `zstd`, one Zstandard frame of ``partBytes`` bytes of a file (fewer in its last part) per part.
+        /// `lz4`, one LZ4 block of ``partBytes`` bytes of a file (fewer in its last part) per part.
         enum Encoding: String, Sendable {
             case raw
-            case zstd
+            case lz4
         }
 
         var position: UInt64
@@ -38,8 +39,8 @@ struct Checkpoints: Sendable {
         /// Parts and bytes of the store file: parts `0..<parts`.
         var parts: Int
         var bytes: Int
-        var encoding: Encoding = .zstd
-        /// The bytes of a file in each of its parts but the last (`zstd`).
+        var encoding: Encoding = .lz4
+        /// The bytes of a file in each of its parts but the last (`lz4`).
         var partBytes = 0
         /// Parts and bytes of the index image, after the store file's: parts `parts..<parts + imageParts`.
         var imageParts = 0
@@ -118,7 +119,7 @@ struct Checkpoints: Sendable {
         while true {
             let part = try await NIOThreadPool.singleton.runIfActive { () throws -> (ByteBuffer, Int)? in
                 guard let data = try handle.read(upToCount: partBytes), !data.isEmpty else { return nil }
-                return (try data.withUnsafeBytes { try Zstd.compress($0) }, data.count)
+                return (try data.withUnsafeBytes { try LZ4.compress($0) }, data.count)
             }
             guard let (frame, count) = part else { break }
             try await link.rows(
@@ -135,13 +136,15 @@ struct Checkpoints: Sendable {
         return (Int(parts), bytes)
     }
 
-    /// Writes `checkpoint`'s store file to `file` and its index image, if it has one, to `image`, checking
-    /// that every part is there and gives back the bytes it should; the files are not synced (see
-    /// ``LocalCopy/beginJoin(in:)``). Returns whether it wrote an image. The parts are fetched on `links`
-    /// at once, each decompressed on the task that fetched it and written at its place in its file: a join
-    /// waits for this, and two connections keep two cores busy.
-    func download(_ checkpoint: Checkpoint, to file: String, image: String, over links: [PostgresLink]) async throws
-        -> Bool
+    /// Writes `checkpoint`'s store file to `file`, and returns its index image, if it has one, in memory
+    /// and read into a graph already; checks that every part is there and gives back the bytes it should.
+    /// The file is not synced (see ``LocalCopy/beginJoin(in:)``). A join waits for this, so the work is
+    /// spread over both cores: `links` fetch the parts at once, the image's first and in order, each
+    /// decompressed on the task that fetched it, straight into its place in the image or through a buffer
+    /// to its place in the file; a thread of the blocking pool reads the image into a graph close behind
+    /// its parts, while the store's still arrive.
+    func download(_ checkpoint: Checkpoint, to file: String, over links: [PostgresLink]) async throws
+        -> IndexImageBytes?
     {
         let position = Int64(checkpoint.position)
         let total = checkpoint.parts + checkpoint.imageParts
@@ -158,63 +161,109 @@ struct Checkpoints: Sendable {
             )
         }
         let places = try Self.places(of: checkpoint, stored: sizes.map { Int($0.1) })
-        let descriptors = try [file, image].prefix(checkpoint.imageParts > 0 ? 2 : 1).map { path in
-            let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard descriptor >= 0 else { throw CheckpointError("cannot create \(path): errno \(errno)") }
-            return descriptor
-        }
-        defer { for descriptor in descriptors { close(descriptor) } }
-        let schema = self.schema
-        let encoding = checkpoint.encoding
+        let image = checkpoint.imageParts > 0
+            ? IndexImageBytes(count: checkpoint.imageBytes, partBytes: checkpoint.partBytes) : nil
+        let descriptor = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw CheckpointError("cannot create \(file): errno \(errno)") }
+        defer { close(descriptor) }
+        let fetch = PartFetch(
+            checkpoint: checkpoint, schema: schema, places: places, image: image, descriptor: descriptor, file: file
+        )
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for (index, link) in links.enumerated() {
-                group.addTask {
-                    let scratch = UnsafeMutableRawBufferPointer.allocate(
-                        byteCount: encoding == .zstd ? max(checkpoint.partBytes, 1) : 0, alignment: 16
-                    )
-                    defer { scratch.deallocate() }
-                    for part in stride(from: index, to: total, by: links.count) {
-                        // Another connection failed: stop at the next part.
-                        try Task.checkCancellation()
-                        let rows = try await link.rows(
-                            """
-                            SELECT data FROM \(unescaped: schema).checkpoint_parts
-                            WHERE position = \(position) AND part = \(Int32(part))
-                            """,
-                            timeout: .seconds(60)
-                        )
-                        let place = places[part]
-                        let name = "part \(part) of the checkpoint at log position \(checkpoint.position)"
-                        guard let row = rows.first else { throw CheckpointError("\(name) is missing") }
-                        let data = try row.decode(ByteBuffer.self)
-                        guard data.readableBytes == place.stored else { throw CheckpointError("\(name) changed size") }
-                        let path = place.file == 0 ? file : image
-                        switch encoding {
-                        case .raw:
-                            try data.withUnsafeReadableBytes { bytes in
-                                try Self.write(bytes, to: descriptors[place.file], at: place.offset, file: path)
-                            }
-                        case .zstd:
-                            let bytes = UnsafeMutableRawBufferPointer(rebasing: scratch[..<place.bytes])
-                            do {
-                                try Zstd.decompress(data, into: bytes)
-                            } catch {
-                                throw CheckpointError("\(name) is damaged: \(error)")
-                            }
-                            try Self.write(UnsafeRawBufferPointer(bytes), to: descriptors[place.file], at: place.offset, file: path)
-                        }
-                    }
+            if let image {
+                group.addTask { try await NIOThreadPool.singleton.runIfActive { image.decode() } }
+            }
+            group.addTask {
+                do {
+                    try await fetch.parts(Array(checkpoint.parts..<total) + Array(0..<checkpoint.parts), over: links)
+                } catch {
+                    // The graph waits for parts that will not come.
+                    image?.end()
+                    throw error
                 }
             }
             try await group.waitForAll()
         }
-        return checkpoint.imageParts > 0
+        return image
     }
 
-    /// Where a part goes: which file (0 the store, 1 the image), at which offset, how many bytes it gives
-    /// and how many it takes in PostgreSQL.
-    private struct Place {
-        var file: Int
+    /// Fetching some of a checkpoint's parts and putting each in its place.
+    private struct PartFetch: Sendable {
+        let checkpoint: Checkpoint
+        let schema: String
+        let places: [Place]
+        let image: IndexImageBytes?
+        let descriptor: Int32
+        let file: String
+
+        /// Fetches the parts `order` on `links` at once, each taking the next part not yet taken.
+        func parts(_ order: [Int], over links: [PostgresLink]) async throws {
+            let next = NIOLockedValueBox(0)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for link in links {
+                    group.addTask {
+                        let scratch = UnsafeMutableRawBufferPointer.allocate(
+                            byteCount: checkpoint.encoding == .lz4 ? max(checkpoint.partBytes, 1) : 0, alignment: 16
+                        )
+                        defer { scratch.deallocate() }
+                        while true {
+                            let index = next.withLockedValue { index in
+                                defer { index += 1 }
+                                return index
+                            }
+                            guard index < order.count else { return }
+                            // Another connection failed: stop at the next part.
+                            try Task.checkCancellation()
+                            try await fetch(order[index], over: link, scratch: scratch)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+
+        /// Fetches part `part` on `link` and puts it in its place, through `scratch` when it goes to the file.
+        private func fetch(_ part: Int, over link: PostgresLink, scratch: UnsafeMutableRawBufferPointer) async throws {
+            let rows = try await link.rows(
+                """
+                SELECT data FROM \(unescaped: schema).checkpoint_parts
+                WHERE position = \(Int64(checkpoint.position)) AND part = \(Int32(part))
+                """,
+                timeout: .seconds(60)
+            )
+            let place = places[part]
+            let name = "part \(part) of the checkpoint at log position \(checkpoint.position)"
+            guard let row = rows.first else { throw CheckpointError("\(name) is missing") }
+            let data = try row.decode(ByteBuffer.self)
+            guard data.readableBytes == place.stored else { throw CheckpointError("\(name) changed size") }
+            if checkpoint.encoding == .raw {
+                try data.withUnsafeReadableBytes { bytes in
+                    try Checkpoints.write(bytes, to: descriptor, at: place.offset, file: file)
+                }
+                return
+            }
+            let target = if place.inImage, let image {
+                UnsafeMutableRawBufferPointer(rebasing: image.bytes[place.offset..<(place.offset + place.bytes)])
+            } else {
+                UnsafeMutableRawBufferPointer(rebasing: scratch[..<place.bytes])
+            }
+            do {
+                try LZ4.decompress(data, into: target)
+            } catch {
+                throw CheckpointError("\(name) is damaged: \(error)")
+            }
+            if place.inImage {
+                image?.arrived(part: part - checkpoint.parts)
+            } else {
+                try Checkpoints.write(UnsafeRawBufferPointer(target), to: descriptor, at: place.offset, file: file)
+            }
+        }
+    }
+
+    /// Where a part goes: the store file or the image, at which offset, how many bytes it gives and how
+    /// many it takes in PostgreSQL.
+    private struct Place: Sendable {
+        var inImage: Bool
         var offset: Int
         var bytes: Int
         var stored: Int
@@ -231,14 +280,14 @@ struct Checkpoints: Sendable {
             var places: [Place] = []
             var offset = 0
             for size in stored {
-                places.append(Place(file: 0, offset: offset, bytes: size, stored: size))
+                places.append(Place(inImage: false, offset: offset, bytes: size, stored: size))
                 offset += size
             }
             guard offset == checkpoint.bytes else {
                 throw CheckpointError("\(name) holds \(offset) bytes, not \(checkpoint.bytes)")
             }
             return places
-        case .zstd:
+        case .lz4:
             let size = checkpoint.partBytes
             func parts(of bytes: Int) -> Int { size > 0 ? (bytes + size - 1) / size : -1 }
             guard size > 0, parts(of: checkpoint.bytes) == checkpoint.parts,
@@ -247,13 +296,13 @@ struct Checkpoints: Sendable {
                 throw CheckpointError("\(name) does not add up: its parts cannot hold its files")
             }
             var places: [Place] = []
-            for (file, (count, bytes)) in [(checkpoint.parts, checkpoint.bytes), (checkpoint.imageParts, checkpoint.imageBytes)]
-                .enumerated()
-            {
+            for (inImage, count, bytes) in [
+                (false, checkpoint.parts, checkpoint.bytes), (true, checkpoint.imageParts, checkpoint.imageBytes),
+            ] {
                 for index in 0..<count {
                     let offset = index * size
                     places.append(
-                        Place(file: file, offset: offset, bytes: min(size, bytes - offset), stored: stored[places.count])
+                        Place(inImage: inImage, offset: offset, bytes: min(size, bytes - offset), stored: stored[places.count])
                     )
                 }
             }
@@ -262,7 +311,7 @@ struct Checkpoints: Sendable {
     }
 
     /// Writes all of `bytes` at `offset` of the open file.
-    private static func write(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32, at offset: Int, file: String) throws {
+    fileprivate static func write(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32, at offset: Int, file: String) throws {
         var done = 0
         while done < bytes.count {
             let written = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))

@@ -19,6 +19,9 @@ public final class ClusterDatabase: Sendable {
     let logger: Logger
     public let replicator: any Replicator
     private let appender: PostgresReplicator
+    /// Whether ``prepareSchema(on:)`` has succeeded: a server that joined has checked the schema already
+    /// when its node starts, a few hundred milliseconds later.
+    private let schemaPrepared = NIOLockedValueBox(false)
 
     public init(configuration: ClusterConfiguration, logger: Logger) throws {
         let connection = try configuration.connection
@@ -36,6 +39,14 @@ public final class ClusterDatabase: Sendable {
     /// the metrics).
     public func observeAppends(_ observe: @escaping @Sendable (Duration) -> Void) {
         appender.observer.withLockedValue { $0 = observe }
+    }
+
+    /// Creates or upgrades the cluster's tables and checks their format (``ClusterSchema/prepare(_:schema:logger:)``),
+    /// on `link`; once per process.
+    func prepareSchema(on link: PostgresLink) async throws {
+        guard !schemaPrepared.withLockedValue({ $0 }) else { return }
+        try await ClusterSchema.prepare(link, schema: configuration.schema, logger: logger)
+        schemaPrepared.withLockedValue { $0 = true }
     }
 
     /// Ends every connection.

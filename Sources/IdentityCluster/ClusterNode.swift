@@ -128,7 +128,7 @@ public final class ClusterNode: Service, Sendable {
         var backoff = Duration.milliseconds(200)
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
-                try await ClusterSchema.prepare(database.control, schema: configuration.schema, logger: logger)
+                try await database.prepareSchema(on: database.control)
                 try await claimName()
                 prepared.withLockedValue { $0 = true }
                 return true
@@ -447,11 +447,12 @@ public final class ClusterNode: Service, Sendable {
 
     /// Joins from the newest checkpoint (SPEC.md section 17): when `directory` holds no store, or an
     /// empty one, and the cluster has a checkpoint, the checkpoint becomes its store; the server then
-    /// reads the log after it. Returns the checkpoint's position, `nil` when there was nothing to do.
+    /// reads the log after it. Returns the checkpoint's position and the index image that came with it (to
+    /// open the engine with, ``IdentityEngine/Options/image``), `nil` when there was nothing to do.
     /// Called before the server opens its store.
     public static func join(
         database: ClusterDatabase, directory: String, logger: Logger
-    ) async throws -> LocalCopy.Position? {
+    ) async throws -> (position: LocalCopy.Position, image: IndexImageBytes?)? {
         if try LocalCopy.discardUnfinishedJoin(in: directory) {
             logger.warning(
                 """
@@ -462,42 +463,26 @@ public final class ClusterNode: Service, Sendable {
         }
         guard try LocalCopy.isEmpty(directory) else { return nil }
         let configuration = database.configuration
-        try await ClusterSchema.prepare(database.checkpointing, schema: configuration.schema, logger: logger)
+        try await database.prepareSchema(on: database.checkpointing)
         let checkpoints = Checkpoints(link: database.checkpointing, schema: configuration.schema)
         guard let newest = try await checkpoints.newest() else { return nil }
         let started = ContinuousClock.now
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let file = directory + "/.checkpoint-download"
-        let image = directory + "/" + LocalCopy.imageDownload
-        defer {
-            try? FileManager.default.removeItem(atPath: file)
-            try? FileManager.default.removeItem(atPath: image)
-        }
+        defer { try? FileManager.default.removeItem(atPath: file) }
         // The store goes in unsynced, behind a marker that a crash leaves (see LocalCopy.beginJoin), and is
-        // synced while the server starts: a sync of the whole store would otherwise delay /healthz.
+        // synced once the server has started (syncJoin): a sync of the whole store would delay /healthz.
         try LocalCopy.beginJoin(in: directory)
         let position: LocalCopy.Position
+        let image: IndexImageBytes?
         do {
             // The control connection is idle until the server starts: it fetches parts too.
-            let imaged = try await checkpoints.download(
-                newest, to: file, image: image, over: [database.checkpointing, database.control]
-            )
-            position = try LocalCopy.install(file, image: imaged ? image : nil, into: directory)
+            image = try await checkpoints.download(newest, to: file, over: [database.checkpointing, database.control])
+            position = try LocalCopy.install(file, into: directory)
         } catch {
             // Nothing was installed: the directory is empty, as it was.
             _ = try? LocalCopy.discardUnfinishedJoin(in: directory)
             throw error
-        }
-        Task {
-            do {
-                try await NIOThreadPool.singleton.runIfActive { try LocalCopy.finishJoin(in: directory) }
-                logger.info("the joined checkpoint is synced to disk")
-            } catch {
-                logger.warning(
-                    "cannot sync the joined checkpoint to disk; the next start joins again",
-                    metadata: ["error": "\(describe(error))"]
-                )
-            }
         }
         logger.notice(
             "joined from a checkpoint",
@@ -507,7 +492,31 @@ public final class ClusterNode: Service, Sendable {
                 "seconds": "\(ContinuousClock.now - started)",
             ]
         )
-        return position
+        return (position, image)
+    }
+
+    /// Syncs the checkpoint a join installed in `directory` to disk and removes the join's marker
+    /// (``LocalCopy/finishJoin(in:)``), once this node has caught up with the log for the first time, or
+    /// after 5 s. Not sooner: the sync writes the whole store, and the commits of the node's start in
+    /// PostgreSQL (its name, its heartbeat) would wait behind it for the same disk, delaying `/healthz` by
+    /// as long. Until then a crash leaves the marker, and the next start joins again; and the engine's
+    /// first commit, applying the log, flushes the file itself.
+    public func syncJoin(in directory: String) -> Task<Void, Never> {
+        Task { [logger] in
+            let deadline = ContinuousClock.now + .seconds(5)
+            while !status.caughtUp, ContinuousClock.now < deadline, !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            do {
+                try await NIOThreadPool.singleton.runIfActive { try LocalCopy.finishJoin(in: directory) }
+                logger.info("the joined checkpoint is synced to disk")
+            } catch {
+                logger.warning(
+                    "cannot sync the joined checkpoint to disk; the next start joins again",
+                    metadata: ["error": "\(Self.describe(error))"]
+                )
+            }
+        }
     }
 
     /// Renews the lease; stops leading when it was lost.

@@ -91,8 +91,8 @@ enum ClusterSchema {
         ]
     }
 
-    /// Checkpoint parts are stored out of line and not compressed by PostgreSQL: they are Zstandard
-    /// frames, which it would only try to shrink in vain.
+    /// Checkpoint parts are stored out of line and not compressed by PostgreSQL: they are LZ4
+    /// blocks, which it would only try to shrink in vain.
     private static func storeParts(schema: String) -> String {
         "ALTER TABLE \(schema).checkpoint_parts ALTER COLUMN data SET STORAGE EXTERNAL"
     }

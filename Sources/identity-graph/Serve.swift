@@ -227,12 +227,17 @@ struct Serve: AsyncParsableCommand {
             throw CommandFailure(message: "--cluster: cannot set up TLS for PostgreSQL: \(error)")
         }
         var joined = false
+        // The index image that came with the checkpoint, for the engine to load instead of a rebuild.
+        var joinedImage: IndexImageBytes?
         if let database {
             // A server with an empty data directory joins from the newest checkpoint, when PostgreSQL can
             // be reached now; otherwise it starts empty and reads the log from its start (or, if the log
             // was pruned meanwhile, stops and says so: a restart then joins).
             do {
-                joined = try await ClusterNode.join(database: database, directory: dataDirectory, logger: logger) != nil
+                if let join = try await ClusterNode.join(database: database, directory: dataDirectory, logger: logger) {
+                    joined = true
+                    joinedImage = join.image
+                }
             } catch {
                 logger.warning(
                     "cannot join from a checkpoint now; starting from the local copy",
@@ -277,9 +282,11 @@ struct Serve: AsyncParsableCommand {
                         }
                     },
                     onCommit: { rows, seconds in metrics.recordCommit(rows: rows, seconds: seconds) },
-                    replicator: database?.replicator
+                    replicator: database?.replicator,
+                    image: joinedImage
                 )
             )
+            joinedImage = nil
         } catch {
             throw CommandFailure(message: error.message)
         }
@@ -337,6 +344,9 @@ struct Serve: AsyncParsableCommand {
             )
             clusterNode = node
         }
+        // The checkpoint a join installed goes to disk once the node has caught up (see syncJoin).
+        let joinSync = joined ? clusterNode?.syncJoin(in: dataDirectory) : nil
+        defer { joinSync?.cancel() }
 
         let reloader = Task { [logger] in
             for await _ in await UnixSignalsSequence(trapping: .sighup) {

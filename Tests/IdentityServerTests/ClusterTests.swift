@@ -457,7 +457,7 @@ import Testing
         let partCount = Int(try postgres.sql("SELECT count(*) FROM identity_graph.checkpoint_parts")
             .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         #expect(partCount > 4, "the checkpoint has \(partCount) parts")
-        // Zstandard frames of 4 KiB each, the store file's and then its index image's, stored as they come.
+        // LZ4 blocks of 4 KiB each, the store file's and then its index image's, stored as they come.
         let layout = try postgres.sql(
             """
             SELECT c.encoding, c.part_bytes, c.parts, c.image_parts, c.bytes > 0 AND c.image_bytes > 0,
@@ -467,7 +467,7 @@ import Testing
             FROM identity_graph.checkpoints c
             """
         ).trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").map(String.init)
-        #expect(layout.count == 7 && layout[0] == "zstd" && layout[1] == "4096" && layout[4] == "t" && layout[5] == "t"
+        #expect(layout.count == 7 && layout[0] == "lz4" && layout[1] == "4096" && layout[4] == "t" && layout[5] == "t"
                 && layout[6] == "e", "\(layout)")
         #expect(layout.count == 7 && Int(layout[2]).map { $0 > 0 } == true && Int(layout[3]).map { $0 > 0 } == true
                 && Int(layout[2])! + Int(layout[3])! == partCount, "\(layout)")

@@ -94,17 +94,21 @@ struct EngineState {
         return (state, added)
     }
 
-    /// The state of an opened store at start: its graph read from the index image that the last clean
-    /// stop saved when the image matches the store, otherwise rebuilt from the rows (see
-    /// ``loading(_:guards:)``). `origin` says which, and why.
-    static func opening(_ store: ContactStore, guards: Guards) throws(StorageError)
+    /// The state of an opened store at start: its graph read from `image` when given, else from the index
+    /// image that the last clean stop saved, when the image matches the store; otherwise rebuilt from the
+    /// rows (see ``loading(_:guards:)``). `origin` says which, and why.
+    static func opening(_ store: ContactStore, guards: Guards, image: IndexImageBytes? = nil) throws(StorageError)
         -> (state: EngineState, upgradedLinks: Int?, origin: IndexOrigin)
     {
         var reason = IndexRebuildReason.upgrade
         if !store.needsLinkUpgrade {
             let stamp = try store.indexStamp()
             do throws(IndexImage.Refusal) {
-                let graph = try IndexImage.load(from: store.directory, expecting: stamp)
+                let graph = if let image {
+                    try image.graph(expecting: stamp)
+                } else {
+                    try IndexImage.load(from: store.directory, expecting: stamp)
+                }
                 return (EngineState(store: store, graph: graph, guards: guards), nil, .image)
             } catch {
                 reason = error.reason

@@ -44,6 +44,10 @@ public actor IdentityEngine {
         /// Cluster mode (SPEC.md section 17): where a leader's batches go before they are acknowledged.
         /// With it the engine starts as a follower, refusing changes until ``IdentityEngine/lead(epoch:until:)``.
         public var replicator: (any Replicator)?
+        /// An index image in memory to load instead of the data directory's image file: the one a join
+        /// received with its checkpoint. Loaded only if it matches the store (else the index is rebuilt,
+        /// as for a file), and not kept: the engine lets go of it once it has opened.
+        public var image: IndexImageBytes?
 
         public init(
             initialMapSize: Int = 64 << 20,
@@ -52,9 +56,11 @@ public actor IdentityEngine {
             changesRetained: Int = 10_000_000,
             onStorageEvent: (@Sendable (StorageEvent) -> Void)? = nil,
             onCommit: (@Sendable (_ rows: Int, _ seconds: Double) -> Void)? = nil,
-            replicator: (any Replicator)? = nil
+            replicator: (any Replicator)? = nil,
+            image: IndexImageBytes? = nil
         ) {
             self.replicator = replicator
+            self.image = image
             self.initialMapSize = initialMapSize
             self.durable = durable
             self.guards = guards
@@ -131,7 +137,10 @@ public actor IdentityEngine {
             directory: dataDirectory, mapSize: options.initialMapSize, durable: options.durable,
             changesRetained: UInt64(max(options.changesRetained, 1))
         )
-        var (core, upgradedLinks, origin) = try EngineState.opening(store, guards: options.guards)
+        var (core, upgradedLinks, origin) = try EngineState.opening(store, guards: options.guards, image: options.image)
+        // (The image's bytes are the graph's now: not held for the engine's life.)
+        var options = options
+        options.image = nil
         self.indexOrigin = origin
         if let upgradedLinks { options.onStorageEvent?(.upgraded(from: "v1", to: "v2", links: upgradedLinks)) }
         core.clustered = options.replicator != nil

@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -139,13 +140,27 @@ enum IndexImage {
         defer { close(descriptor) }
         var status = stat()
         guard fstat(descriptor, &status) == 0 else { throw Refusal(reason: .unreadable) }
-        let size = Int(status.st_size)
-        var reader = ImageReader(descriptor: descriptor, size: size)
+        var reader = ImageReader(descriptor: descriptor, size: Int(status.st_size))
+        return try load(from: &reader, expecting: stamp)
+    }
+
+    private static func load(from reader: inout ImageReader, expecting stamp: Stamp) throws(Refusal) -> ContactGraph {
         let header = try Header.read(from: &reader)
+        guard header.stamp == stamp else { throw Refusal(reason: .stale) }
+        return try read(from: &reader, after: header)
+    }
+
+    /// The stamp and graph of a whole image of this format, without knowing the store it belongs to.
+    static func read(from reader: inout ImageReader) throws(Refusal) -> (stamp: Stamp, graph: ContactGraph) {
+        let header = try Header.read(from: &reader)
+        return (header.stamp, try read(from: &reader, after: header))
+    }
+
+    private static func read(from reader: inout ImageReader, after header: Header) throws(Refusal) -> ContactGraph {
+        let size = reader.size
         guard header.totalBytes == UInt64(size) else {
             throw Refusal(reason: header.totalBytes > UInt64(size) ? .truncated : .corrupt)
         }
-        guard header.stamp == stamp else { throw Refusal(reason: .stale) }
         reader.checksum = ImageChecksum()
         let graph = try ContactGraph(image: &reader)
         guard reader.offset == size, reader.checksum.value == header.checksum else {
@@ -271,9 +286,12 @@ struct ImageWriter {
     }
 }
 
-/// Reads an image's sections back into exactly sized arrays, checksumming them as they come.
+/// Reads an image's sections back into exactly sized arrays, checksumming them as they come, from a file
+/// or from memory.
 struct ImageReader {
     let descriptor: Int32
+    /// The image itself when it is in memory (`descriptor` is then -1).
+    let memory: UnsafeRawBufferPointer?
     let size: Int
     private(set) var offset = 0
     var checksum = ImageChecksum()
@@ -283,6 +301,18 @@ struct ImageReader {
     init(descriptor: Int32, size: Int) {
         self.descriptor = descriptor
         self.size = size
+        memory = nil
+        arrived = nil
+    }
+
+    /// Waits until the first `count` bytes of the memory are there; false when they never will be.
+    let arrived: ((Int) -> Bool)?
+
+    init(memory: UnsafeRawBufferPointer, arrived: ((Int) -> Bool)? = nil) {
+        descriptor = -1
+        size = memory.count
+        self.memory = memory
+        self.arrived = arrived
     }
 
     /// Reads the next section, which must hold elements of `T`.
@@ -328,7 +358,7 @@ struct ImageReader {
     /// costs a page fault every 4 KiB, which is most of the time a load takes; and the value tables'
     /// random probes miss the TLB less. Only the 2 MiB-aligned inside of the buffer is advised; where
     /// the system does not do huge pages, the advice is ignored.
-    private static func preferHugePages(_ buffer: UnsafeMutableRawBufferPointer) {
+    static func preferHugePages(_ buffer: UnsafeMutableRawBufferPointer) {
         #if os(Linux)
         let huge = 2 << 20
         guard buffer.count >= 2 * huge, let base = buffer.baseAddress else { return }
@@ -339,8 +369,22 @@ struct ImageReader {
         #endif
     }
 
-    /// Fills `buffer` from the file, checksumming it chunk by chunk when `hashing`.
+    /// Fills `buffer` from the file or the memory, checksumming it chunk by chunk when `hashing`.
     mutating func readRaw(into buffer: UnsafeMutableRawBufferPointer, hashing: Bool) throws(IndexImage.Refusal) {
+        if let memory {
+            guard buffer.count <= memory.count - offset else { throw IndexImage.Refusal(reason: .truncated) }
+            var done = 0
+            while done < buffer.count {
+                let want = min(buffer.count - done, Self.chunk)
+                if let arrived, !arrived(offset + done + want) { throw IndexImage.Refusal(reason: .truncated) }
+                let part = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + want)])
+                part.copyMemory(from: UnsafeRawBufferPointer(rebasing: memory[(offset + done)..<(offset + done + want)]))
+                if hashing { checksum.add(UnsafeRawBufferPointer(part)) }
+                done += want
+            }
+            offset += buffer.count
+            return
+        }
         var done = 0
         while done < buffer.count {
             let want = min(buffer.count - done, Self.chunk)
@@ -364,6 +408,99 @@ struct ImageReader {
             }
         }
         offset += buffer.count
+    }
+}
+
+/// An index image in memory: the one that came with the checkpoint a cluster server joined from
+/// (SPEC.md section 17), filled part by part as they arrive and read into a graph (``decode()``) close
+/// behind them, while the rest of the checkpoint still arrives; then given to the engine that opens the
+/// joined store (``IdentityEngine/Options/image``), which takes the graph on the same terms as the image
+/// file of a clean stop: whole, of this format, and stamped with the store's state, else it rebuilds the
+/// index. It is never written to the data directory: the engine's first write would delete it there.
+///
+/// `@unchecked Sendable`: each part's bytes are written by one task of a join, before it reports the
+/// part with ``arrived(part:)``, and only read after that; the rest of its state is behind locks.
+public final class IndexImageBytes: @unchecked Sendable {
+    /// The image's bytes, until ``decode()`` has read them.
+    public private(set) var bytes: UnsafeMutableRawBufferPointer
+    /// The bytes of each part but the last.
+    private let partBytes: Int
+    private let lock = NSLock()
+    private var decoded: Result<(stamp: IndexImage.Stamp, graph: ContactGraph), IndexImage.Refusal>?
+    /// Which parts have arrived, how many bytes from the start are all there, and whether more may come.
+    private let arrival = NSCondition()
+    private var arrivedParts: [Bool]
+    private var whole = 0
+    private var ended = false
+
+    /// Room for an image of `count` bytes, to arrive in parts of `partBytes` (the last one shorter).
+    public init(count: Int, partBytes: Int) {
+        bytes = .allocate(byteCount: max(count, 0), alignment: 64)
+        self.partBytes = max(partBytes, 1)
+        arrivedParts = Array(repeating: false, count: (max(count, 0) + self.partBytes - 1) / self.partBytes)
+        ImageReader.preferHugePages(bytes)
+    }
+
+    deinit { bytes.deallocate() }
+
+    /// Says that part `part` is written, so that ``decode()`` may read it.
+    public func arrived(part: Int) {
+        arrival.withLock {
+            guard arrivedParts.indices.contains(part) else { return }
+            arrivedParts[part] = true
+            var next = whole / partBytes
+            while next < arrivedParts.count, arrivedParts[next] { next += 1 }
+            whole = min(next * partBytes, bytes.count)
+            arrival.broadcast()
+        }
+    }
+
+    /// Says that no more parts will arrive (the download failed, or is over): a ``decode()`` waiting for
+    /// one stops, the image refused as truncated.
+    public func end() {
+        arrival.withLock {
+            ended = true
+            arrival.broadcast()
+        }
+    }
+
+    /// Waits until the first `count` bytes have arrived; false when they never will.
+    private func wait(for count: Int) -> Bool {
+        arrival.withLock {
+            while whole < count, !ended { arrival.wait() }
+            return whole >= count
+        }
+    }
+
+    /// Reads the image into the graph it holds as its parts arrive, checked whole and of this format (its
+    /// stamp is checked when the engine opens the store), then lets go of the bytes. Blocks until the last
+    /// part has arrived, or ``end()``, and about as long after as a start that loads an image file: call
+    /// it on a thread that may block.
+    public func decode() {
+        lock.withLock {
+            guard decoded == nil else { return }
+            var reader = ImageReader(memory: UnsafeRawBufferPointer(bytes)) { [unowned self] count in wait(for: count) }
+            do throws(IndexImage.Refusal) {
+                decoded = .success(try IndexImage.read(from: &reader))
+            } catch {
+                decoded = .failure(error)
+            }
+            bytes.deallocate()
+            bytes = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        }
+    }
+
+    /// The graph, if the image was saved at `stamp`; handed over once (a second call finds none).
+    func graph(expecting stamp: IndexImage.Stamp) throws(IndexImage.Refusal) -> ContactGraph {
+        end()
+        decode()
+        let outcome = lock.withLock {
+            defer { decoded = .failure(IndexImage.Refusal(reason: .noImage)) }
+            return decoded
+        }
+        guard let image = try outcome?.get() else { throw IndexImage.Refusal(reason: .noImage) }
+        guard image.stamp == stamp else { throw IndexImage.Refusal(reason: .stale) }
+        return image.graph
     }
 }
 

@@ -84,12 +84,14 @@ public enum LocalCopy {
         try StoreFiles.syncDirectory(directory)
     }
 
-    /// Syncs the store file a join installed in `directory` and its index image, then removes the join's
-    /// marker (synced): from then on a crash leaves the whole store.
+    /// Syncs the store file a join installed in `directory`, then removes the join's marker (synced):
+    /// from then on a crash leaves the whole store.
     public static func finishJoin(in directory: String) throws(StorageError) {
-        try sync(storeFile(in: directory), mayBeGone: false)
-        // The engine deletes the image before its first write: it may be gone already.
-        try sync(IndexImage.path(in: directory), mayBeGone: true)
+        let file = storeFile(in: directory)
+        let descriptor = open(file, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw StorageError(.cannotOpen, "cannot open \(file): errno \(errno)") }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw StorageError(.unavailable, "cannot sync \(file): errno \(errno)") }
         // The rename that installed the store, on disk before the marker goes.
         try StoreFiles.syncDirectory(directory)
         try removeMarker(in: directory)
@@ -101,21 +103,12 @@ public enum LocalCopy {
     @discardableResult
     public static func discardUnfinishedJoin(in directory: String) throws(StorageError) -> Bool {
         guard hasUnfinishedJoin(directory) else { return false }
-        for name in ["data.mdb", "lock.mdb", IndexImage.fileName, ".checkpoint-download", imageDownload] {
+        for name in ["data.mdb", "lock.mdb", IndexImage.fileName, ".checkpoint-download"] {
             try StoreFiles.remove(directory + "/" + name)
         }
         try StoreFiles.syncDirectory(directory)
         try removeMarker(in: directory)
         return true
-    }
-
-    /// Syncs `file` to disk; one that is not there is fine when it `mayBeGone`.
-    private static func sync(_ file: String, mayBeGone: Bool) throws(StorageError) {
-        let descriptor = open(file, O_RDONLY | O_CLOEXEC)
-        if descriptor < 0, errno == ENOENT, mayBeGone { return }
-        guard descriptor >= 0 else { throw StorageError(.cannotOpen, "cannot open \(file): errno \(errno)") }
-        defer { close(descriptor) }
-        guard fsync(descriptor) == 0 else { throw StorageError(.unavailable, "cannot sync \(file): errno \(errno)") }
     }
 
     /// Deletes the join's marker, durably: what it guarded is on disk, or gone.
@@ -125,14 +118,12 @@ public enum LocalCopy {
     }
 
     /// Makes `file`, a checkpoint's store file, the store of `directory`, which must be empty (see
-    /// ``isEmpty(_:)``): it is checked to be a store first, and moved in with a rename; `image`, the index
-    /// image that came with it, if any, becomes the directory's (the engine loads it only if its stamp
-    /// matches the store, see ``IndexImage``). The files need not be synced: a join marks the directory
-    /// first (``beginJoin(in:)``), and a crash before ``finishJoin(in:)`` leaves the marker, so the next
-    /// start joins again. Returns the checkpoint's position.
-    public static func install(_ file: String, image: String? = nil, into directory: String) throws(StorageError)
-        -> Position
-    {
+    /// ``isEmpty(_:)``): it is checked to be a store first, and moved in with a rename. The file need
+    /// not be synced: a join marks the directory first (``beginJoin(in:)``), and a crash before
+    /// ``finishJoin(in:)`` leaves the marker, so the next start joins again. Returns the checkpoint's
+    /// position. (The index image that came with the checkpoint goes to the engine in memory,
+    /// ``IdentityEngine/Options/image``: written here, it would only be deleted by the engine's first write.)
+    public static func install(_ file: String, into directory: String) throws(StorageError) -> Position {
         let files = FileManager.default
         let staging = directory + "/.checkpoint-check"
         try? files.removeItem(atPath: staging)
@@ -154,14 +145,8 @@ public enum LocalCopy {
         guard rename(storeFile(in: staging), storeFile(in: directory)) == 0 else {
             throw StorageError(.cannotOpen, "cannot move the checkpoint into \(directory): errno \(errno)")
         }
-        if let image, rename(image, IndexImage.path(in: directory)) != 0 {
-            throw StorageError(.cannotOpen, "cannot move the checkpoint's index image into \(directory): errno \(errno)")
-        }
         return position
     }
-
-    /// The name under which a join downloads a checkpoint's index image, in the data directory.
-    public static let imageDownload = ".checkpoint-image"
 
     /// Builds the index of the store in `directory`, a snapshot no server has open, and saves it there as
     /// the store's index image (``IndexImage``), as a clean stop would: the image that a checkpoint carries
