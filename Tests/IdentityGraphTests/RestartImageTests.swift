@@ -1,3 +1,4 @@
+import ConformanceSupport
 import Foundation
 import Testing
 @testable import IdentityGraph
@@ -112,6 +113,76 @@ import Testing
         #expect(try StoredContacts.readContents(dataDirectory: store) == contents)
         #expect(InvariantCheck(contents: contents).isValid)
         #expect(try export(store) != exported, "the follow-up requests changed nothing")
+    }
+
+    /// `image` in memory as a join receives it: in parts of `partBytes`, in `order`, each reported as it is
+    /// written, read into a graph on a thread of its own meanwhile (as the join's download does). Parts
+    /// left out of `order` never come: the image is then ended.
+    private func arriving(_ image: [UInt8], partBytes: Int, order: [Int]) -> IndexImageBytes {
+        let bytes = IndexImageBytes(count: image.count, partBytes: partBytes)
+        let decoded = DispatchSemaphore(value: 0)
+        Thread {
+            bytes.decode()
+            decoded.signal()
+        }.start()
+        for part in order {
+            let range = (part * partBytes)..<min((part + 1) * partBytes, image.count)
+            image.withUnsafeBytes { source in
+                UnsafeMutableRawBufferPointer(rebasing: bytes.bytes[range])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[range]))
+            }
+            bytes.arrived(part: part)
+        }
+        bytes.end()
+        decoded.wait()
+        return bytes
+    }
+
+    @Test("an image in memory, arriving in parts out of order and read behind them, opens the engine as its file does; cut short, damaged or older than the store, the engine rebuilds")
+    func imageInMemory() async throws {
+        let directory = TemporaryDirectory()
+        let store = directory.subdirectory("store")
+        let engine = try await buildStore(at: store)
+        let before = try await answers(of: engine)
+        #expect(engine.close() == nil)
+        let image = try [UInt8](Data(contentsOf: URL(fileURLWithPath: IndexImage.path(in: store))))
+        let partBytes = 4096
+        let parts = (image.count + partBytes - 1) / partBytes
+        try #require(parts > 8, "the image is too small to arrive in many parts")
+        var random = SeededGenerator(seed: 5)
+        let shuffled = Array(0..<parts).shuffled(using: &random)
+
+        let joined = directory.subdirectory("joined")
+        try copyStore(store, to: joined, withImage: false)
+        let opened = try IdentityEngine(
+            dataDirectory: joined, options: .init(image: arriving(image, partBytes: partBytes, order: shuffled))
+        )
+        #expect(opened.indexOrigin == .image)
+        #expect(try await answers(of: opened) == before)
+
+        // The same image, of the store before these writes: stale.
+        _ = try await opened.identify(IdentifyRequest(email: "after@x.io", phoneNumber: "1"))
+        #expect(opened.close() == nil)
+        try FileManager.default.removeItem(atPath: IndexImage.path(in: joined))
+        let moved = try IdentityEngine(
+            dataDirectory: joined, options: .init(image: arriving(image, partBytes: partBytes, order: shuffled))
+        )
+        #expect(moved.indexOrigin == .rebuilt(.stale))
+        moved.close()
+
+        var damaged = image
+        damaged[image.count / 2] ^= 0x10
+        for (bytes, reason) in [
+            (arriving(image, partBytes: partBytes, order: shuffled.filter { $0 != parts / 3 }), IndexRebuildReason.truncated),
+            (arriving(damaged, partBytes: partBytes, order: shuffled), .corrupt),
+        ] {
+            let copy = directory.subdirectory("copy-\(reason.rawValue)")
+            try copyStore(store, to: copy, withImage: false)
+            let rebuilt = try IdentityEngine(dataDirectory: copy, options: .init(image: bytes))
+            #expect(rebuilt.indexOrigin == .rebuilt(reason))
+            #expect(try await answers(of: rebuilt) == before)
+            rebuilt.close()
+        }
     }
 
     @Test("a start with no clean stop rebuilds: the first write deletes the image, so no old image outlives it")
