@@ -1,3 +1,4 @@
+import ConformanceSupport
 import Foundation
 import Testing
 @testable import IdentityGraph
@@ -5,18 +6,6 @@ import Testing
 /// Restore (SPEC.md section 16): Contact records imported into an empty store are kept exactly.
 @Suite struct RestoreTests {
     typealias Bulk = BulkImportExportTests
-
-    /// A seeded shuffle, so that a failure replays: SplitMix64.
-    struct SeededGenerator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var value = state
-            value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
-            return value ^ (value >> 31)
-        }
-    }
 
     static func changes(of directory: String) async throws -> [ChangeEvent] {
         let engine = try IdentityEngine(dataDirectory: directory)
@@ -55,7 +44,7 @@ import Testing
         _ = try await Bulk.buildRichStore(source)
         let exported = try Bulk.export(source, .ndjson)
         let seed = UInt64(20_261_207)
-        var generator = SeededGenerator(state: seed)
+        var generator = SeededGenerator(seed: seed)
         let shuffled = exported.split(separator: "\n").shuffled(using: &generator).joined(separator: "\n")
         let file = directory.subdirectory("shuffled.ndjson")
         try Bulk.write(shuffled, to: file)
