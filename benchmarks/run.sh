@@ -611,6 +611,20 @@ run_cluster() {
     done
     stop_server
 
+    # For reference, the leader with no follower on this machine (as a deployment runs them, on machines of
+    # their own): one cluster server alone on a schema of its own and a new store, the single server's
+    # slices, so that both start from nothing and identify the same requests.
+    local alone_rates=() alone_ratios=()
+    start_server "$work/alone-store" --cluster "$pg_url" --cluster-schema alone_bench --node-name alone \
+        || { failed=1; return; }
+    for round in $(seq $rounds); do
+        "$bin/loadgen" --protocol tcp --port "$tcp" --connections 8 --pipeline 64 --requests "$slice" \
+            --first-request $(( (round - 1) * slice )) --workload "$workload" --json > "$out/alone-pipelined-$round.json" || failed=1
+        alone_rates+=("$(json_field "['throughput']" < "$out/alone-pipelined-$round.json")")
+        alone_ratios+=("$(ratio "${alone_rates[-1]}" "${single_rates[$((round - 1))]}")")
+    done
+    stop_server
+
     node_pid=(); node_http=(); node_tcp=()
     local i
     for i in 0 1 2; do start_node "$i" || { failed=1; return; }; done
@@ -643,6 +657,9 @@ run_cluster() {
         leader_bounds+=("$(python3 -c "print(int(${single_p99s[$((round - 1))]} + 2 * $append_us))")")
         leader_verdicts+=("$(python3 -c "print(1 if ${leader_p99s[-1]} <= ${leader_bounds[-1]} else 0)")")
     done
+    row "cluster leader alone (no follower on this machine), TCP 8 x 64 pipelined, durable in PostgreSQL" \
+        "$(spread "${alone_ratios[@]}") x single server; $(spread "${alone_rates[@]}") /s" \
+        "(reference for the row below)" "-"
     row "cluster leader, TCP 8 x 64 pipelined, durable in PostgreSQL" \
         "$(spread "${leader_ratios[@]}") x single server; $(spread "${leader_rates[@]}") /s (single $(spread "${single_rates[@]}") /s)" \
         ">= 0.5 x single server" "$(verdict "$(median "${leader_ratios[@]}") >= 0.5")"
