@@ -576,8 +576,10 @@ find_leader() {
     return 1
 }
 # Starts node $1 of the cluster (its store and name are fixed by the index).
+# (A caller may name its own cluster: node_prefix for the stores and names, node_schema for the schema.)
 start_node() {
-    start_deadline=${start_deadline:-120} start_server "$work/node-$1" --cluster "$pg_url" --node-name "n$1" $checkpoint_flag
+    start_deadline=${start_deadline:-120} start_server "$work/${node_prefix:-node}-$1" --cluster "$pg_url" \
+        ${node_schema:+--cluster-schema "$node_schema"} --node-name "${node_prefix:-n}$1" $checkpoint_flag
     node_pid[$1]=$pid; node_http[$1]=$http; node_tcp[$1]=$tcp
 }
 
@@ -775,17 +777,12 @@ measure_join() {
 import sys
 for n in range(int(sys.argv[1])):
     sys.stdout.write("{\"email\":\"join-%d@example.com\",\"phoneNumber\":\"6%010d\"}\n" % (n, n))' "$small" > "$work/join.ndjson"
-    local join_http=() join_tcp=() join_pid=() i
-    for i in 0 1; do
-        start_server "$work/join-node-$i" --cluster "$pg_url" --cluster-schema "$schema" --node-name "j$i" $checkpoint_flag \
-            || { failed=1; return; }
-        join_pid[$i]=$pid; join_http[$i]=$http; join_tcp[$i]=$tcp
-    done
-    # find_leader looks through node_http: the join's servers are the cluster now.
-    node_http=("${join_http[@]}")
+    # The join's two servers are the cluster now, for start_node and find_leader.
+    local node_pid=() node_http=() node_tcp=() node_prefix=j node_schema=$schema i
+    for i in 0 1; do start_node "$i" || { failed=1; return; }; done
     local leader
     leader=$(find_leader) || { failed=1; return; }
-    "$bin/loadgen" --protocol tcp --port "${join_tcp[$leader]}" --connections 8 --pipeline 64 \
+    "$bin/loadgen" --protocol tcp --port "${node_tcp[$leader]}" --connections 8 --pipeline 64 \
         --workload "$work/join.ndjson" --json > "$out/join-fill.json" || failed=1
     local latest deadline=$(( $(date +%s) + 600 )) checkpoint=""
     latest=$(psql_run "SELECT coalesce(max(last_seq), 0) FROM $schema.log")
@@ -795,18 +792,15 @@ for n in range(int(sys.argv[1])):
         sleep 1
     done
     local contacts
-    contacts=$(curl -sf --max-time 5 "http://127.0.0.1:${join_http[$leader]}/metrics" \
+    contacts=$(curl -sf --max-time 5 "http://127.0.0.1:${node_http[$leader]}/metrics" \
         | sed -n 's/^identity_graph_contacts \([0-9.e+]*\)$/\1/p' | head -1)
     [ -z "$contacts" ] || contacts=$(printf '%.0f' "$contacts")
     local restarts=() joins=() ratios=() follower round
     for round in $(seq $rounds); do
         leader=$(find_leader) || { failed=1; return; }
         follower=$(( 1 - leader ))
-        stop_server "${join_pid[$follower]}"
-        start_server "$work/join-node-$follower" --cluster "$pg_url" --cluster-schema "$schema" --node-name "j$follower" \
-            $checkpoint_flag || { failed=1; return; }
-        join_pid[$follower]=$pid; join_http[$follower]=$http; join_tcp[$follower]=$tcp
-        node_http=("${join_http[@]}")
+        stop_server "${node_pid[$follower]}"
+        start_node "$follower" || { failed=1; return; }
         restarts+=("$ready_ms")
         # A name never used before: a server that starts under the name of one that stopped watches it
         # for half a lease first (a restart pays that; a new server does not).
@@ -818,7 +812,7 @@ for n in range(int(sys.argv[1])):
         stop_server
         rm -rf "$work/join-$round"
     done
-    for i in 0 1; do stop_server "${join_pid[$i]}"; done
+    for i in 0 1; do stop_server "${node_pid[$i]}"; done
     printf 'restart_ms join_ms\n' > "$out/join.txt"
     for round in $(seq $rounds); do echo "${restarts[$((round - 1))]} ${joins[$((round - 1))]}" >> "$out/join.txt"; done
     local after
