@@ -9,7 +9,7 @@ import PostgresNIO
 public final class ClusterDatabase: Sendable {
     let configuration: ClusterConfiguration
     /// The leader's appends, from the writer's thread.
-    let appends: PostgresLink
+    let appends: BlockingPostgresLink
     /// The node's lease, log reads and name.
     let control: PostgresLink
     /// `LISTEN` for appends.
@@ -27,11 +27,11 @@ public final class ClusterDatabase: Sendable {
         let connection = try configuration.connection
         self.configuration = configuration
         self.logger = logger
-        appends = PostgresLink(configuration: connection, name: "appends", logger: logger)
+        appends = BlockingPostgresLink(configuration: connection, name: "appends", logger: logger)
         control = PostgresLink(configuration: connection, name: "control", logger: logger)
         notifications = PostgresLink(configuration: connection, name: "notifications", logger: logger)
         checkpointing = PostgresLink(configuration: connection, name: "checkpoints", logger: logger)
-        appender = PostgresReplicator(log: ChangeLog(link: appends, schema: configuration.schema, node: configuration.nodeName))
+        appender = PostgresReplicator(link: appends, schema: configuration.schema, node: configuration.nodeName)
         replicator = appender
     }
 
@@ -51,6 +51,7 @@ public final class ClusterDatabase: Sendable {
 
     /// Ends every connection.
     public func close() async {
-        for link in [appends, control, notifications, checkpointing] { await link.close() }
+        await appends.close()
+        for link in [control, notifications, checkpointing] { await link.close() }
     }
 }

@@ -65,7 +65,7 @@ public final class ClusterNode: Service, Sendable {
             link: database.control, schema: configuration.schema, node: configuration.nodeName,
             ttl: configuration.leaseTTL
         )
-        log = ChangeLog(link: database.control, schema: configuration.schema, node: configuration.nodeName)
+        log = ChangeLog(link: database.control, schema: configuration.schema)
         var checkpoints = Checkpoints(link: database.checkpointing, schema: configuration.schema)
         checkpoints.partBytes = configuration.checkpointPartBytes
         self.checkpoints = checkpoints

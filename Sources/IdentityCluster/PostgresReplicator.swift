@@ -1,46 +1,75 @@
-import Dispatch
 import IdentityGraph
 import NIOConcurrencyHelpers
+import NIOCore
+import PostgresNIO
 
-/// The engine's ``Replicator`` in cluster mode: appends each leader batch to the ``ChangeLog``. The
-/// writer's thread calls it and waits for PostgreSQL's answer, as it waits for fsync: no event loop and
-/// no task of the pool ever blocks on it. An append that takes longer than `timeout` counts as failed
-/// (its outcome unknown); the writer retries it, and a retry that finds its own row counts as done.
+/// The engine's ``Replicator`` in cluster mode: appends each leader batch to the ``ChangeLog`` with one
+/// statement that also checks, under a share lock on the lease row, that the batch's epoch still holds
+/// the lease: an old leader's append waits behind a takeover and then inserts nothing. The writer's
+/// thread calls it and waits for PostgreSQL's answer on a connection of its own, as it waits for fsync:
+/// no event loop and no task of the pool ever blocks on it. An append that takes longer than `timeout`
+/// counts as failed (its outcome unknown); the writer retries it, and a retry that finds its own row
+/// counts as done.
 final class PostgresReplicator: Replicator {
-    private let log: ChangeLog
+    private let link: BlockingPostgresLink
+    private let schema: String
+    private let node: String
     private let timeout: Duration
     /// Told how long each successful append took (the metrics).
     let observer = NIOLockedValueBox<(@Sendable (Duration) -> Void)?>(nil)
 
-    init(log: ChangeLog, timeout: Duration = .seconds(10)) {
-        self.log = log
+    init(link: BlockingPostgresLink, schema: String, node: String, timeout: Duration = .seconds(10)) {
+        self.link = link
+        self.schema = schema
+        self.node = node
         self.timeout = timeout
     }
 
+    /// Appends `replication` under its epoch; throws a fenced ``ReplicationError`` when another epoch
+    /// holds the lease.
     func append(_ replication: Replication) throws {
-        let outcome = NIOLockedValueBox<Result<Void, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let log = self.log
         let started = ContinuousClock.now
-        let task = Task {
-            do {
-                try await log.append(replication)
-                outcome.withLockedValue { $0 = .success(()) }
-            } catch let error as ReplicationError {
-                outcome.withLockedValue { $0 = .failure(error) }
-            } catch {
-                // PostgreSQL's own message: its errors describe themselves only generically.
-                let failure = ReplicationError(fenced: false, "cannot append to the log: \(ClusterNode.describe(error))")
-                outcome.withLockedValue { $0 = .failure(failure) }
-            }
-            done.signal()
+        do {
+            try insert(replication)
+        } catch let error as ReplicationError {
+            throw error
+        } catch let error as PostgresLink.Timeout {
+            throw ReplicationError(fenced: false, "PostgreSQL did not answer the append within \(error.seconds)")
+        } catch {
+            // PostgreSQL's own message: its errors describe themselves only generically.
+            throw ReplicationError(fenced: false, "cannot append to the log: \(ClusterNode.describe(error))")
         }
-        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-        if done.wait(timeout: .now() + seconds) == .timedOut {
-            task.cancel()
-            throw ReplicationError(fenced: false, "PostgreSQL did not answer the append within \(timeout)")
-        }
-        try outcome.withLockedValue { $0 }?.get()
         observer.withLockedValue { $0 }?(ContinuousClock.now - started)
+    }
+
+    private func insert(_ replication: Replication) throws {
+        let commands = ByteBuffer(bytes: replication.commands)
+        let position = Int64(replication.position)
+        let channel = ChangeLog.channel(schema: schema)
+        do {
+            let rows = try link.rows(
+                """
+                WITH fence AS (
+                    SELECT epoch FROM \(unescaped: schema).lease
+                    WHERE id = 1 AND epoch = \(replication.epoch) AND holder = \(node) FOR SHARE
+                ), appended AS (
+                    INSERT INTO \(unescaped: schema).log (position, epoch, last_seq, commands)
+                    SELECT \(position), fence.epoch, \(Int64(replication.lastSeq)), \(commands) FROM fence
+                    RETURNING position
+                )
+                SELECT position FROM appended, pg_notify(\(channel), position::text)
+                """,
+                timeout: timeout
+            )
+            if !rows.isEmpty { return }
+            throw ReplicationError(fenced: true, "the lease has passed to a newer epoch than \(replication.epoch)")
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            // The position is taken: by this very batch on a lost earlier try, or by another leader.
+            let rows = try link.rows(
+                "SELECT epoch FROM \(unescaped: schema).log WHERE position = \(position)", timeout: timeout
+            )
+            if try rows.first?.decode(Int64.self) == replication.epoch { return }
+            throw ReplicationError(fenced: true, "log position \(position) was written under another epoch")
+        }
     }
 }

@@ -1,0 +1,88 @@
+import Dispatch
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PostgresNIO
+
+/// One connection to the cluster's database for a thread that waits for its answers: the writer's,
+/// which appends the leader's batches (``PostgresReplicator``). It waits on the event loop's future
+/// itself, so that a statement costs its round trip and one wake-up of the waiting thread. The same
+/// through ``PostgresLink`` took a new task, the link's actor, a task group with a timer task and back,
+/// each step waiting for a thread of the pool that serves the requests: measured under the pipelined
+/// load, an append took 1.94 ms as the leader saw it against 0.08 ms in PostgreSQL.
+///
+/// Like ``PostgresLink`` it opens the connection when first needed and again after it broke, and
+/// gives every statement a deadline, after which the connection is closed (which fails the statement).
+/// Never call it from an event loop: it blocks.
+final class BlockingPostgresLink: Sendable {
+    private let configuration: PostgresConnection.Configuration
+    private let name: String
+    private let logger: Logger
+    private let connection = NIOLockedValueBox<PostgresConnection?>(nil)
+    private static let ids = NIOLockedValueBox(1_000_000)
+
+    init(configuration: PostgresConnection.Configuration, name: String, logger: Logger) {
+        self.configuration = configuration
+        self.name = name
+        self.logger = logger
+    }
+
+    /// The rows `query` answers with, all read. An error other than one PostgreSQL itself reported
+    /// about the statement drops the connection, so that the next statement opens a new one.
+    func rows(_ query: PostgresQuery, timeout: Duration = .seconds(10)) throws -> [PostgresRow] {
+        let connection = try connected()
+        do {
+            guard let result = try Self.wait(for: connection.query(query, logger: logger), timeout: timeout) else {
+                throw PostgresLink.Timeout(seconds: timeout)
+            }
+            return Array(result.rows)
+        } catch let error as PSQLError where error.code == .server {
+            throw error
+        } catch {
+            drop(connection)
+            throw error
+        }
+    }
+
+    /// Ends the connection.
+    func close() async {
+        let open = connection.withLockedValue { open in defer { open = nil }; return open }
+        if let open { try? await open.close() }
+    }
+
+    private func connected() throws -> PostgresConnection {
+        if let open = connection.withLockedValue({ $0 }), !open.isClosed { return open }
+        let id = Self.ids.withLockedValue { $0 += 1; return $0 }
+        var logger = self.logger
+        logger[metadataKey: "cluster.connection"] = "\(name)"
+        let connecting = PostgresConnection.connect(
+            on: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration, id: id, logger: logger
+        )
+        guard let opened = try Self.wait(for: connecting, timeout: PostgresLink.connectTimeout) else {
+            // A connection that opens after its deadline is closed as soon as it does.
+            connecting.whenSuccess { late in late.close().whenComplete { _ in } }
+            throw PostgresLink.Timeout(seconds: PostgresLink.connectTimeout)
+        }
+        connection.withLockedValue { $0 = opened }
+        return opened
+    }
+
+    private func drop(_ broken: PostgresConnection) {
+        connection.withLockedValue { if $0 === broken { $0 = nil } }
+        broken.close().whenComplete { _ in }
+    }
+
+    /// The value of `future`, or nil when it has not come within `timeout`.
+    private static func wait<T: Sendable>(for future: EventLoopFuture<T>, timeout: Duration) throws -> T? {
+        let outcome = NIOLockedValueBox<Result<T, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        future.whenComplete { result in
+            outcome.withLockedValue { $0 = result }
+            done.signal()
+        }
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        guard done.wait(timeout: .now() + seconds) == .success else { return nil }
+        return try outcome.withLockedValue { $0 }?.get()
+    }
+}
