@@ -38,7 +38,7 @@ public final class ClusterDatabase: Sendable {
     /// Calls `observe` with the time each of the leader's appends took, from the writer's thread (for
     /// the metrics).
     public func observeAppends(_ observe: @escaping @Sendable (Duration) -> Void) {
-        appender.observer.withLockedValue { $0 = observe }
+        appender.observer.withLockedValue { $0 = PostgresReplicator.AppendObserver(observe: observe) }
     }
 
     /// Creates or upgrades the cluster's tables and checks their format (``ClusterSchema/prepare(_:schema:logger:)``),
