@@ -51,8 +51,11 @@ public final class ClusterNode: Service, Sendable {
     private let lastCaughtUp = NIOLockedValueBox<ContinuousClock.Instant?>(nil)
     /// How the other servers reach this one, once its listeners are bound (see ``listening(http:tcp:)``).
     private let addresses = NIOLockedValueBox<(http: String, tcp: String)?>(nil)
-    /// Set by a notification of an append (or a shutdown) to cut the loop's sleep short.
-    private let woken = NIOLockedValueBox(false)
+    /// Signalled by a notification of an append (on a follower) or a shutdown, to cut the loop's sleep short.
+    private let wakeup = Wakeup()
+    /// The least time between two rounds of a follower's loop: under load a notification comes with
+    /// every batch, and the batches that arrive meanwhile are read and applied together.
+    static let followerRoundSpacing: Duration = .milliseconds(5)
 
     /// A node on `database`, whose ``ClusterDatabase/replicator`` `engine` was created with.
     public init(database: ClusterDatabase, engine: IdentityEngine, logger: Logger) {
@@ -295,14 +298,19 @@ public final class ClusterNode: Service, Sendable {
                             nextLeaseCheck = .now + renewEvery
                             try await renew()
                         }
-                        await sleep(until: min(nextLeaseCheck, nextHeartbeat))
+                        await wakeup.wait(until: min(nextLeaseCheck, nextHeartbeat))
                     } else {
+                        let round = ContinuousClock.now
                         try await catchUp()
                         if ContinuousClock.now >= nextLeaseCheck {
                             nextLeaseCheck = .now + renewEvery
                             try await campaign()
                         }
-                        await sleep(until: min(.now + .milliseconds(50), nextLeaseCheck))
+                        await wakeup.wait(until: min(.now + .milliseconds(50), nextLeaseCheck))
+                        let spaced = round + Self.followerRoundSpacing
+                        if ContinuousClock.now < spaced, !Task.isShuttingDownGracefully {
+                            try? await Task.sleep(until: spaced)
+                        }
                     }
                     considerCheckpoint()
                     logEnd(of: &unapplied, "the cluster's log applies again")
@@ -327,7 +335,7 @@ public final class ClusterNode: Service, Sendable {
                 }
             }
         } onGracefulShutdown: {
-            self.woken.withLockedValue { $0 = true }
+            self.wakeup.signal()
         }
         await resign()
         await releaseName()
@@ -642,26 +650,19 @@ public final class ClusterNode: Service, Sendable {
     private func listen() async {
         while !Task.isCancelled {
             do {
-                let (channel, woken) = (log.channel, woken)
+                let (channel, wakeup, state) = (log.channel, wakeup, state)
                 // No deadline: a LISTEN waits for as long as the node runs; a broken connection ends it.
                 try await database.notifications.run(timeout: .seconds(365 * 86_400)) { connection in
                     try await connection.listen(on: channel) { notifications in
-                        for try await _ in notifications { woken.withLockedValue { $0 = true } }
+                        for try await _ in notifications where state.withLockedValue({ $0.role }) != .leader {
+                            wakeup.signal()
+                        }
                     }
                 }
             } catch {
                 try? await Task.sleep(for: .milliseconds(500))
             }
         }
-    }
-
-    /// Sleeps until `deadline`, or less when a notification (or a shutdown) arrives: in 5 ms steps, a
-    /// cost too small to measure, rather than a wake-up channel between tasks.
-    private func sleep(until deadline: ContinuousClock.Instant) async {
-        while ContinuousClock.now < deadline, !woken.withLockedValue({ $0 }), !Task.isShuttingDownGracefully {
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        woken.withLockedValue { $0 = false }
     }
 
     /// PostgreSQL refused the login (SQLSTATE class 28) or knows no such database (3D000).
