@@ -25,6 +25,9 @@ final class Wakeup: Sendable {
         self.loop = loop
     }
 
+    /// Whether a wait is under way (for tests).
+    var isWaiting: Bool { state.withLockedValue { $0.waiter != nil } }
+
     /// Ends the current wait, or the next one if nobody waits.
     func signal() {
         let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in

@@ -1,3 +1,4 @@
+import NIOEmbedded
 import Testing
 @testable import IdentityCluster
 
@@ -35,17 +36,28 @@ import Testing
     }
 
     @Test("the timer of a wait a signal ended does not end the next wait")
-    func staleTimer() async {
-        let wakeup = Wakeup()
-        let signaller = Task {
-            try? await Task.sleep(for: .milliseconds(5))
-            wakeup.signal()
-        }
-        await wakeup.wait(until: .now + .milliseconds(40))
-        await signaller.value
-        let start = ContinuousClock.now
-        await wakeup.wait(until: start + .milliseconds(300))
-        #expect(ContinuousClock.now - start >= .milliseconds(300))
+    func staleTimer() async throws {
+        // The timers run on a loop whose clock the test moves, so that nothing depends on the pool's
+        // threads being on time.
+        let loop = NIOAsyncTestingEventLoop()
+        let wakeup = Wakeup(loop: loop)
+        let first = Task { await wakeup.wait(until: .now + .seconds(3600)) }
+        try await Self.untilWaiting(wakeup)
+        wakeup.signal()
+        await first.value
+        let second = Task { await wakeup.wait(until: .now + .seconds(7200)) }
+        try await Self.untilWaiting(wakeup)
+        // Past the first wait's deadline: its timer fires, and finds a wait that is not its own.
+        await loop.advanceTime(by: .seconds(3601))
+        #expect(wakeup.isWaiting)
+        wakeup.signal()
+        await second.value
+        #expect(!wakeup.isWaiting)
+        await loop.shutdownGracefully()
+    }
+
+    private static func untilWaiting(_ wakeup: Wakeup) async throws {
+        while !wakeup.isWaiting { try await Task.sleep(for: .milliseconds(1)) }
     }
 
     @Test("cancelling the task ends its wait")
