@@ -54,8 +54,11 @@ public final class ClusterNode: Service, Sendable {
     /// Signalled by a notification of an append (on a follower) or a shutdown, to cut the loop's sleep short.
     private let wakeup = Wakeup()
     /// The least time between two rounds of a follower's loop: under load a notification comes with
-    /// every batch, and the batches that arrive meanwhile are read and applied together.
-    static let followerRoundSpacing: Duration = .milliseconds(5)
+    /// every batch, and the batches that arrive meanwhile are read and applied together. By hand, with
+    /// three servers and PostgreSQL on two cores, 10 ms instead of 5 gave the leader 9-13 % more
+    /// requests a second one in flight and a p99 lower by 7-12 %; 20 ms gave nothing more. A follower's
+    /// `appliedSeq` trails the log by up to this much more.
+    static let followerRoundSpacing: Duration = .milliseconds(10)
 
     /// A node on `database`, whose ``ClusterDatabase/replicator`` `engine` was created with.
     public init(database: ClusterDatabase, engine: IdentityEngine, logger: Logger) {
