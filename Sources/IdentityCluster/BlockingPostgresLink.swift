@@ -20,7 +20,6 @@ final class BlockingPostgresLink: Sendable {
     private let name: String
     private let logger: Logger
     private let connection = NIOLockedValueBox<PostgresConnection?>(nil)
-    private static let ids = NIOLockedValueBox(1_000_000)
 
     init(configuration: PostgresConnection.Configuration, name: String, logger: Logger) {
         self.configuration = configuration
@@ -53,7 +52,7 @@ final class BlockingPostgresLink: Sendable {
 
     private func connected() throws -> PostgresConnection {
         if let open = connection.withLockedValue({ $0 }), !open.isClosed { return open }
-        let id = Self.ids.withLockedValue { $0 += 1; return $0 }
+        let id = PostgresLink.nextConnectionID()
         var logger = self.logger
         logger[metadataKey: "cluster.connection"] = "\(name)"
         let connecting = PostgresConnection.connect(
@@ -81,8 +80,9 @@ final class BlockingPostgresLink: Sendable {
             outcome.withLockedValue { $0 = result }
             done.signal()
         }
-        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-        guard done.wait(timeout: .now() + seconds) == .success else { return nil }
+        guard done.wait(timeout: .now() + .nanoseconds(Int(TimeAmount(timeout).nanoseconds))) == .success else {
+            return nil
+        }
         return try outcome.withLockedValue { $0 }?.get()
     }
 }

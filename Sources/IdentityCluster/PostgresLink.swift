@@ -15,6 +15,12 @@ actor PostgresLink {
     private var connection: PostgresConnection?
     private static let ids = NIOLockedValueBox(0)
 
+    /// A new id for a connection to the cluster's database (the connections' log metadata), one counter
+    /// for every link of the process.
+    static func nextConnectionID() -> Int {
+        ids.withLockedValue { $0 += 1; return $0 }
+    }
+
     init(configuration: PostgresConnection.Configuration, name: String, logger: Logger) {
         self.configuration = configuration
         self.name = name
@@ -69,7 +75,7 @@ actor PostgresLink {
 
     private func connected() async throws -> PostgresConnection {
         if let connection, !connection.isClosed { return connection }
-        let id = Self.ids.withLockedValue { $0 += 1; return $0 }
+        let id = Self.nextConnectionID()
         var logger = self.logger
         logger[metadataKey: "cluster.connection"] = "\(name)"
         // The statements' deadline does not cover this: a handshake that stalls fails here instead of

@@ -14,6 +14,8 @@ final class PostgresReplicator: Replicator {
     private let link: BlockingPostgresLink
     private let schema: String
     private let node: String
+    /// The channel each append notifies (``ChangeLog/channel(schema:)``).
+    private let channel: String
     private let timeout: Duration
     /// Told how long each successful append took (the metrics).
     let observer = NIOLockedValueBox<AppendObserver?>(nil)
@@ -30,6 +32,7 @@ final class PostgresReplicator: Replicator {
         self.link = link
         self.schema = schema
         self.node = node
+        channel = ChangeLog.channel(schema: schema)
         self.timeout = timeout
     }
 
@@ -58,7 +61,6 @@ final class PostgresReplicator: Replicator {
     private func insert(_ replication: Replication) throws {
         let commands = ByteBuffer(bytes: replication.commands)
         let position = Int64(replication.position)
-        let channel = ChangeLog.channel(schema: schema)
         do {
             let rows = try link.rows(
                 """

@@ -59,8 +59,7 @@ final class Wakeup: Sendable {
                     continuation.resume()
                     return
                 }
-                let nanoseconds = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
-                loop.scheduleTask(in: .nanoseconds(max(nanoseconds, 0))) { [self] in
+                loop.scheduleTask(in: TimeAmount(delay)) { [self] in
                     let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
                         guard state.generation == generation, let waiter = state.waiter else { return nil }
                         state.waiter = nil
