@@ -44,6 +44,32 @@ final class BlockingPostgresLink: Sendable {
         }
     }
 
+    /// Sends `query` on the open connection without waiting: the future of its rows, completed on the
+    /// connection's event loop, with the same outcome and deadline as ``rows(_:timeout:)``. Nil when no
+    /// connection is open (``rows(_:timeout:)`` opens one); this never blocks.
+    func startRows(_ query: PostgresQuery, timeout: Duration = .seconds(10)) -> EventLoopFuture<[PostgresRow]>? {
+        guard let open = connection.withLockedValue({ $0 }), !open.isClosed else { return nil }
+        let promise = open.eventLoop.makePromise(of: [PostgresRow].self)
+        // The deadline and the answer both settle the promise on the connection's loop; the first wins.
+        let deadline = open.eventLoop.scheduleTask(in: TimeAmount(timeout)) { [self] in
+            promise.fail(PostgresLink.Timeout(seconds: timeout))
+            drop(open)
+        }
+        open.query(query, logger: logger).whenComplete { [self] result in
+            deadline.cancel()
+            switch result {
+            case .success(let answer):
+                promise.succeed(Array(answer.rows))
+            case .failure(let error as PSQLError) where error.code == .server:
+                promise.fail(error)
+            case .failure(let error):
+                drop(open)
+                promise.fail(error)
+            }
+        }
+        return promise.futureResult
+    }
+
     /// Ends the connection.
     func close() async {
         let open = connection.withLockedValue { open in defer { open = nil }; return open }
@@ -69,7 +95,9 @@ final class BlockingPostgresLink: Sendable {
 
     private func drop(_ broken: PostgresConnection) {
         connection.withLockedValue { if $0 === broken { $0 = nil } }
-        broken.close().whenComplete { _ in }
+        // Kept until closed: off its event loop, closing only asks the loop to, and a connection that goes
+        // before its channel is closed trips PostgresNIO's assertion.
+        broken.close().whenComplete { _ in withExtendedLifetime(broken) {} }
     }
 
     /// The value of `future`, or nil when it has not come within `timeout`.

@@ -42,15 +42,50 @@ final class PostgresReplicator: Replicator {
         let started = ContinuousClock.now
         do {
             try insert(replication)
-        } catch let error as ReplicationError {
-            throw error
-        } catch let error as PostgresLink.Timeout {
-            throw ReplicationError(fenced: false, "PostgreSQL did not answer the append within \(error.seconds)")
         } catch {
-            // PostgreSQL's own message: its errors describe themselves only generically.
-            throw ReplicationError(fenced: false, "cannot append to the log: \(ClusterNode.describe(error))")
+            throw Self.replicationError(error)
         }
         appended(took: ContinuousClock.now - started)
+    }
+
+    /// Sends the append on the open connection and returns at once; `completion` runs on its event loop.
+    /// A position already taken is not sorted out here: that answer fails, and the writer's retry
+    /// (``append(_:)``) tells this batch's own row from another leader's.
+    func startAppend(
+        _ replication: Replication, completion: @escaping @Sendable (Result<Void, any Error>) -> Void
+    ) -> Bool {
+        let started = ContinuousClock.now
+        guard let answer = link.startRows(statement(replication), timeout: timeout) else { return false }
+        let epoch = replication.epoch
+        answer.whenComplete { [self] result in
+            switch result {
+            case .success(let rows) where !rows.isEmpty:
+                appended(took: ContinuousClock.now - started)
+                completion(.success(()))
+            case .success:
+                completion(.failure(Self.fenced(epoch)))
+            case .failure(let error):
+                completion(.failure(Self.replicationError(error)))
+            }
+        }
+        return true
+    }
+
+    /// `error`, from appending, as the writer reports it.
+    private static func replicationError(_ error: any Error) -> ReplicationError {
+        switch error {
+        case let error as ReplicationError:
+            return error
+        case let error as PostgresLink.Timeout:
+            return ReplicationError(fenced: false, "PostgreSQL did not answer the append within \(error.seconds)")
+        default:
+            // PostgreSQL's own message: its errors describe themselves only generically.
+            return ReplicationError(fenced: false, "cannot append to the log: \(ClusterNode.describe(error))")
+        }
+    }
+
+    private static func fenced(_ epoch: Int64) -> ReplicationError {
+        ReplicationError(fenced: true, "the lease has passed to a newer epoch than \(epoch)")
     }
 
     /// Tells the observer that an append succeeded and took `duration`.
@@ -58,26 +93,30 @@ final class PostgresReplicator: Replicator {
         observer.withLockedValue { $0 }?.observe(duration)
     }
 
-    private func insert(_ replication: Replication) throws {
+    /// The fenced insert of `replication` (the type's comment): one row when it was appended, none when
+    /// another epoch holds the lease.
+    private func statement(_ replication: Replication) -> PostgresQuery {
         let commands = ByteBuffer(bytes: replication.commands)
         let position = Int64(replication.position)
+        return """
+        WITH fence AS (
+            SELECT epoch FROM \(unescaped: schema).lease
+            WHERE id = 1 AND epoch = \(replication.epoch) AND holder = \(node) FOR SHARE
+        ), appended AS (
+            INSERT INTO \(unescaped: schema).log (position, epoch, last_seq, commands)
+            SELECT \(position), fence.epoch, \(Int64(replication.lastSeq)), \(commands) FROM fence
+            RETURNING position
+        )
+        SELECT position FROM appended, pg_notify(\(channel), position::text)
+        """
+    }
+
+    private func insert(_ replication: Replication) throws {
+        let position = Int64(replication.position)
         do {
-            let rows = try link.rows(
-                """
-                WITH fence AS (
-                    SELECT epoch FROM \(unescaped: schema).lease
-                    WHERE id = 1 AND epoch = \(replication.epoch) AND holder = \(node) FOR SHARE
-                ), appended AS (
-                    INSERT INTO \(unescaped: schema).log (position, epoch, last_seq, commands)
-                    SELECT \(position), fence.epoch, \(Int64(replication.lastSeq)), \(commands) FROM fence
-                    RETURNING position
-                )
-                SELECT position FROM appended, pg_notify(\(channel), position::text)
-                """,
-                timeout: timeout
-            )
+            let rows = try link.rows(statement(replication), timeout: timeout)
             if !rows.isEmpty { return }
-            throw ReplicationError(fenced: true, "the lease has passed to a newer epoch than \(replication.epoch)")
+            throw Self.fenced(replication.epoch)
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             // The position is taken: by this very batch on a lost earlier try, or by another leader.
             let rows = try link.rows(

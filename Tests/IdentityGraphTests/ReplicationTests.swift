@@ -8,13 +8,48 @@ import Testing
 /// commands that made them, a follower that replays them ends with the same rows, ids, links, rules
 /// and change events (the same export bytes), a fenced append fails its answers and rebuilds the
 /// leader from its local copy, and a leader whose lease ran out on its own clock refuses changes.
+/// Tests that take `startsAppends` run twice: with a log the writer's log thread appends to and waits
+/// for, and with one that appends on a thread of its own (``Replicator/startAppend(_:completion:)``),
+/// as the PostgreSQL log does while its connection is open.
 @Suite struct ReplicationTests {
-    /// Keeps every batch the leader hands to the log, in order; fences from `fenceFrom` on.
+    /// Keeps every batch the leader hands to the log, in order; fences from `fenceFrom` on. With
+    /// `startsAppends` it appends on a queue of its own when asked to start, and with `failingEvery` it
+    /// fails every so many of those starts, so that the writer's log thread retries them.
     final class MemoryLog: Replicator, @unchecked Sendable {
-        // `@unchecked`: `batches` and `fenceFrom` are touched only with `lock` held.
+        // `@unchecked`: `batches`, `fenceFrom` and `starts` are touched only with `lock` held.
         private let lock = NSLock()
         private var batches: [Replication] = []
         private var fenceFrom: UInt64?
+        private let startsAppends: Bool
+        private let failingEvery: Int?
+        private var starts = 0
+        private let appender = DispatchQueue(label: "memory log")
+
+        init(startsAppends: Bool = false, failingEvery: Int? = nil) {
+            self.startsAppends = startsAppends
+            self.failingEvery = failingEvery
+        }
+
+        func startAppend(
+            _ replication: Replication, completion: @escaping @Sendable (Result<Void, any Error>) -> Void
+        ) -> Bool {
+            guard startsAppends else { return false }
+            let failing = lock.withLock { () -> Bool in
+                starts += 1
+                return failingEvery.map { starts % $0 == 0 } ?? false
+            }
+            appender.async {
+                if failing {
+                    completion(.failure(ReplicationError(fenced: false, "the log did not answer")))
+                } else {
+                    completion(Result { try self.append(replication) })
+                }
+            }
+            return true
+        }
+
+        /// How many appends were started without the writer's log thread.
+        var started: Int { lock.withLock { starts } }
 
         func append(_ replication: Replication) throws {
             try lock.withLock {
@@ -68,10 +103,13 @@ import Testing
         try await engine.changes(after: 0, limit: 10_000).events
     }
 
-    @Test("a follower replaying the leader's log ends with the same export and change feed, guards included")
-    func followerMatchesLeader() async throws {
+    @Test(
+        "a follower replaying the leader's log ends with the same export and change feed, guards included",
+        arguments: [false, true]
+    )
+    func followerMatchesLeader(startsAppends: Bool) async throws {
         let directory = TemporaryDirectory()
-        let log = MemoryLog()
+        let log = MemoryLog(startsAppends: startsAppends)
         // The leader blocks one value; the follower has no blocklist: what it replays is already screened.
         let blocklist = try Blocklist(parsing: "email blocked@x.io\n", source: "test")
         let leader = try IdentityEngine(
@@ -108,6 +146,7 @@ import Testing
         let batches = log.all
         #expect(!batches.isEmpty)
         #expect(batches.map(\.position) == Array(1...UInt64(batches.count)), "log positions have gaps")
+        #expect((log.started > batches.count / 2) == startsAppends, "appends went the other way")
         for batch in batches {
             try await follower.apply(batch)
         }
@@ -153,10 +192,39 @@ import Testing
         follower.close()
     }
 
-    @Test("a fenced append fails its answer with 503, and the leader follows with only what the log holds")
-    func fencedAppend() async throws {
+    @Test("batches applied together skip those held already, and stop at one that does not follow, keeping those before it")
+    func applyTogether() async throws {
         let directory = TemporaryDirectory()
         let log = MemoryLog()
+        let leader = try await Self.leader(in: directory.subdirectory("leader"), log: log)
+        for index in 0..<5 {
+            _ = try await leader.identify(.json(#"{"email":"p\#(index)@x.io","phoneNumber":"1"}"#))
+        }
+        let batches = log.all
+        try #require(batches.count == 5, "each change awaited alone is a batch of its own")
+        let follower = try IdentityEngine(
+            dataDirectory: directory.subdirectory("follower"), options: .init(replicator: MemoryLog())
+        )
+        try await follower.apply(batches[0...1])
+        // Batch 2 is held already; 4 is missing, so 5 does not follow: 3 is applied, and the error thrown.
+        await #expect(throws: EngineError.self) { try await follower.apply([batches[1], batches[2], batches[4]]) }
+        #expect(await follower.logPosition == 3)
+        try await follower.apply(batches)
+        #expect(await follower.logPosition == 5)
+        #expect(await follower.waitUntilApplied(leader.publishedSeq, timeout: .seconds(5)))
+        #expect(try await Self.changes(follower) == (try await Self.changes(leader)))
+        leader.close()
+        follower.close()
+        #expect(try Self.export(directory.subdirectory("leader")) == (try Self.export(directory.subdirectory("follower"))))
+    }
+
+    @Test(
+        "a fenced append fails its answer with 503, and the leader follows with only what the log holds",
+        arguments: [false, true]
+    )
+    func fencedAppend(startsAppends: Bool) async throws {
+        let directory = TemporaryDirectory()
+        let log = MemoryLog(startsAppends: startsAppends)
         let store = directory.subdirectory("leader")
         let leader = try await Self.leader(in: store, log: log)
         _ = try await leader.identify(.json(#"{"email":"kept@x.io"}"#))
@@ -173,12 +241,45 @@ import Testing
         #expect(!(try Self.export(store)).contains("lost@x.io"))
     }
 
-    /// Holds every append until `release()`.
+    @Test("an append started without the log thread that fails is retried by it: its answer fails, the log holds the batch once and in order, and changes go on")
+    func startedAppendFails() async throws {
+        let directory = TemporaryDirectory()
+        // The second start fails: its batch goes to the log thread.
+        let log = MemoryLog(startsAppends: true, failingEvery: 2)
+        let leader = try await Self.leader(in: directory.path, log: log)
+        _ = try await leader.identify(.json(#"{"email":"first@x.io"}"#))
+        await #expect(throws: EngineError.self, "an answer whose append failed was given") {
+            _ = try await leader.identify(.json(#"{"email":"retried@x.io"}"#))
+        }
+        let recovered = await Self.eventually(within: 10) { await leader.refusal == nil }
+        try #require(recovered, "the retry never succeeded")
+        _ = try await leader.identify(.json(#"{"email":"third@x.io"}"#))
+        #expect(log.all.map(\.position) == [1, 2, 3])
+        #expect(log.started == 3, "after a retry, appends no longer start without the log thread")
+        leader.close()
+        let exported = try Self.export(directory.path)
+        #expect(exported.contains("first@x.io") && exported.contains("retried@x.io") && exported.contains("third@x.io"))
+    }
+
+    /// Holds every append until `release()`; with `startsAppends`, on a thread of its own.
     final class HeldLog: Replicator, @unchecked Sendable {
         // `@unchecked`: the semaphore and the counter are thread-safe; `log` is.
         private let gate = DispatchSemaphore(value: 0)
         private let arrived = Protected(0)
+        private let startsAppends: Bool
         let log = MemoryLog()
+
+        init(startsAppends: Bool) {
+            self.startsAppends = startsAppends
+        }
+
+        func startAppend(
+            _ replication: Replication, completion: @escaping @Sendable (Result<Void, any Error>) -> Void
+        ) -> Bool {
+            guard startsAppends else { return false }
+            Thread { completion(Result { try self.append(replication) }) }.start()
+            return true
+        }
 
         func append(_ replication: Replication) throws {
             arrived.withLock { $0 += 1 }
@@ -201,10 +302,10 @@ import Testing
         func release() { gate.signal() }
     }
 
-    @Test("a leader that stops leading with a batch in flight writes the batch it has logged, and nothing it gathered after")
-    func followDropsUnloggedChanges() async throws {
+    @Test("a leader that stops leading with a batch in flight writes the batch it has logged, and nothing it gathered after", arguments: [false, true])
+    func followDropsUnloggedChanges(startsAppends: Bool) async throws {
         let directory = TemporaryDirectory()
-        let held = HeldLog()
+        let held = HeldLog(startsAppends: startsAppends)
         let leader = try await Self.leader(in: directory.path, log: held)
         let first = Task { try await leader.identify(.json(#"{"email":"logged@x.io"}"#)) }
         await held.waitForAppend()
@@ -226,10 +327,13 @@ import Testing
         #expect(!exported.contains("unlogged@x.io"), "a change that is in no log reached the local copy")
     }
 
-    @Test("a leader acknowledges what the log holds while its local copy fails, refuses changes until the copy recovers, and the copy ends with every acknowledged change")
-    func localCopyFailure() async throws {
+    @Test(
+        "a leader acknowledges what the log holds while its local copy fails, refuses changes until the copy recovers, and the copy ends with every acknowledged change",
+        arguments: [false, true]
+    )
+    func localCopyFailure(startsAppends: Bool) async throws {
         let directory = TemporaryDirectory()
-        let log = MemoryLog()
+        let log = MemoryLog(startsAppends: startsAppends)
         let leader = try await Self.leader(in: directory.path, log: log)
         // The local copy fails until the test lets it recover (retries back off from 0.05 s to 5 s).
         leader.injectWriteFailures(1_000_000)
@@ -253,10 +357,10 @@ import Testing
         #expect(log.all.count == 2)
     }
 
-    @Test("closing a leader whose append in flight is then fenced ends, without the answer")
-    func closeWhileFenced() async throws {
+    @Test("closing a leader whose append in flight is then fenced ends, without the answer", arguments: [false, true])
+    func closeWhileFenced(startsAppends: Bool) async throws {
         let directory = TemporaryDirectory()
-        let held = HeldLog()
+        let held = HeldLog(startsAppends: startsAppends)
         let leader = try await Self.leader(in: directory.path, log: held)
         let change = Task { try await leader.identify(.json(#"{"email":"late@x.io"}"#)) }
         await held.waitForAppend()
@@ -270,10 +374,10 @@ import Testing
         #expect(held.log.all.isEmpty)
     }
 
-    @Test("closing a leader ends while its local copy keeps failing and the log refuses its last batch")
-    func closeWithFailingCopyAndFence() async throws {
+    @Test("closing a leader ends while its local copy keeps failing and the log refuses its last batch", arguments: [false, true])
+    func closeWithFailingCopyAndFence(startsAppends: Bool) async throws {
         let directory = TemporaryDirectory()
-        let held = HeldLog()
+        let held = HeldLog(startsAppends: startsAppends)
         let leader = try await Self.leader(in: directory.path, log: held)
         leader.injectWriteFailures(1_000_000)
         let first = Task { try await leader.identify(.json(#"{"email":"first@x.io"}"#)) }

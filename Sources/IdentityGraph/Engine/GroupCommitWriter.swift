@@ -18,9 +18,15 @@ import Foundation
 /// store; the log thread waits beyond that. A follower's batches (no replication) take the same path,
 /// so that they reach the store in log order.
 ///
-/// `@unchecked Sendable`: `next`, `isClosing` and `stopping` are touched only while `lock` is held,
-/// `backlog`, `storeStopping`, `storeClosing` and `storeGaveUp` only while `queue` is; `store` is written
-/// by one thread alone (``ContactStore`` states its own invariant).
+/// While appends succeed and the backlog has room, a leader's batch bypasses the log thread: ``submit(_:)``
+/// starts its append from the engine's thread (``Replicator/startAppend(_:completion:)``), and the
+/// database connection's thread reports it and queues it for the store. A failed append goes to the log
+/// thread, which retries it (or reports it fenced) as it does its own.
+///
+/// `@unchecked Sendable`: `next`, `nextFailure`, `isClosing` and `stopping` are touched only while `lock`
+/// is held, `backlog`, `reserved`, `handingOver`, `storeStopping`, `storeClosing` and `storeGaveUp` only while
+/// `queue` is; `report` is written once, by ``start(report:)``, before any batch is submitted; `store` is
+/// written by one thread alone (``ContactStore`` states its own invariant).
 final class GroupCommitWriter: @unchecked Sendable {
     /// The rows of one batch, its number, and the newest change-event seq it holds.
     struct Batch: Sendable {
@@ -67,10 +73,17 @@ final class GroupCommitWriter: @unchecked Sendable {
     private let wakeup = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
     private var next: Batch?
+    /// Why the append of `next` failed when it was started without the log thread, which goes on from there.
+    private var nextFailure: (any Error)?
     private var isClosing = false
     private var stopping = false
     /// Cluster mode: batches in the log, waiting for the store thread, oldest first; guarded by `queue`.
     private var backlog: [Batch] = []
+    /// Cluster mode: places in the backlog held for appends started without the log thread.
+    private var reserved = 0
+    /// Cluster mode: the log thread has reported a batch replicated and waits to queue it, so that the
+    /// next batch must queue behind it and go through the log thread too.
+    private var handingOver = false
     private var storeStopping = false
     /// The engine is closing: a failing store commit is given up after a few tries.
     private var storeClosing = false
@@ -78,6 +91,7 @@ final class GroupCommitWriter: @unchecked Sendable {
     /// the log thread no longer waits for room or for the backlog to drain.
     private var storeGaveUp = false
     private let queue = NSCondition()
+    private var report: (@Sendable (Report) -> Void)?
 
     /// `replicator`, in cluster mode, appends a leader's batch to the log; the rows go to the store
     /// only once it returns (SPEC.md section 17: acknowledged means committed in the log).
@@ -88,6 +102,7 @@ final class GroupCommitWriter: @unchecked Sendable {
 
     /// Starts the thread; `report` runs on it after every commit and every failed try.
     func start(report: @escaping @Sendable (Report) -> Void) {
+        self.report = report
         guard replicator != nil else {
             let thread = Thread { [self] in run(report) }
             thread.name = "identity-graph writer"
@@ -108,11 +123,62 @@ final class GroupCommitWriter: @unchecked Sendable {
 
     /// Hands over the next batch. The writer must be idle: its last batch reported committed.
     func submit(_ batch: Batch) {
+        if let replication = batch.replication, let replicator, startAppend(batch, replication, replicator) {
+            return
+        }
+        hand(batch, failure: nil)
+    }
+
+    /// Hands `batch` to the thread (the log thread in cluster mode), with why its first append failed.
+    private func hand(_ batch: Batch, failure: (any Error)?) {
         lock.lock()
         precondition(next == nil, "a batch was handed to a busy writer")
         next = batch
+        nextFailure = failure
         lock.unlock()
         wakeup.signal()
+    }
+
+    /// Cluster mode: starts appending a leader's batch from the caller's thread, when the backlog has a
+    /// place for it and nothing else is under way; false when the log thread must take it.
+    private func startAppend(_ batch: Batch, _ replication: Replication, _ replicator: any Replicator) -> Bool {
+        if lock.withLock({ isClosing }) { return false }
+        let placed = queue.withLock { () -> Bool in
+            guard !storeGaveUp, !handingOver, backlog.count + reserved < Self.maxBacklog else { return false }
+            reserved += 1
+            return true
+        }
+        guard placed else { return false }
+        let started = replicator.startAppend(replication) { [self] result in appended(batch, result) }
+        if !started {
+            queue.withLock {
+                reserved -= 1
+                queue.broadcast()
+            }
+        }
+        return started
+    }
+
+    /// Cluster mode: the append started by ``startAppend(_:_:_:)`` is over, on the replicator's thread.
+    private func appended(_ batch: Batch, _ result: Result<Void, any Error>) {
+        guard let report else { return }
+        switch result {
+        case .success:
+            // Reported and queued under one lock: the engine hears of the batch in the log before the
+            // store thread can report it stored, and before the next batch can be queued.
+            queue.withLock {
+                reserved -= 1
+                report(.replicated(batch, recovered: false))
+                if !storeGaveUp { backlog.append(batch) }
+                queue.broadcast()
+            }
+        case .failure(let error):
+            queue.withLock {
+                reserved -= 1
+                queue.broadcast()
+            }
+            hand(batch, failure: error)
+        }
     }
 
     /// The engine is closing: a failing commit is given up after a few tries, as nobody waits any
@@ -138,20 +204,23 @@ final class GroupCommitWriter: @unchecked Sendable {
     }
 
     private func run(_ report: @Sendable (Report) -> Void) {
-        takeBatches { commit($0, report) }
+        takeBatches { batch, _ in commit(batch, report) }
         finished.signal()
     }
 
-    /// Hands each submitted batch to `handle` until ``stop()`` finds the writer idle, or `handle` returns
-    /// false (a batch given up at closing).
-    private func takeBatches(_ handle: (Batch) -> Bool) {
+    /// Hands each submitted batch, with why its append failed if it was tried already, to `handle` until
+    /// ``stop()`` finds the writer idle, or `handle` returns false (a batch given up at closing).
+    private func takeBatches(_ handle: (Batch, (any Error)?) -> Bool) {
         while true {
             wakeup.wait()
-            let (batch, stop) = lock.withLock { () -> (Batch?, Bool) in
-                defer { next = nil }
-                return (next, stopping)
+            let (batch, failure, stop) = lock.withLock { () -> (Batch?, (any Error)?, Bool) in
+                defer {
+                    next = nil
+                    nextFailure = nil
+                }
+                return (next, nextFailure, stopping)
             }
-            if let batch, !handle(batch) { break }
+            if let batch, !handle(batch, failure) { break }
             if stop && batch == nil { break }
         }
     }
@@ -190,8 +259,9 @@ final class GroupCommitWriter: @unchecked Sendable {
     // MARK: - Cluster mode: the log stage and the store stage
 
     private func runLog(_ report: @Sendable (Report) -> Void, storeFinished: DispatchSemaphore) {
-        takeBatches { replicate($0, report) }
+        takeBatches { replicate($0, failure: $1, report) }
         queue.withLock {
+            while reserved > 0 { queue.wait() }
             storeStopping = true
             queue.broadcast()
         }
@@ -200,12 +270,18 @@ final class GroupCommitWriter: @unchecked Sendable {
     }
 
     /// Appends `batch` to the log, retrying until it succeeds or is fenced, then hands it to the store
-    /// thread; false when it was given up at closing.
-    private func replicate(_ batch: Batch, _ report: @Sendable (Report) -> Void) -> Bool {
+    /// thread; false when it was given up at closing. `failure` is why a first try, made without this
+    /// thread, failed.
+    private func replicate(_ batch: Batch, failure: (any Error)?, _ report: @Sendable (Report) -> Void) -> Bool {
         var backoff = 0.05
         var recovered = false
+        var failure = failure
         while let replication = batch.replication, let replicator {
             do {
+                if let first = failure {
+                    failure = nil
+                    throw first
+                }
                 try replicator.append(replication)
                 break
             } catch let error as ReplicationError where error.isFenced {
@@ -224,11 +300,13 @@ final class GroupCommitWriter: @unchecked Sendable {
             }
         }
         // Acknowledged first, then queued: the engine hears of a batch in the log before it hears
-        // that the store holds it.
+        // that the store holds it. The batch it submits next waits here for this one to be queued.
+        queue.withLock { handingOver = true }
         report(.replicated(batch, recovered: recovered))
         queue.withLock {
-            while backlog.count >= Self.maxBacklog && !storeGaveUp { queue.wait() }
+            while backlog.count + reserved >= Self.maxBacklog && !storeGaveUp { queue.wait() }
             if !storeGaveUp { backlog.append(batch) }
+            handingOver = false
             queue.broadcast()
         }
         return true
