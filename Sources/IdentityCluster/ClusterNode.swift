@@ -245,9 +245,7 @@ public final class ClusterNode: Service, Sendable {
                         + "empty its --data-dir, and start it again: it joins from the newest checkpoint"
                 )
             }
-            for batch in batches {
-                try await engine.apply(batch)
-            }
+            try await engine.apply(batches)
             applied += batches.count
             if batches.count < limit {
                 lastCaughtUp.withLockedValue { $0 = asked }

@@ -81,24 +81,41 @@ extension IdentityEngine {
     /// behind every earlier one (``latestSeq`` moves once the copy holds it). A batch this server holds
     /// already is skipped; one that does not follow the newest it holds is an error.
     public func apply(_ replication: Replication) async throws(EngineError) {
+        try await apply(CollectionOfOne(replication))
+    }
+
+    /// Applies log batches `replications`, in order, as ``apply(_:)-(Replication)`` does each, in one turn
+    /// of the engine's thread and with one wait for the writer: a follower catching up hands over every
+    /// batch of a read at once. When one fails, those before it are applied (and waited for), and its
+    /// error is thrown.
+    public func apply(_ replications: some Collection<Replication> & Sendable) async throws(EngineError) {
         guard state.leaderEpoch == nil else {
             throw .storage(StorageError(.unavailable, "a leader does not apply the log"))
         }
-        if replication.position <= state.logPosition { return }
-        guard replication.position == state.logPosition + 1 else {
-            throw .storage(StorageError(
-                .corrupt, "log batch \(replication.position) does not follow \(state.logPosition), the newest applied"
-            ))
+        let failure = try await run { state throws(EngineError) -> (EngineError?, UInt64) in
+            var wait: UInt64 = 0
+            for replication in replications where replication.position > state.logPosition {
+                do throws(EngineError) {
+                    guard replication.position == state.logPosition + 1 else {
+                        throw .storage(StorageError(
+                            .corrupt,
+                            "log batch \(replication.position) does not follow \(state.logPosition), the newest applied"
+                        ))
+                    }
+                    let commands: [ReplicatedCommand]
+                    do throws(StorageError) {
+                        commands = try ReplicatedCommand.decodeAll(replication.commands)
+                    } catch {
+                        throw .storage(error)
+                    }
+                    wait = try state.replay(commands, position: replication.position, lastSeq: replication.lastSeq)
+                } catch {
+                    return (error, wait)
+                }
+            }
+            return (nil, wait)
         }
-        let commands: [ReplicatedCommand]
-        do {
-            commands = try ReplicatedCommand.decodeAll(replication.commands)
-        } catch {
-            throw .storage(error)
-        }
-        try await run { state throws(EngineError) in
-            ((), try state.replay(commands, position: replication.position, lastSeq: replication.lastSeq))
-        }
+        if let failure { throw failure }
     }
 
     /// The log refused `batch`: another server leads. Its answers and every later one fail, and the graph
