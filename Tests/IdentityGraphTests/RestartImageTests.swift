@@ -117,9 +117,10 @@ import Testing
 
     /// `image` in memory as a join receives it: in parts of `partBytes`, in `order`, each reported as it is
     /// written, read into a graph on a thread of its own meanwhile (as the join's download does). Parts
-    /// left out of `order` never come: the image is then ended.
-    private func arriving(_ image: [UInt8], partBytes: Int, order: [Int]) -> IndexImageBytes {
-        let bytes = IndexImageBytes(count: image.count, partBytes: partBytes)
+    /// left out of `order` never come: the image is then ended. The memory the graph has read is given
+    /// back in steps of pages of `releaseUnit` bytes (a join's are huge pages).
+    private func arriving(_ image: [UInt8], partBytes: Int, order: [Int], releaseUnit: Int = 2 << 20) -> IndexImageBytes {
+        let bytes = IndexImageBytes(count: image.count, partBytes: partBytes, releaseUnit: releaseUnit)
         let decoded = DispatchSemaphore(value: 0)
         Thread {
             bytes.decode()
@@ -159,6 +160,18 @@ import Testing
         )
         #expect(opened.indexOrigin == .image)
         #expect(try await answers(of: opened) == before)
+
+        // The memory the graph has read is given back as it goes, and none it still had to read.
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let releasing = arriving(image, partBytes: partBytes, order: shuffled, releaseUnit: pageSize)
+        let released = releasing.released
+        let again = directory.subdirectory("released")
+        try copyStore(store, to: again, withImage: false)
+        let reopened = try IdentityEngine(dataDirectory: again, options: .init(image: releasing))
+        #expect(released >= image.count / 2, "the memory read was not given back")
+        #expect(reopened.indexOrigin == .image)
+        #expect(try await answers(of: reopened) == before)
+        reopened.close()
 
         // The same image, of the store before these writes: stale.
         _ = try await opened.identify(IdentifyRequest(email: "after@x.io", phoneNumber: "1"))
