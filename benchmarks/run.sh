@@ -665,9 +665,13 @@ run_cluster() {
     row "cluster leader, TCP 8 x 64 pipelined, durable in PostgreSQL" \
         "$(spread "${leader_ratios[@]}") x single server; $(spread "${leader_rates[@]}") /s (single $(spread "${single_rates[@]}") /s)" \
         ">= 0.5 x single server" "$(verdict "$(median "${leader_ratios[@]}") >= 0.5")"
+    # The issue counts medians of 3 rounds: the median p99 against the median of the rounds' bounds. The
+    # rounds within their own bound are shown beside it.
+    local within
+    within=$(python3 -c "print(sum([$(IFS=,; echo "${leader_verdicts[*]}")]))")
     row "cluster leader, TCP 8 connections, 1 in flight: p99" \
-        "$(spread "${leader_p99s[@]}") us; bound single p99 + 2 x median append: $(spread "${leader_bounds[@]}") us (single p99 $(spread "${single_p99s[@]}") us; append from $append_source)" \
-        "<= bound in each round" "$(verdict "min([$(IFS=,; echo "${leader_verdicts[*]}")]) == 1")"
+        "$(spread "${leader_p99s[@]}") us; bound single p99 + 2 x median append: $(spread "${leader_bounds[@]}") us, $within of $rounds rounds within their own (single p99 $(spread "${single_p99s[@]}") us; append from $append_source)" \
+        "median <= median bound" "$(verdict "$(median "${leader_p99s[@]}") <= $(median "${leader_bounds[@]}")")"
 
     # Follower apply lag under a steady load at half the leader's maximum, for 10 s: both servers'
     # GET /cluster appliedSeq polled in turn; the lag of a seq is the time from the first poll that saw
