@@ -70,6 +70,11 @@ final class BlockingPostgresLink: Sendable {
         return promise.futureResult
     }
 
+    /// Ends the connection without waiting for it to close.
+    func drop() {
+        if let open = connection.withLockedValue({ $0 }) { drop(open) }
+    }
+
     /// Ends the connection.
     func close() async {
         let open = connection.withLockedValue { open in defer { open = nil }; return open }

@@ -97,7 +97,8 @@ enum ClusterSchema {
         "ALTER TABLE \(schema).checkpoint_parts ALTER COLUMN data SET STORAGE EXTERNAL"
     }
 
-    private static func statements(schema: String) -> [String] {
+    /// The statements that create what is missing in `schema` (each may run again).
+    static func statements(schema: String) -> [String] {
         [
             "CREATE SCHEMA IF NOT EXISTS \(schema)",
             "CREATE TABLE IF NOT EXISTS \(schema).meta (key text PRIMARY KEY, value text NOT NULL)",

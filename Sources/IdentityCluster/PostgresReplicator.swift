@@ -5,9 +5,11 @@ import PostgresNIO
 
 /// The engine's ``Replicator`` in cluster mode: appends each leader batch to the ``ChangeLog`` with one
 /// statement that also checks, under a share lock on the lease row, that the batch's epoch still holds
-/// the lease: an old leader's append waits behind a takeover and then inserts nothing. The writer's
-/// thread calls it and waits for PostgreSQL's answer on a connection of its own, as it waits for fsync:
-/// no event loop and no task of the pool ever blocks on it. An append that takes longer than `timeout`
+/// the lease: an old leader's append waits behind a takeover and then inserts nothing. On a connection
+/// of its own, the append is either started from the engine's thread and answered on the connection's
+/// event loop (``startAppend(_:completion:)``), or, to retry one that failed, sent by the writer's log
+/// thread, which waits for PostgreSQL's answer as it waits for fsync: no event loop and no task of the
+/// pool ever blocks on it. An append that takes longer than `timeout`
 /// counts as failed (its outcome unknown); the writer retries it, and a retry that finds its own row
 /// counts as done.
 final class PostgresReplicator: Replicator {
