@@ -17,17 +17,25 @@ final class PostgresServer: @unchecked Sendable {
         var description: String
     }
 
-    /// Where Debian installs the newest PostgreSQL's programs.
+    /// The programs of PostgreSQL's that the tests run.
+    static let programs = ["postgres", "initdb", "pg_ctl", "psql"]
+
+    /// Where Debian installs the newest PostgreSQL's programs. Every one of ``programs`` must be there: a
+    /// partial installation fails here, with the install command, not later as a program that would not
+    /// start.
     static func binaries() throws -> URL {
         let root = URL(fileURLWithPath: "/usr/lib/postgresql")
         let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? [])
             .compactMap(Int.init).sorted()
-        guard let newest = versions.last,
-            FileManager.default.isExecutableFile(atPath: root.path + "/\(newest)/bin/postgres")
-        else {
-            throw Missing(description: "PostgreSQL is not installed: run .ci/setup --tests (apt-get install postgresql)")
+        let install = "run .ci/setup --tests (apt-get install postgresql)"
+        guard let newest = versions.last else { throw Missing(description: "PostgreSQL is not installed: \(install)") }
+        let binaries = root.appendingPathComponent("\(newest)/bin")
+        let missing = programs.filter { !FileManager.default.isExecutableFile(atPath: binaries.path + "/" + $0) }
+        guard missing.isEmpty else {
+            let lacking = missing.joined(separator: ", ")
+            throw Missing(description: "PostgreSQL \(newest) lacks \(lacking) in \(binaries.path): \(install)")
         }
-        return root.appendingPathComponent("\(newest)/bin")
+        return binaries
     }
 
     /// Starts a server whose `postgres` user has `password` (scram-sha-256 over TCP).
