@@ -30,18 +30,15 @@ final class BlockingPostgresLink: Sendable {
     /// The rows `query` answers with, all read. An error other than one PostgreSQL itself reported
     /// about the statement drops the connection, so that the next statement opens a new one.
     func rows(_ query: PostgresQuery, timeout: Duration = .seconds(10)) throws -> [PostgresRow] {
-        let connection = try connected()
-        do {
-            guard let result = try Self.wait(for: connection.query(query, logger: logger), timeout: timeout) else {
-                throw PostgresLink.Timeout(seconds: timeout)
-            }
-            return Array(result.rows)
-        } catch let error as PSQLError where error.code == .server {
-            throw error
-        } catch {
-            drop(connection)
-            throw error
+        let open = try connected()
+        // The answer settles by its deadline on the event loop; this wait's own only guards against a
+        // loop that does not run.
+        let answer = send(query, on: open, timeout: timeout)
+        guard let rows = try Self.wait(for: answer, timeout: timeout + .seconds(1)) else {
+            drop(open)
+            throw PostgresLink.Timeout(seconds: timeout)
         }
+        return rows
     }
 
     /// Sends `query` on the open connection without waiting: the future of its rows, completed on the
@@ -49,6 +46,15 @@ final class BlockingPostgresLink: Sendable {
     /// connection is open (``rows(_:timeout:)`` opens one); this never blocks.
     func startRows(_ query: PostgresQuery, timeout: Duration = .seconds(10)) -> EventLoopFuture<[PostgresRow]>? {
         guard let open = connection.withLockedValue({ $0 }), !open.isClosed else { return nil }
+        return send(query, on: open, timeout: timeout)
+    }
+
+    /// Sends `query` on `open`: its rows, or its error. An error other than one PostgreSQL itself reported
+    /// about the statement, the deadline's included, drops the connection, so that the next statement
+    /// opens a new one.
+    private func send(
+        _ query: PostgresQuery, on open: PostgresConnection, timeout: Duration
+    ) -> EventLoopFuture<[PostgresRow]> {
         let promise = open.eventLoop.makePromise(of: [PostgresRow].self)
         // The deadline and the answer both settle the promise on the connection's loop; the first wins.
         let deadline = open.eventLoop.scheduleTask(in: TimeAmount(timeout)) { [self] in

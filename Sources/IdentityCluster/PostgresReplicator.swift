@@ -9,9 +9,8 @@ import PostgresNIO
 /// of its own, the append is either started from the engine's thread and answered on the connection's
 /// event loop (``startAppend(_:completion:)``), or, to retry one that failed, sent by the writer's log
 /// thread, which waits for PostgreSQL's answer as it waits for fsync: no event loop and no task of the
-/// pool ever blocks on it. An append that takes longer than `timeout`
-/// counts as failed (its outcome unknown); the writer retries it, and a retry that finds its own row
-/// counts as done.
+/// pool ever blocks on it. An append that takes longer than `timeout` counts as failed (its outcome
+/// unknown); the writer retries it, and a retry that finds its own row counts as done.
 final class PostgresReplicator: Replicator {
     private let link: BlockingPostgresLink
     private let schema: String

@@ -142,9 +142,11 @@ final class GroupCommitWriter: @unchecked Sendable {
     /// Cluster mode: starts appending a leader's batch from the caller's thread, when the backlog has a
     /// place for it and nothing else is under way; false when the log thread must take it.
     private func startAppend(_ batch: Batch, _ replication: Replication, _ replicator: any Replicator) -> Bool {
-        if lock.withLock({ isClosing }) { return false }
+        // (`storeClosing` is set with `isClosing`: a closing writer's batches go through the log thread.)
         let placed = queue.withLock { () -> Bool in
-            guard !storeGaveUp, !handingOver, backlog.count + reserved < Self.maxBacklog else { return false }
+            guard !storeClosing, !storeGaveUp, !handingOver, backlog.count + reserved < Self.maxBacklog else {
+                return false
+            }
             reserved += 1
             return true
         }

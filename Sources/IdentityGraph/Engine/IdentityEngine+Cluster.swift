@@ -96,19 +96,7 @@ extension IdentityEngine {
             var wait: UInt64 = 0
             for replication in replications where replication.position > state.logPosition {
                 do throws(EngineError) {
-                    guard replication.position == state.logPosition + 1 else {
-                        throw .storage(StorageError(
-                            .corrupt,
-                            "log batch \(replication.position) does not follow \(state.logPosition), the newest applied"
-                        ))
-                    }
-                    let commands: [ReplicatedCommand]
-                    do throws(StorageError) {
-                        commands = try ReplicatedCommand.decodeAll(replication.commands)
-                    } catch {
-                        throw .storage(error)
-                    }
-                    wait = try state.replay(commands, position: replication.position, lastSeq: replication.lastSeq)
+                    wait = try state.replay(replication)
                 } catch {
                     return (error, wait)
                 }

@@ -59,6 +59,22 @@ public struct ReplicationError: Error, Sendable, CustomStringConvertible {
 }
 
 extension EngineState {
+    /// Replays log batch `replication`, which must follow the newest one applied (``replay(_:position:lastSeq:)``).
+    mutating func replay(_ replication: Replication) throws(EngineError) -> UInt64 {
+        guard replication.position == logPosition + 1 else {
+            throw .storage(StorageError(
+                .corrupt, "log batch \(replication.position) does not follow \(logPosition), the newest applied"
+            ))
+        }
+        let commands: [ReplicatedCommand]
+        do throws(StorageError) {
+            commands = try ReplicatedCommand.decodeAll(replication.commands)
+        } catch {
+            throw .storage(error)
+        }
+        return try replay(commands, position: replication.position, lastSeq: replication.lastSeq)
+    }
+
     /// Replays the commands of log batch `position` (a follower applying the leader's log): each with the
     /// leader's time and without the guards the leader already applied, so that the rows, ids and
     /// events come out as the leader's did. Records the position with the rows, and returns the batch

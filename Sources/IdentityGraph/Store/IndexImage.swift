@@ -366,12 +366,22 @@ struct ImageReader {
         #if os(Linux)
         let huge = 2 << 20
         guard buffer.count >= 2 * huge, let base = buffer.baseAddress else { return }
-        let start = (Int(bitPattern: base) + huge - 1) & ~(huge - 1)
-        let end = (Int(bitPattern: base) + buffer.count) & ~(huge - 1)
-        guard end > start, let address = UnsafeMutableRawPointer(bitPattern: start) else { return }
-        _ = madvise(address, end - start, MADV_HUGEPAGE)
+        advise(MADV_HUGEPAGE, pagesFrom: Int(bitPattern: base), to: Int(bitPattern: base) + buffer.count, page: huge)
         #endif
     }
+
+    #if os(Linux)
+    /// Gives `advice` to the whole pages of `page` bytes (a power of two) between the addresses `from` and
+    /// `to`; returns where the last one ends, nil when none fits.
+    @discardableResult
+    static func advise(_ advice: Int32, pagesFrom from: Int, to: Int, page: Int) -> Int? {
+        let start = (from + page - 1) & ~(page - 1)
+        let end = to & ~(page - 1)
+        guard end > start, let address = UnsafeMutableRawPointer(bitPattern: start) else { return nil }
+        _ = madvise(address, end - start, advice)
+        return end
+    }
+    #endif
 
     /// Fills `buffer` from the file or the memory, checksumming it chunk by chunk when `hashing`.
     mutating func readRaw(into buffer: UnsafeMutableRawBufferPointer, hashing: Bool) throws(IndexImage.Refusal) {
@@ -480,8 +490,8 @@ public final class IndexImageBytes: @unchecked Sendable {
     private let releaseUnit: Int
 
     /// Gives the memory under the image's first `offset` bytes back to the system, in steps of at least
-    /// four whole huge pages (`releaseUnit`): the graph has read them, and nothing writes there any more (every part below
-    /// has arrived). This keeps a join's peak memory down by what the graph has copied, and the pages
+    /// four whole huge pages (`releaseUnit`): the graph has read them, and nothing writes there any more
+    /// (every part below has arrived). This keeps a join's peak memory down by what the graph has copied, and the pages
     /// freed are the ones the graph's arrays and the parts still to come are given next, which costs far
     /// less than pages new to the process: on this project's virtual machines a first write to memory
     /// the system had not lately used ran at 0.4-2 GB/s against 8 GB/s for pages just freed (the kernel
@@ -489,14 +499,13 @@ public final class IndexImageBytes: @unchecked Sendable {
     /// from 160-680 ms to 90-140 ms, its time to `/healthz` from 327-622 ms to 247-319 ms.
     private func release(below offset: Int) {
         #if os(Linux)
-        let huge = releaseUnit
-        guard let base = bytes.baseAddress, offset - released >= 4 * huge else { return }
+        guard let base = bytes.baseAddress, offset - released >= 4 * releaseUnit else { return }
         let address = Int(bitPattern: base)
-        let start = (address + released + huge - 1) & ~(huge - 1)
-        let end = (address + offset) & ~(huge - 1)
-        guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
-        _ = madvise(pointer, end - start, MADV_DONTNEED)
-        released = end - address
+        if let end = ImageReader.advise(
+            MADV_DONTNEED, pagesFrom: address + released, to: address + offset, page: releaseUnit
+        ) {
+            released = end - address
+        }
         #endif
     }
 
