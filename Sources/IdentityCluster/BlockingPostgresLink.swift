@@ -57,9 +57,12 @@ final class BlockingPostgresLink: Sendable {
     ) -> EventLoopFuture<[PostgresRow]> {
         let promise = open.eventLoop.makePromise(of: [PostgresRow].self)
         // The deadline and the answer both settle the promise on the connection's loop; the first wins.
+        // A broken connection is let go of before the promise settles, so that whoever waits sees it gone;
+        // the deadline closes it after (closing fails the statement, which must not settle it first).
         let deadline = open.eventLoop.scheduleTask(in: TimeAmount(timeout)) { [self] in
+            forget(open)
             promise.fail(PostgresLink.Timeout(seconds: timeout))
-            drop(open)
+            close(open)
         }
         open.query(query, logger: logger).whenComplete { [self] result in
             deadline.cancel()
@@ -105,7 +108,16 @@ final class BlockingPostgresLink: Sendable {
     }
 
     private func drop(_ broken: PostgresConnection) {
+        forget(broken)
+        close(broken)
+    }
+
+    /// The next statement opens a new connection instead of `broken`.
+    private func forget(_ broken: PostgresConnection) {
         connection.withLockedValue { if $0 === broken { $0 = nil } }
+    }
+
+    private func close(_ broken: PostgresConnection) {
         // Kept until closed: off its event loop, closing only asks the loop to, and a connection that goes
         // before its channel is closed trips PostgresNIO's assertion.
         broken.close().whenComplete { _ in withExtendedLifetime(broken) {} }
